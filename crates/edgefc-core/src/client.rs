@@ -1,0 +1,288 @@
+//! The caller side of the transport: one multiplexed connection per process.
+//!
+//! Every request carries an id; a reader task routes each reply to the
+//! request waiting for it, so any number of invocations share one socket. A
+//! connection opened with `serve` also receives the tasks of the function it
+//! hosts (the worker side), which is how a hosted function's own
+//! `FCClient` calls and its handler share one connection.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::net::UnixStream;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::connection::{self, FrameReader, FrameSender};
+use crate::error::{Error, ErrorCode, Result};
+use crate::frame::{Frame, FrameCodec, FunctionError, Payload, PROTOCOL_VERSION};
+
+/// How long connecting plus the handshake may take before the runtime is
+/// declared unavailable.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// A client does not know the runtime's payload limit before the handshake;
+/// this bounds what it is willing to read until then.
+const HANDSHAKE_MAX_PAYLOAD: usize = 0;
+
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    pub socket_path: PathBuf,
+    pub token: String,
+    /// Receive the tasks of the function this token belongs to.
+    pub serve: bool,
+    pub connect_timeout: Duration,
+}
+
+impl ConnectOptions {
+    pub fn new(socket_path: impl Into<PathBuf>, token: impl Into<String>) -> ConnectOptions {
+        ConnectOptions {
+            socket_path: socket_path.into(),
+            token: token.into(),
+            serve: false,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvokeRequest {
+    /// A function id or ARN.
+    pub target: String,
+    pub asynchronous: bool,
+    /// Base64 JSON, passed through untouched.
+    pub invoker_context: String,
+    pub payload: Payload,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncResult {
+    pub status: u16,
+    pub function_error: FunctionError,
+    pub payload: Payload,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InvokeReply {
+    Completed(SyncResult),
+    Accepted { invocation_id: String },
+}
+
+/// One run of the hosted function's handler.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Task {
+    pub id: u64,
+    pub request_id: String,
+    pub invoker_context: String,
+    pub payload: Payload,
+}
+
+type Pending = Arc<Mutex<Option<HashMap<u64, oneshot::Sender<Result<InvokeReply>>>>>>;
+
+pub struct Client {
+    sender: FrameSender,
+    /// `None` once the connection is gone: late requests fail fast instead of
+    /// waiting on a reply that cannot come.
+    pending: Pending,
+    next_id: AtomicU64,
+    max_payload: usize,
+    tasks: tokio::sync::Mutex<mpsc::UnboundedReceiver<Task>>,
+}
+
+impl Client {
+    /// Connects and authenticates. Fails with `ERR_RUNTIME_UNAVAILABLE` when
+    /// nothing answers within `connect_timeout`, `ERR_UNAUTHORIZED` when the
+    /// token is refused.
+    pub async fn connect(options: &ConnectOptions) -> Result<Client> {
+        let handshake = Client::handshake(options);
+        match tokio::time::timeout(options.connect_timeout, handshake).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::runtime_unavailable(format!(
+                "the runtime at {} did not answer within {} ms",
+                options.socket_path.display(),
+                options.connect_timeout.as_millis()
+            ))),
+        }
+    }
+
+    async fn handshake(options: &ConnectOptions) -> Result<Client> {
+        let stream = UnixStream::connect(&options.socket_path).await.map_err(|error| {
+            Error::runtime_unavailable(format!(
+                "cannot connect to the edgefc runtime at {}: {error}",
+                options.socket_path.display()
+            ))
+        })?;
+        let (mut reader, sender) = connection::split(stream, FrameCodec::for_max_payload(HANDSHAKE_MAX_PAYLOAD));
+        sender.send(Frame::Hello { version: PROTOCOL_VERSION, serve: options.serve, token: options.token.clone() });
+        let max_payload = match reader.read_frame().await {
+            Ok(Some(Frame::Welcome { version: PROTOCOL_VERSION, max_payload })) => max_payload as usize,
+            Ok(Some(Frame::Welcome { version, .. })) => {
+                return Err(Error::new(
+                    ErrorCode::Protocol,
+                    format!("the runtime speaks protocol version {version}, this client {PROTOCOL_VERSION}"),
+                ))
+            }
+            Ok(Some(Frame::Failure { code, message, .. })) => return Err(Error::new(code, message)),
+            Ok(Some(_)) => return Err(Error::new(ErrorCode::Protocol, "unexpected frame during the handshake")),
+            Ok(None) => return Err(Error::runtime_unavailable("the runtime closed the connection during the handshake")),
+            Err(error) => return Err(Error::runtime_unavailable(format!("handshake with the runtime failed: {error}"))),
+        };
+        reader.set_max_payload(max_payload);
+        let pending: Pending = Arc::new(Mutex::new(Some(HashMap::new())));
+        let (task_queue, tasks) = mpsc::unbounded_channel();
+        tokio::spawn(route_replies(reader, pending.clone(), task_queue));
+        Ok(Client {
+            sender,
+            pending,
+            next_id: AtomicU64::new(1),
+            max_payload,
+            tasks: tokio::sync::Mutex::new(tasks),
+        })
+    }
+
+    /// The largest payload the runtime accepts, learned in the handshake.
+    pub fn max_payload(&self) -> usize {
+        self.max_payload
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.sender.is_closed() || self.pending.lock().unwrap().is_none()
+    }
+
+    pub async fn invoke(&self, request: InvokeRequest) -> Result<InvokeReply> {
+        if request.payload.len() > self.max_payload {
+            return Err(payload_too_large(request.payload.len(), self.max_payload));
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (reply_to, reply) = oneshot::channel();
+        match self.pending.lock().unwrap().as_mut() {
+            Some(pending) => pending.insert(id, reply_to),
+            None => return Err(connection_lost()),
+        };
+        let sent = self.sender.send(Frame::Invoke {
+            id,
+            asynchronous: request.asynchronous,
+            target: request.target,
+            invoker_context: request.invoker_context,
+            payload: request.payload,
+        });
+        if !sent {
+            if let Some(pending) = self.pending.lock().unwrap().as_mut() {
+                pending.remove(&id);
+            }
+            return Err(connection_lost());
+        }
+        reply.await.unwrap_or_else(|_| Err(connection_lost()))
+    }
+
+    /// Waits for at least one task and returns every task that is ready, or
+    /// `None` once the connection is closed.
+    pub async fn next_tasks(&self) -> Option<Vec<Task>> {
+        let mut tasks = self.tasks.lock().await;
+        let first = tasks.recv().await?;
+        let mut batch = vec![first];
+        while let Ok(task) = tasks.try_recv() {
+            batch.push(task);
+        }
+        Some(batch)
+    }
+
+    /// Reports a finished task. A result over the payload limit is replaced
+    /// by an `Unhandled` error so that the caller learns why.
+    pub fn complete(&self, task_id: u64, function_error: FunctionError, payload: Payload) -> Result<()> {
+        let (function_error, payload) = if payload.len() > self.max_payload {
+            let error = payload_too_large(payload.len(), self.max_payload);
+            (FunctionError::Unhandled, error_payload("PayloadTooLarge", &error.message))
+        } else {
+            (function_error, payload)
+        };
+        if self.sender.send(Frame::TaskDone { id: task_id, function_error, payload }) {
+            Ok(())
+        } else {
+            Err(connection_lost())
+        }
+    }
+}
+
+impl FrameReader {
+    fn set_max_payload(&mut self, max_payload: usize) {
+        self.set_codec(FrameCodec::for_max_payload(max_payload));
+    }
+}
+
+async fn route_replies(mut reader: FrameReader, pending: Pending, task_queue: mpsc::UnboundedSender<Task>) {
+    loop {
+        let (id, reply) = match reader.read_frame().await {
+            Ok(Some(Frame::Result { id, status, function_error, payload })) => {
+                (id, Ok(InvokeReply::Completed(SyncResult { status, function_error, payload })))
+            }
+            Ok(Some(Frame::Accepted { id, invocation_id })) => (id, Ok(InvokeReply::Accepted { invocation_id })),
+            Ok(Some(Frame::Failure { id, code, message })) => (id, Err(Error::new(code, message))),
+            Ok(Some(Frame::Task { id, request_id, invoker_context, payload })) => {
+                let _ = task_queue.send(Task { id, request_id, invoker_context, payload });
+                continue;
+            }
+            // The runtime never sends anything else; a peer that does is not
+            // one we can keep talking to.
+            Ok(Some(_)) | Ok(None) | Err(_) => break,
+        };
+        let waiting = pending.lock().unwrap().as_mut().and_then(|pending| pending.remove(&id));
+        if let Some(waiting) = waiting {
+            let _ = waiting.send(reply);
+        }
+    }
+    let orphaned = pending.lock().unwrap().take();
+    for (_, waiting) in orphaned.into_iter().flatten() {
+        let _ = waiting.send(Err(connection_lost()));
+    }
+}
+
+fn connection_lost() -> Error {
+    Error::runtime_unavailable("the connection to the edgefc runtime was lost")
+}
+
+pub(crate) fn payload_too_large(len: usize, max: usize) -> Error {
+    Error::new(ErrorCode::PayloadTooLarge, format!("payload of {len} bytes exceeds the limit of {max} bytes"))
+}
+
+/// The JSON body of a function error, shaped like Function Compute's.
+pub fn error_payload(error_type: &str, message: &str) -> Payload {
+    Payload::text(serde_json::json!({ "errorMessage": message, "errorType": error_type }).to_string())
+}
+
+/// A client that connects on first use and reconnects after the runtime
+/// restarts. A serving connection is never replaced: its worker must exit
+/// with it.
+pub struct Channel {
+    options: ConnectOptions,
+    current: tokio::sync::Mutex<Option<Arc<Client>>>,
+}
+
+impl Channel {
+    pub fn new(options: ConnectOptions) -> Channel {
+        Channel { options, current: tokio::sync::Mutex::new(None) }
+    }
+
+    pub fn socket_path(&self) -> &Path {
+        &self.options.socket_path
+    }
+
+    pub async fn client(&self) -> Result<Arc<Client>> {
+        let mut current = self.current.lock().await;
+        match current.as_ref() {
+            Some(client) if !client.is_closed() => return Ok(client.clone()),
+            Some(_) if self.options.serve => return Err(connection_lost()),
+            _ => {}
+        }
+        let client = Arc::new(Client::connect(&self.options).await?);
+        *current = Some(client.clone());
+        Ok(client)
+    }
+
+    /// The connected client, if any, without connecting.
+    pub async fn connected(&self) -> Option<Arc<Client>> {
+        self.current.lock().await.clone()
+    }
+}

@@ -1,0 +1,86 @@
+//! Errors that cross a process boundary carry a stable [`ErrorCode`]: the
+//! runtime sends it in a `Failure` frame and the Node facade exposes it as
+//! `err.code`, so callers can branch on it without parsing messages.
+
+use std::fmt;
+
+/// Stable error codes. The numeric value is what travels on the wire; the
+/// string form is what users see. Never renumber an existing code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u16)]
+pub enum ErrorCode {
+    InvalidParams = 1,
+    FunctionNotFound = 2,
+    Timeout = 3,
+    RuntimeUnavailable = 4,
+    Unauthorized = 5,
+    PayloadTooLarge = 6,
+    QueueFull = 7,
+    Protocol = 8,
+    Config = 9,
+    Internal = 10,
+}
+
+impl ErrorCode {
+    pub const ALL: [ErrorCode; 10] = [
+        ErrorCode::InvalidParams,
+        ErrorCode::FunctionNotFound,
+        ErrorCode::Timeout,
+        ErrorCode::RuntimeUnavailable,
+        ErrorCode::Unauthorized,
+        ErrorCode::PayloadTooLarge,
+        ErrorCode::QueueFull,
+        ErrorCode::Protocol,
+        ErrorCode::Config,
+        ErrorCode::Internal,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidParams => "ERR_INVALID_PARAMS",
+            ErrorCode::FunctionNotFound => "ERR_FUNCTION_NOT_FOUND",
+            ErrorCode::Timeout => "ERR_TIMEOUT",
+            ErrorCode::RuntimeUnavailable => "ERR_RUNTIME_UNAVAILABLE",
+            ErrorCode::Unauthorized => "ERR_UNAUTHORIZED",
+            ErrorCode::PayloadTooLarge => "ERR_PAYLOAD_TOO_LARGE",
+            ErrorCode::QueueFull => "ERR_QUEUE_FULL",
+            ErrorCode::Protocol => "ERR_PROTOCOL",
+            ErrorCode::Config => "ERR_CONFIG",
+            ErrorCode::Internal => "ERR_INTERNAL",
+        }
+    }
+
+    pub fn from_wire(value: u16) -> Option<ErrorCode> {
+        ErrorCode::ALL.into_iter().find(|code| *code as u16 == value)
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An error with a stable code and a message written for the person reading it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct Error {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl Error {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Error {
+        Error { code, message: message.into() }
+    }
+
+    pub fn runtime_unavailable(message: impl Into<String>) -> Error {
+        Error::new(ErrorCode::RuntimeUnavailable, message)
+    }
+
+    pub fn config(message: impl Into<String>) -> Error {
+        Error::new(ErrorCode::Config, message)
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,356 @@
+//! The wire format: one binary frame per message, length-prefixed.
+//!
+//! ```text
+//!  0      4      5       6       8              16
+//!  +------+------+-------+-------+--------------+--------------------+---------+
+//!  | len  | kind | flags | code  | id           | fields             | payload |
+//!  | u32  | u8   | u8    | u16   | u64          | (u16 len + UTF-8)* | bytes   |
+//!  +------+------+-------+-------+--------------+--------------------+---------+
+//! ```
+//!
+//! All integers are little-endian. `len` counts every byte after itself. Each
+//! kind has a fixed number of string fields; whatever follows them is the
+//! payload, carried raw (never base64, never JSON-wrapped). `docs/protocol.md`
+//! is the user-facing description of the same layout.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use tokio_util::codec::{Decoder, Encoder};
+
+use crate::error::ErrorCode;
+
+/// Bumped whenever the layout or the meaning of a field changes.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// Bytes before the first field: len + kind + flags + code + id.
+pub const HEADER_LEN: usize = 16;
+
+/// Room for the string fields on top of the payload limit: at most two
+/// fields of at most `u16::MAX` bytes each, with their length prefixes.
+pub const MAX_FIELDS_LEN: usize = 2 * (2 + u16::MAX as usize);
+
+const KIND_HELLO: u8 = 1;
+const KIND_WELCOME: u8 = 2;
+const KIND_INVOKE: u8 = 3;
+const KIND_ACCEPTED: u8 = 4;
+const KIND_RESULT: u8 = 5;
+const KIND_FAILURE: u8 = 6;
+const KIND_TASK: u8 = 7;
+const KIND_TASK_DONE: u8 = 8;
+
+/// The payload is UTF-8 text (a JS string), not binary (a Buffer).
+const FLAG_TEXT: u8 = 0x01;
+/// Hello: this connection hosts a function and receives its tasks.
+const FLAG_SERVE: u8 = 0x02;
+/// Invoke: fire and forget; the runtime answers with `Accepted`.
+const FLAG_ASYNC: u8 = 0x04;
+/// Result / TaskDone: the handler reported an error through its callback.
+const FLAG_HANDLED: u8 = 0x08;
+/// Result / TaskDone: the handler threw, crashed or timed out.
+const FLAG_UNHANDLED: u8 = 0x10;
+
+/// Bytes that keep whether they were a string or a Buffer on the JS side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Payload {
+    Text(Bytes),
+    Binary(Bytes),
+}
+
+impl Payload {
+    pub fn empty_text() -> Payload {
+        Payload::Text(Bytes::new())
+    }
+
+    pub fn text(text: impl Into<String>) -> Payload {
+        Payload::Text(Bytes::from(text.into()))
+    }
+
+    pub fn bytes(&self) -> &Bytes {
+        match self {
+            Payload::Text(bytes) | Payload::Binary(bytes) => bytes,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.bytes().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.bytes().is_empty()
+    }
+
+    fn flag(&self) -> u8 {
+        match self {
+            Payload::Text(_) => FLAG_TEXT,
+            Payload::Binary(_) => 0,
+        }
+    }
+}
+
+/// How a function invocation ended, as seen by the caller (`functionError`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FunctionError {
+    None,
+    /// The handler called `callback(err)`.
+    Handled,
+    /// The handler threw, rejected, crashed or ran past its timeout.
+    Unhandled,
+}
+
+impl FunctionError {
+    pub fn as_str(self) -> Option<&'static str> {
+        match self {
+            FunctionError::None => None,
+            FunctionError::Handled => Some("Handled"),
+            FunctionError::Unhandled => Some("Unhandled"),
+        }
+    }
+
+    fn flag(self) -> u8 {
+        match self {
+            FunctionError::None => 0,
+            FunctionError::Handled => FLAG_HANDLED,
+            FunctionError::Unhandled => FLAG_UNHANDLED,
+        }
+    }
+
+    fn from_flags(flags: u8) -> Result<FunctionError, FrameError> {
+        match (flags & FLAG_HANDLED != 0, flags & FLAG_UNHANDLED != 0) {
+            (false, false) => Ok(FunctionError::None),
+            (true, false) => Ok(FunctionError::Handled),
+            (false, true) => Ok(FunctionError::Unhandled),
+            (true, true) => Err(FrameError::Malformed("both Handled and Unhandled set")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    /// First frame of every connection, client to runtime.
+    Hello { version: u16, serve: bool, token: String },
+    /// The runtime accepted the Hello; `max_payload` is the largest payload it takes.
+    Welcome { version: u16, max_payload: u64 },
+    Invoke {
+        id: u64,
+        asynchronous: bool,
+        target: String,
+        invoker_context: String,
+        payload: Payload,
+    },
+    /// An async invocation was queued under `invocation_id`.
+    Accepted { id: u64, invocation_id: String },
+    /// A sync invocation finished.
+    Result { id: u64, status: u16, function_error: FunctionError, payload: Payload },
+    /// A request (or, with id 0, the connection) failed.
+    Failure { id: u64, code: ErrorCode, message: String },
+    /// Runtime to a function's worker: run the handler once.
+    Task { id: u64, request_id: String, invoker_context: String, payload: Payload },
+    /// Worker to runtime: the handler finished.
+    TaskDone { id: u64, function_error: FunctionError, payload: Payload },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    #[error("frame of {len} bytes exceeds the limit of {max} bytes")]
+    TooLarge { len: usize, max: usize },
+    #[error("unknown frame kind {0}")]
+    UnknownKind(u8),
+    #[error("malformed frame: {0}")]
+    Malformed(&'static str),
+    #[error("a string field is longer than 65535 bytes")]
+    FieldTooLong,
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// Encodes and decodes [`Frame`]s; frames longer than `max_frame_len` are
+/// rejected before their body is buffered.
+#[derive(Debug, Clone)]
+pub struct FrameCodec {
+    max_frame_len: usize,
+}
+
+impl FrameCodec {
+    /// A codec that admits payloads up to `max_payload` bytes.
+    pub fn for_max_payload(max_payload: usize) -> FrameCodec {
+        FrameCodec { max_frame_len: HEADER_LEN + MAX_FIELDS_LEN + max_payload }
+    }
+
+    /// A codec for the sending side, bounded only by the `u32` length field:
+    /// senders check the peer's payload limit before queueing a frame.
+    pub fn unlimited() -> FrameCodec {
+        FrameCodec { max_frame_len: u32::MAX as usize }
+    }
+
+    pub fn max_frame_len(&self) -> usize {
+        self.max_frame_len
+    }
+}
+
+impl Decoder for FrameCodec {
+    type Item = Frame;
+    type Error = FrameError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
+        if src.len() < 4 {
+            return Ok(None);
+        }
+        let body_len = u32::from_le_bytes([src[0], src[1], src[2], src[3]]) as usize;
+        let frame_len = 4 + body_len;
+        if frame_len > self.max_frame_len {
+            return Err(FrameError::TooLarge { len: frame_len, max: self.max_frame_len });
+        }
+        if frame_len < HEADER_LEN {
+            return Err(FrameError::Malformed("frame shorter than its header"));
+        }
+        if src.len() < frame_len {
+            src.reserve(frame_len - src.len());
+            return Ok(None);
+        }
+        let mut body = src.split_to(frame_len).freeze();
+        body.advance(4);
+        decode_body(body).map(Some)
+    }
+}
+
+fn decode_body(mut body: Bytes) -> Result<Frame, FrameError> {
+    let kind = body.get_u8();
+    let flags = body.get_u8();
+    let code = body.get_u16_le();
+    let id = body.get_u64_le();
+    let frame = match kind {
+        KIND_HELLO => Frame::Hello {
+            version: code,
+            serve: flags & FLAG_SERVE != 0,
+            token: take_field(&mut body)?,
+        },
+        KIND_WELCOME => Frame::Welcome { version: code, max_payload: id },
+        KIND_INVOKE => Frame::Invoke {
+            id,
+            asynchronous: flags & FLAG_ASYNC != 0,
+            target: take_field(&mut body)?,
+            invoker_context: take_field(&mut body)?,
+            payload: take_payload(flags, &mut body)?,
+        },
+        KIND_ACCEPTED => Frame::Accepted { id, invocation_id: take_field(&mut body)? },
+        KIND_RESULT => Frame::Result {
+            id,
+            status: code,
+            function_error: FunctionError::from_flags(flags)?,
+            payload: take_payload(flags, &mut body)?,
+        },
+        KIND_FAILURE => Frame::Failure {
+            id,
+            code: ErrorCode::from_wire(code).ok_or(FrameError::Malformed("unknown error code"))?,
+            message: take_field(&mut body)?,
+        },
+        KIND_TASK => Frame::Task {
+            id,
+            request_id: take_field(&mut body)?,
+            invoker_context: take_field(&mut body)?,
+            payload: take_payload(flags, &mut body)?,
+        },
+        KIND_TASK_DONE => Frame::TaskDone {
+            id,
+            function_error: FunctionError::from_flags(flags)?,
+            payload: take_payload(flags, &mut body)?,
+        },
+        other => return Err(FrameError::UnknownKind(other)),
+    };
+    if !body.is_empty() && !frame_has_payload(&frame) {
+        return Err(FrameError::Malformed("trailing bytes after the last field"));
+    }
+    Ok(frame)
+}
+
+fn frame_has_payload(frame: &Frame) -> bool {
+    matches!(frame, Frame::Invoke { .. } | Frame::Result { .. } | Frame::Task { .. } | Frame::TaskDone { .. })
+}
+
+fn take_field(body: &mut Bytes) -> Result<String, FrameError> {
+    if body.len() < 2 {
+        return Err(FrameError::Malformed("truncated field length"));
+    }
+    let len = body.get_u16_le() as usize;
+    if body.len() < len {
+        return Err(FrameError::Malformed("truncated field"));
+    }
+    let raw = body.split_to(len);
+    String::from_utf8(raw.to_vec()).map_err(|_| FrameError::Malformed("field is not UTF-8"))
+}
+
+fn take_payload(flags: u8, body: &mut Bytes) -> Result<Payload, FrameError> {
+    let bytes = std::mem::take(body);
+    if flags & FLAG_TEXT != 0 {
+        if std::str::from_utf8(&bytes).is_err() {
+            return Err(FrameError::Malformed("text payload is not UTF-8"));
+        }
+        Ok(Payload::Text(bytes))
+    } else {
+        Ok(Payload::Binary(bytes))
+    }
+}
+
+impl Encoder<Frame> for FrameCodec {
+    type Error = FrameError;
+
+    fn encode(&mut self, frame: Frame, dst: &mut BytesMut) -> Result<(), FrameError> {
+        self.encode(&frame, dst)
+    }
+}
+
+impl Encoder<&Frame> for FrameCodec {
+    type Error = FrameError;
+
+    fn encode(&mut self, frame: &Frame, dst: &mut BytesMut) -> Result<(), FrameError> {
+        let (kind, flags, code, id, field_slots, field_count, payload): (u8, u8, u16, u64, [&str; 2], usize, Option<&Payload>) = match frame {
+            Frame::Hello { version, serve, token } => {
+                (KIND_HELLO, if *serve { FLAG_SERVE } else { 0 }, *version, 0, [token, ""], 1, None)
+            }
+            Frame::Welcome { version, max_payload } => (KIND_WELCOME, 0, *version, *max_payload, ["", ""], 0, None),
+            Frame::Invoke { id, asynchronous, target, invoker_context, payload } => (
+                KIND_INVOKE,
+                payload.flag() | if *asynchronous { FLAG_ASYNC } else { 0 },
+                0,
+                *id,
+                [target, invoker_context],
+                2,
+                Some(payload),
+            ),
+            Frame::Accepted { id, invocation_id } => (KIND_ACCEPTED, 0, 0, *id, [invocation_id, ""], 1, None),
+            Frame::Result { id, status, function_error, payload } => {
+                (KIND_RESULT, payload.flag() | function_error.flag(), *status, *id, ["", ""], 0, Some(payload))
+            }
+            Frame::Failure { id, code, message } => (KIND_FAILURE, 0, *code as u16, *id, [message, ""], 1, None),
+            Frame::Task { id, request_id, invoker_context, payload } => {
+                (KIND_TASK, payload.flag(), 0, *id, [request_id, invoker_context], 2, Some(payload))
+            }
+            Frame::TaskDone { id, function_error, payload } => {
+                (KIND_TASK_DONE, payload.flag() | function_error.flag(), 0, *id, ["", ""], 0, Some(payload))
+            }
+        };
+        let fields = &field_slots[..field_count];
+        if fields.iter().any(|field| field.len() > u16::MAX as usize) {
+            return Err(FrameError::FieldTooLong);
+        }
+        let fields_len: usize = fields.iter().map(|field| 2 + field.len()).sum();
+        let payload_len = payload.map_or(0, Payload::len);
+        let frame_len = HEADER_LEN + fields_len + payload_len;
+        if frame_len > self.max_frame_len {
+            return Err(FrameError::TooLarge { len: frame_len, max: self.max_frame_len });
+        }
+        dst.reserve(frame_len);
+        dst.put_u32_le((frame_len - 4) as u32);
+        dst.put_u8(kind);
+        dst.put_u8(flags);
+        dst.put_u16_le(code);
+        dst.put_u64_le(id);
+        for field in fields {
+            dst.put_u16_le(field.len() as u16);
+            dst.put_slice(field.as_bytes());
+        }
+        if let Some(payload) = payload {
+            dst.put_slice(payload.bytes());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,148 @@
+//! Starting the process that hosts a function. The runtime only needs to
+//! start one and to be able to stop it; how is the launcher's business, so
+//! the Rust tests can host functions in-process while production starts a
+//! Node worker.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::sync::oneshot;
+
+use crate::config::FunctionSpec;
+
+/// What a launcher needs to start a worker that can connect back.
+pub struct LaunchSpec<'a> {
+    pub function: &'a FunctionSpec,
+    /// The function's own token; the worker authenticates with it.
+    pub token: &'a str,
+    pub socket_path: &'a Path,
+}
+
+pub trait WorkerLauncher: Send + Sync + 'static {
+    fn launch(&self, spec: &LaunchSpec<'_>) -> std::io::Result<WorkerProcess>;
+}
+
+/// A started worker. Dropping it stops the worker.
+pub struct WorkerProcess {
+    stop: Option<Box<dyn FnOnce() + Send>>,
+    exited: Option<oneshot::Receiver<String>>,
+}
+
+impl WorkerProcess {
+    /// `stop` ends the worker; `exited` resolves with a description of how it
+    /// ended ("exit code 1", "signal 9").
+    pub fn new(stop: impl FnOnce() + Send + 'static, exited: oneshot::Receiver<String>) -> WorkerProcess {
+        WorkerProcess { stop: Some(Box::new(stop)), exited: Some(exited) }
+    }
+
+    /// Resolves when the worker has ended, with how it ended.
+    pub(crate) fn take_exit(&mut self) -> Option<oneshot::Receiver<String>> {
+        self.exited.take()
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            stop();
+        }
+    }
+}
+
+/// Starts `node <bootstrap>` in the function's code directory, with the
+/// upstream environment variables, and prefixes every line it prints with the
+/// function's name.
+#[derive(Debug, Clone)]
+pub struct NodeLauncher {
+    pub node: PathBuf,
+    pub bootstrap: PathBuf,
+    /// Prepended to `NODE_PATH`, so `require('linkedge-core-sdk')` resolves
+    /// with nothing installed in the function's directory.
+    pub module_dir: PathBuf,
+}
+
+impl WorkerLauncher for NodeLauncher {
+    fn launch(&self, spec: &LaunchSpec<'_>) -> std::io::Result<WorkerProcess> {
+        let function = spec.function;
+        let mut node_path = OsString::from(&self.module_dir);
+        if let Some(existing) = std::env::var_os("NODE_PATH").filter(|path| !path.is_empty()) {
+            node_path.push(":");
+            node_path.push(existing);
+        }
+        let mut child = tokio::process::Command::new(&self.node)
+            .arg(&self.bootstrap)
+            .current_dir(&function.code_dir)
+            .env_remove("EDGEFC_TOKEN")
+            .env("AUTH_TOKEN", spec.token)
+            .env("EDGEFC_SOCKET", spec.socket_path)
+            .env("FUNCTION_ID", &function.function_id)
+            .env("MY_FUNCTION_ID", &function.function_id)
+            .env("EDGEFC_SERVICE_NAME", &function.service_name)
+            .env("EDGEFC_FUNCTION_NAME", &function.function_name)
+            .env("EDGEFC_CODE_DIR", &function.code_dir)
+            .env("EDGEFC_HANDLER", function.handler())
+            .env("NODE_PATH", node_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()?;
+        let label = function.function_name.clone();
+        if let Some(stdout) = child.stdout.take() {
+            tokio::spawn(forward_lines(stdout, label.clone(), false));
+        }
+        if let Some(stderr) = child.stderr.take() {
+            tokio::spawn(forward_lines(stderr, label.clone(), true));
+        }
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let (exit_tx, exit_rx) = oneshot::channel();
+        tokio::spawn(async move {
+            let status = tokio::select! {
+                status = child.wait() => status,
+                _ = stop_rx => {
+                    let _ = child.start_kill();
+                    child.wait().await
+                }
+            };
+            let description = match status {
+                Ok(status) => describe_exit(status),
+                Err(error) => format!("unknown status ({error})"),
+            };
+            let _ = exit_tx.send(description);
+        });
+        Ok(WorkerProcess::new(move || drop(stop_tx), exit_rx))
+    }
+}
+
+fn describe_exit(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit code {code}"),
+        (None, Some(signal)) => format!("signal {signal}"),
+        (None, None) => "unknown status".to_string(),
+    }
+}
+
+/// Forwards output line by line; bytes that are not UTF-8 are shown lossily
+/// rather than ending the forwarding (which would fill the pipe and block the
+/// worker).
+async fn forward_lines(stream: impl AsyncRead + Unpin, label: String, is_stderr: bool) {
+    let mut reader = BufReader::new(stream);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        let text = String::from_utf8_lossy(&line);
+        let text = text.trim_end_matches(['\n', '\r']);
+        if is_stderr {
+            eprintln!("[{label}] {text}");
+        } else {
+            println!("[{label}] {text}");
+        }
+    }
+}
