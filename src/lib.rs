@@ -1,1 +1,269 @@
+//! The Node binding: converts values between JavaScript and `edgefc-core`
+//! and nothing else. Failures are returned as `{code, message}` values rather
+//! than thrown, so the JavaScript facade can build its typed errors (with a
+//! stable `code`) in one place.
 
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use edgefc_core::{
+    Channel, Client, ConnectOptions, Error, FunctionError, InvokeReply, InvokeRequest, NodeLauncher, Payload,
+    RuntimeHandle,
+};
+use napi::bindgen_prelude::{Buffer, Either};
+use napi_derive::napi;
+
+/// What an invocation gave: either `code` and `message` (it failed), or the
+/// result of a Sync call, or the id of an accepted Async call.
+#[napi(object)]
+pub struct InvokeOutcome {
+    pub code: Option<String>,
+    pub message: Option<String>,
+    pub function_error: Option<String>,
+    pub status_code: Option<u32>,
+    pub payload: Option<Either<String, Buffer>>,
+    pub invocation_id: Option<String>,
+}
+
+impl InvokeOutcome {
+    fn failed(error: Error) -> InvokeOutcome {
+        InvokeOutcome {
+            code: Some(error.code.as_str().to_string()),
+            message: Some(error.message),
+            function_error: None,
+            status_code: None,
+            payload: None,
+            invocation_id: None,
+        }
+    }
+}
+
+/// One run of the hosted function's handler, as the worker bootstrap sees it.
+#[napi(object)]
+pub struct NativeTask {
+    pub id: i64,
+    pub request_id: String,
+    /// Base64 JSON as the caller sent it; the bootstrap decodes it.
+    pub invoker_context: String,
+    pub payload: Either<String, Buffer>,
+}
+
+#[napi(object)]
+pub struct NativeFailure {
+    pub code: String,
+    pub message: String,
+}
+
+impl From<Error> for NativeFailure {
+    fn from(error: Error) -> NativeFailure {
+        NativeFailure { code: error.code.as_str().to_string(), message: error.message }
+    }
+}
+
+fn payload_from_js(value: Either<String, Buffer>) -> Payload {
+    match value {
+        Either::A(text) => Payload::Text(Bytes::from(text)),
+        Either::B(buffer) => Payload::Binary(Bytes::copy_from_slice(&buffer)),
+    }
+}
+
+fn payload_to_js(payload: Payload) -> Either<String, Buffer> {
+    match payload {
+        Payload::Text(bytes) => {
+            // The decoder has already checked that text payloads are UTF-8.
+            Either::A(String::from_utf8(Vec::from(bytes)).unwrap_or_else(|error| {
+                String::from_utf8_lossy(error.as_bytes()).into_owned()
+            }))
+        }
+        Payload::Binary(bytes) => Either::B(Buffer::from(Vec::from(bytes))),
+    }
+}
+
+/// A process's connection to the runtime, shared by every `FCClient` that
+/// uses the same socket and token.
+#[napi]
+pub struct NativeChannel {
+    channel: Arc<Channel>,
+    /// The client that serves tasks, once connected; `completeTask` is
+    /// synchronous and must not wait on the channel's lock.
+    serving: Arc<Mutex<Option<Arc<Client>>>>,
+}
+
+#[napi]
+impl NativeChannel {
+    #[napi(constructor)]
+    pub fn new(socket_path: String, token: String, serve: bool, connect_timeout_ms: u32) -> NativeChannel {
+        let options = ConnectOptions {
+            socket_path: PathBuf::from(socket_path),
+            token,
+            serve,
+            connect_timeout: Duration::from_millis(u64::from(connect_timeout_ms.max(1))),
+        };
+        NativeChannel { channel: Arc::new(Channel::new(options)), serving: Arc::new(Mutex::new(None)) }
+    }
+
+    #[napi]
+    pub async fn invoke(
+        &self,
+        target: String,
+        asynchronous: bool,
+        invoker_context: String,
+        payload: Either<String, Buffer>,
+    ) -> InvokeOutcome {
+        let request = InvokeRequest { target, asynchronous, invoker_context, payload: payload_from_js(payload) };
+        let reply = match self.channel.client().await {
+            Ok(client) => client.invoke(request).await,
+            Err(error) => Err(error),
+        };
+        match reply {
+            Ok(InvokeReply::Completed(result)) => InvokeOutcome {
+                code: None,
+                message: None,
+                function_error: result.function_error.as_str().map(str::to_string),
+                status_code: Some(u32::from(result.status)),
+                payload: Some(payload_to_js(result.payload)),
+                invocation_id: None,
+            },
+            Ok(InvokeReply::Accepted { invocation_id }) => InvokeOutcome {
+                code: None,
+                message: None,
+                function_error: None,
+                status_code: None,
+                payload: None,
+                invocation_id: Some(invocation_id),
+            },
+            Err(error) => InvokeOutcome::failed(error),
+        }
+    }
+
+    /// Connects (serving) and returns a failure, or `null` once connected.
+    #[napi]
+    pub async fn open(&self) -> Option<NativeFailure> {
+        match self.channel.client().await {
+            Ok(client) => {
+                *self.serving.lock().unwrap() = Some(client);
+                None
+            }
+            Err(error) => Some(error.into()),
+        }
+    }
+
+    /// The tasks that are ready (at least one), or `null` when the connection
+    /// is closed and the worker should exit.
+    #[napi]
+    pub async fn next_tasks(&self) -> Option<Vec<NativeTask>> {
+        let client = self.serving.lock().unwrap().clone()?;
+        let tasks = client.next_tasks().await?;
+        Some(
+            tasks
+                .into_iter()
+                .map(|task| NativeTask {
+                    id: task.id as i64,
+                    request_id: task.request_id,
+                    invoker_context: task.invoker_context,
+                    payload: payload_to_js(task.payload),
+                })
+                .collect(),
+        )
+    }
+
+    /// Reports a finished task: `functionError` is 0 (none), 1 (Handled) or
+    /// 2 (Unhandled).
+    #[napi]
+    pub fn complete_task(&self, id: i64, function_error: u32, payload: Either<String, Buffer>) -> Option<NativeFailure> {
+        let function_error = match function_error {
+            0 => FunctionError::None,
+            1 => FunctionError::Handled,
+            _ => FunctionError::Unhandled,
+        };
+        let client = self.serving.lock().unwrap().clone();
+        let Some(client) = client else {
+            return Some(Error::runtime_unavailable("this channel is not serving tasks").into());
+        };
+        client.complete(id as u64, function_error, payload_from_js(payload)).err().map(NativeFailure::from)
+    }
+}
+
+#[napi]
+pub struct NativeRuntime {
+    handle: Arc<tokio::sync::Mutex<Option<RuntimeHandle>>>,
+    socket_path: String,
+    admin_token: String,
+}
+
+#[napi]
+impl NativeRuntime {
+    #[napi(getter)]
+    pub fn socket_path(&self) -> String {
+        self.socket_path.clone()
+    }
+
+    #[napi(getter)]
+    pub fn admin_token(&self) -> String {
+        self.admin_token.clone()
+    }
+
+    /// Stops the runtime and its workers; later calls do nothing.
+    #[napi]
+    pub async fn stop(&self) {
+        if let Some(handle) = self.handle.lock().await.take() {
+            handle.stop().await;
+        }
+    }
+}
+
+/// Where the worker bootstrap lives and what runs it; the JS side knows.
+#[napi(object)]
+pub struct WorkerSetup {
+    pub node: String,
+    pub bootstrap: String,
+    pub module_dir: String,
+}
+
+/// Loads `configPath` and starts a runtime in this process. Rejects with a
+/// message that names the problem (bad config, socket in use).
+#[napi]
+pub async fn start_runtime(config_path: String, worker: WorkerSetup) -> napi::Result<NativeRuntime> {
+    let config = edgefc_core::Config::load(std::path::Path::new(&config_path))
+        .map_err(|error| napi::Error::from_reason(error.message))?;
+    let launcher = NodeLauncher {
+        node: PathBuf::from(worker.node),
+        bootstrap: PathBuf::from(worker.bootstrap),
+        module_dir: PathBuf::from(worker.module_dir),
+    };
+    let handle = edgefc_core::runtime::start(config, Arc::new(launcher))
+        .await
+        .map_err(|error| napi::Error::from_reason(error.message))?;
+    Ok(NativeRuntime {
+        socket_path: handle.socket_path().display().to_string(),
+        admin_token: handle.admin_token().to_string(),
+        handle: Arc::new(tokio::sync::Mutex::new(Some(handle))),
+    })
+}
+
+/// The codes every failure carries, for the facade's typed errors.
+#[napi]
+pub fn error_codes() -> Vec<String> {
+    edgefc_core::ErrorCode::ALL.iter().map(|code| code.as_str().to_string()).collect()
+}
+
+#[napi(object)]
+pub struct RuntimeEndpoint {
+    pub socket_path: String,
+    pub admin_token_path: String,
+}
+
+/// Where the runtime started from `configPath` listens and keeps its admin
+/// token, so the CLI and scripts can reach it.
+#[napi]
+pub fn runtime_endpoint(config_path: String) -> Either<RuntimeEndpoint, NativeFailure> {
+    match edgefc_core::Config::load(std::path::Path::new(&config_path)) {
+        Ok(config) => Either::A(RuntimeEndpoint {
+            socket_path: config.socket_path().display().to_string(),
+            admin_token_path: config.admin_token_path().display().to_string(),
+        }),
+        Err(error) => Either::B(error.into()),
+    }
+}

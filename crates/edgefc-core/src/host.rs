@@ -62,7 +62,19 @@ impl WorkerLink {
     /// Stops the worker process; its connection closes with it.
     fn kill(&self) {
         self.close();
-        self.process.lock().unwrap().take();
+        if let Some(process) = self.process.lock().unwrap().as_mut() {
+            process.stop();
+        }
+    }
+
+    /// Stops the worker and waits (briefly) until it has ended and its
+    /// output has been forwarded.
+    async fn stop(&self) {
+        self.kill();
+        let process = self.process.lock().unwrap().take();
+        if let Some(mut process) = process {
+            let _ = tokio::time::timeout(Duration::from_secs(2), process.wait()).await;
+        }
     }
 
     /// A task finished; a result for an unknown or timed-out task is dropped.
@@ -181,11 +193,10 @@ impl FunctionHost {
                 return Err(format!("cannot start the worker of {}: {error}", self.spec.function_id));
             }
         };
-        let exited = process.take_exit();
         let outcome = tokio::select! {
             link = attached => link.map_err(|_| "the runtime is stopping".to_string()),
-            how = async { match exited { Some(exited) => exited.await.ok(), None => std::future::pending().await } } => {
-                Err(format!("the worker of {} ended during start ({})", self.spec.function_id, how.unwrap_or_default()))
+            how = process.wait() => {
+                Err(format!("the worker of {} ended during start ({how}); its output above says why", self.spec.function_id))
             }
             _ = tokio::time::sleep(WORKER_START_TIMEOUT) => {
                 Err(format!("the worker of {} did not connect within {} s", self.spec.function_id, WORKER_START_TIMEOUT.as_secs()))
@@ -216,8 +227,9 @@ impl FunctionHost {
     pub async fn stop(&self) {
         self.permits.close();
         self.attach.lock().unwrap().take();
-        if let Some(link) = self.worker.lock().await.take() {
-            link.kill();
+        let link = self.worker.lock().await.take();
+        if let Some(link) = link {
+            link.stop().await;
         }
     }
 }

@@ -27,27 +27,38 @@ pub trait WorkerLauncher: Send + Sync + 'static {
 /// A started worker. Dropping it stops the worker.
 pub struct WorkerProcess {
     stop: Option<Box<dyn FnOnce() + Send>>,
-    exited: Option<oneshot::Receiver<String>>,
+    exited: oneshot::Receiver<String>,
+    exit: Option<String>,
 }
 
 impl WorkerProcess {
     /// `stop` ends the worker; `exited` resolves with a description of how it
-    /// ended ("exit code 1", "signal 9").
+    /// ended ("exit code 1", "signal 9") once it has ended and its output has
+    /// been forwarded.
     pub fn new(stop: impl FnOnce() + Send + 'static, exited: oneshot::Receiver<String>) -> WorkerProcess {
-        WorkerProcess { stop: Some(Box::new(stop)), exited: Some(exited) }
+        WorkerProcess { stop: Some(Box::new(stop)), exited, exit: None }
     }
 
-    /// Resolves when the worker has ended, with how it ended.
-    pub(crate) fn take_exit(&mut self) -> Option<oneshot::Receiver<String>> {
-        self.exited.take()
+    pub fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            stop();
+        }
+    }
+
+    /// Waits until the worker has ended; says how.
+    pub async fn wait(&mut self) -> String {
+        if let Some(exit) = &self.exit {
+            return exit.clone();
+        }
+        let exit = (&mut self.exited).await.unwrap_or_else(|_| "unknown status".to_string());
+        self.exit = Some(exit.clone());
+        exit
     }
 }
 
 impl Drop for WorkerProcess {
     fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            stop();
-        }
+        self.stop();
     }
 }
 
@@ -90,12 +101,10 @@ impl WorkerLauncher for NodeLauncher {
             .kill_on_drop(true)
             .spawn()?;
         let label = function.function_name.clone();
-        if let Some(stdout) = child.stdout.take() {
-            tokio::spawn(forward_lines(stdout, label.clone(), false));
-        }
-        if let Some(stderr) = child.stderr.take() {
-            tokio::spawn(forward_lines(stderr, label.clone(), true));
-        }
+        let forwarders = [
+            child.stdout.take().map(|stdout| tokio::spawn(forward_lines(stdout, label.clone(), false))),
+            child.stderr.take().map(|stderr| tokio::spawn(forward_lines(stderr, label.clone(), true))),
+        ];
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let (exit_tx, exit_rx) = oneshot::channel();
         tokio::spawn(async move {
@@ -106,6 +115,9 @@ impl WorkerLauncher for NodeLauncher {
                     child.wait().await
                 }
             };
+            for forwarder in forwarders.into_iter().flatten() {
+                let _ = forwarder.await;
+            }
             let description = match status {
                 Ok(status) => describe_exit(status),
                 Err(error) => format!("unknown status ({error})"),

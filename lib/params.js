@@ -1,0 +1,83 @@
+'use strict';
+
+const { invalidParams } = require('./errors');
+
+/** Upstream's rule: a parameter that is absent, undefined, null or '' is missing. */
+function getRequiredParameter(params, property) {
+  if (!Object.prototype.hasOwnProperty.call(params, property)) {
+    return undefined;
+  }
+  const value = params[property];
+  if (value === undefined || value === null || value === '') {
+    return undefined;
+  }
+  return value;
+}
+
+function functionArn(serviceName, functionName) {
+  return `acs:fc:::service:${serviceName}:function:${functionName}`;
+}
+
+function checkString(name, value) {
+  if (typeof value !== 'string') {
+    throw invalidParams(`"${name}" must be a String, got ${typeof value}`);
+  }
+  return value;
+}
+
+/** Payloads travel as they are: a string stays a string, bytes stay bytes. */
+function toPayload(payload) {
+  if (payload === undefined || payload === null) {
+    return '';
+  }
+  if (typeof payload === 'string' || Buffer.isBuffer(payload)) {
+    return payload;
+  }
+  if (payload instanceof Uint8Array) {
+    return Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
+  }
+  throw invalidParams(`"payload" must be a String or a Buffer, got ${typeof payload}`);
+}
+
+/**
+ * Checks invokeFunction's params with exactly the upstream rules and
+ * messages, plus type checks upstream lacked. Throws an EdgeFCError with
+ * code ERR_INVALID_PARAMS; returns what the transport needs.
+ */
+function invokeRequest(params) {
+  if (params === null || typeof params !== 'object') {
+    throw invalidParams('"params" must be an object');
+  }
+  let target = getRequiredParameter(params, 'functionId');
+  if (target === undefined) {
+    const serviceName = getRequiredParameter(params, 'serviceName');
+    if (serviceName === undefined) {
+      throw invalidParams('Can\'t find "functionId" or "serviceName". Function can be '
+        + 'invoked via either "functionId" or "serviceName" and "functionName".');
+    }
+    const functionName = getRequiredParameter(params, 'functionName');
+    if (functionName === undefined) {
+      throw invalidParams('Can\'t find "functionId" or "functionName". Function can be '
+        + 'invoked via either "functionId" or "serviceName" and "functionName".');
+    }
+    target = functionArn(checkString('serviceName', serviceName), checkString('functionName', functionName));
+  } else {
+    checkString('functionId', target);
+  }
+  const invocationType = params.invocationType === undefined || params.invocationType === null
+    ? 'Sync'
+    : params.invocationType;
+  if (invocationType !== 'Sync' && invocationType !== 'Async') {
+    throw invalidParams(`Incorrect invocationType ${invocationType}. It should be "Sync" or "Async".`);
+  }
+  const invokerContext = params.invokerContext || '';
+  checkString('invokerContext', invokerContext);
+  return {
+    target,
+    asynchronous: invocationType === 'Async',
+    invokerContext,
+    payload: toPayload(params.payload),
+  };
+}
+
+module.exports = { getRequiredParameter, functionArn, invokeRequest };

@@ -1,0 +1,47 @@
+'use strict';
+
+const path = require('path');
+
+const native = require('../native.js');
+const { EdgeFCError, ErrorCode } = require('./errors');
+const FCClient = require('./fc');
+
+/** A runtime started in this process by `startRuntime`. */
+class Runtime {
+  constructor(handle) {
+    this._handle = handle;
+    this.socketPath = handle.socketPath;
+    this.adminToken = handle.adminToken;
+  }
+
+  /** An FCClient that talks to this runtime with its admin token. */
+  client(options) {
+    return new FCClient({ ...options, socketPath: this.socketPath, token: this.adminToken });
+  }
+
+  /** Stops every worker, closes the socket and removes it. */
+  stop() {
+    return this._handle.stop();
+  }
+}
+
+/**
+ * Starts the runtime described by the edgefc.json at `configPath` inside
+ * this process. Rejects with ERR_CONFIG when the file is wrong or the socket
+ * is taken by a live runtime.
+ */
+async function startRuntime(configPath) {
+  let handle;
+  try {
+    handle = await native.startRuntime(path.resolve(String(configPath)), {
+      node: process.execPath,
+      bootstrap: path.join(__dirname, 'worker.js'),
+      moduleDir: path.join(__dirname, 'node_path'),
+    });
+  } catch (err) {
+    throw new EdgeFCError(ErrorCode.CONFIG, err.message);
+  }
+  return new Runtime(handle);
+}
+
+module.exports = { Runtime, startRuntime };

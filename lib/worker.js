@@ -1,0 +1,150 @@
+'use strict';
+
+// The worker bootstrap: the runtime starts `node worker.js` in a function's
+// code directory. It connects back with the function's token, loads the
+// handler, and runs `handler(event, context, callback)` for every task.
+
+const path = require('path');
+
+const { servingChannel } = require('./channel');
+
+const NO_ERROR = 0;
+const HANDLED = 1;
+const UNHANDLED = 2;
+
+function loadHandler(codeDir, handlerName) {
+  const dot = handlerName.lastIndexOf('.');
+  const file = path.resolve(codeDir, handlerName.slice(0, dot));
+  const exportName = handlerName.slice(dot + 1);
+  // eslint-disable-next-line global-require, import/no-dynamic-require
+  const module = require(file);
+  const handler = module[exportName];
+  if (typeof handler !== 'function') {
+    throw new TypeError(`${file} does not export a function named "${exportName}"`);
+  }
+  return handler;
+}
+
+/** Base64 JSON, as the caller encoded it; anything else is passed on untouched. */
+function decodeInvokerContext(encoded) {
+  if (!encoded) {
+    return {};
+  }
+  try {
+    return JSON.parse(Buffer.from(encoded, 'base64').toString('utf8'));
+  } catch (err) {
+    return encoded;
+  }
+}
+
+/** Function Compute's error body. */
+function errorBody(err) {
+  if (err instanceof Error) {
+    return JSON.stringify({
+      errorMessage: err.message,
+      errorType: err.name,
+      stackTrace: String(err.stack || '').split('\n').slice(1).map((line) => line.trim()),
+    });
+  }
+  return JSON.stringify({ errorMessage: typeof err === 'string' ? err : String(err), errorType: 'Error' });
+}
+
+/** A string or bytes go back as they are; anything else as JSON. */
+function encodeResult(result) {
+  if (result === undefined) {
+    return '';
+  }
+  if (typeof result === 'string' || Buffer.isBuffer(result)) {
+    return result;
+  }
+  if (result instanceof Uint8Array) {
+    return Buffer.from(result.buffer, result.byteOffset, result.byteLength);
+  }
+  return JSON.stringify(result);
+}
+
+function runTask(channel, handler, task, identity) {
+  let finished = false;
+  const finish = (functionError, body) => {
+    if (finished) {
+      return;
+    }
+    finished = true;
+    const failure = channel.completeTask(task.id, functionError, body);
+    if (failure) {
+      console.error(`edgefc: could not report request ${task.requestId}: ${failure.message}`);
+    }
+  };
+  const succeed = (result) => {
+    let body;
+    try {
+      body = encodeResult(result);
+    } catch (err) {
+      finish(UNHANDLED, errorBody(new TypeError(`the result cannot be serialized: ${err.message}`)));
+      return;
+    }
+    finish(NO_ERROR, body);
+  };
+  const callback = (err, result) => {
+    if (err !== null && err !== undefined) {
+      finish(HANDLED, errorBody(err));
+    } else {
+      succeed(result);
+    }
+  };
+  const context = {
+    requestId: task.requestId,
+    invokerContext: decodeInvokerContext(task.invokerContext),
+    ...identity,
+  };
+  let returned;
+  try {
+    returned = handler(task.payload, context, callback);
+  } catch (err) {
+    finish(UNHANDLED, errorBody(err));
+    return;
+  }
+  if (returned !== null && typeof returned === 'object' && typeof returned.then === 'function') {
+    returned.then(succeed, (err) => finish(UNHANDLED, errorBody(err)));
+  }
+}
+
+async function main() {
+  const env = process.env;
+  const channel = servingChannel({ socketPath: env.EDGEFC_SOCKET, token: env.AUTH_TOKEN });
+  const failure = await channel.open();
+  if (failure) {
+    console.error(`edgefc: the worker cannot connect to the runtime: ${failure.message}`);
+    process.exit(1);
+  }
+  const identity = {
+    functionId: env.FUNCTION_ID,
+    serviceName: env.EDGEFC_SERVICE_NAME,
+    functionName: env.EDGEFC_FUNCTION_NAME,
+  };
+  let handler;
+  try {
+    handler = loadHandler(env.EDGEFC_CODE_DIR, env.EDGEFC_HANDLER);
+  } catch (err) {
+    // Stay up and answer every task with the reason, as a crash loop would hide it.
+    console.error(err);
+    handler = () => {
+      const loadError = new Error(`the handler ${env.EDGEFC_HANDLER} cannot be loaded: ${err.message}`);
+      loadError.name = 'ImportModuleError';
+      throw loadError;
+    };
+  }
+  for (;;) {
+    // eslint-disable-next-line no-await-in-loop
+    const tasks = await channel.nextTasks();
+    if (tasks === null) {
+      break;
+    }
+    for (const task of tasks) {
+      runTask(channel, handler, task, identity);
+    }
+  }
+  process.exit(0);
+}
+
+main();
