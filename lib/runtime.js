@@ -6,12 +6,15 @@ const native = require('../native.js');
 const { EdgeFCError, ErrorCode } = require('./errors');
 const FCClient = require('./fc');
 
-/** A runtime started in this process by `startRuntime`. */
+/** A runtime started in this process by `startRuntime`. Like a listening
+ * server, it keeps the process alive until it is stopped. */
 class Runtime {
   constructor(handle) {
     this._handle = handle;
     this.socketPath = handle.socketPath;
     this.adminToken = handle.adminToken;
+    // The runtime's threads are invisible to Node's event loop; this timer is what keeps it running.
+    this._keepAlive = setInterval(() => {}, 1 << 30);
   }
 
   /** An FCClient that talks to this runtime with its admin token. */
@@ -21,6 +24,7 @@ class Runtime {
 
   /** Stops every worker, closes the socket and removes it. */
   stop() {
+    clearInterval(this._keepAlive);
     return this._handle.stop();
   }
 }

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Installs the npm dependencies (once) and builds the native addon (cargo
+# rebuilds only what changed). Used by `npm run demo`, `npm test`, `npm run bench`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "edgefc: building needs a Rust toolchain (cargo); see README 'Install'" >&2
+  exit 1
+fi
+if [ ! -x node_modules/.bin/napi ]; then
+  npm ci --no-audit --no-fund
+fi
+node_modules/.bin/napi build --platform --release --js native.js --dts native.d.ts
