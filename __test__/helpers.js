@@ -1,0 +1,82 @@
+'use strict';
+
+const { spawn } = require('child_process');
+const fs = require('fs');
+const os = require('os');
+const path = require('path');
+
+const ROOT = path.resolve(__dirname, '..');
+const CLI = path.join(ROOT, 'bin', 'edgefc.js');
+const FIXTURES = path.join(__dirname, 'fixtures');
+
+/** A fixture function; `overrides` may set timeoutMs, maxConcurrency, functionId... */
+function fixture(functionName, overrides = {}) {
+  return {
+    serviceName: 'Test',
+    functionName,
+    codeDir: path.join(FIXTURES, functionName),
+    handler: 'index.handler',
+    ...overrides,
+  };
+}
+
+/** Writes an edgefc.json (and its state dir) into a new temporary directory. */
+function writeConfig(config) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'efc-'));
+  const configPath = path.join(dir, 'edgefc.json');
+  fs.writeFileSync(configPath, JSON.stringify({ stateDir: 'state', ...config }, null, 2));
+  return configPath;
+}
+
+/**
+ * Runs `edgefc run --config` as a child process, as a user would, and
+ * resolves once it says it is listening.
+ */
+async function startRuntimeProcess(config) {
+  const configPath = writeConfig(config);
+  const child = spawn(process.execPath, [CLI, 'run', '--config', configPath], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  const exited = new Promise((resolve) => {
+    child.on('exit', (code, signal) => resolve({ code, signal }));
+  });
+  child.stdout.on('data', (chunk) => { output += chunk; });
+  child.stderr.on('data', (chunk) => { output += chunk; });
+  await new Promise((resolve, reject) => {
+    const onData = () => {
+      if (output.includes('listening on')) {
+        child.stdout.off('data', onData);
+        resolve();
+      }
+    };
+    child.stdout.on('data', onData);
+    exited.then(({ code }) => reject(new Error(`runtime exited with ${code}:\n${output}`)));
+  });
+  return {
+    configPath,
+    child,
+    exited,
+    output: () => output,
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGTERM');
+      }
+      return exited;
+    },
+  };
+}
+
+/** Runs the CLI to completion. */
+function runCli(args, options = {}) {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], ...options });
+    const stdout = [];
+    let stderr = '';
+    child.stdout.on('data', (chunk) => stdout.push(chunk));
+    child.stderr.on('data', (chunk) => { stderr += chunk; });
+    child.on('close', (code) => resolve({ code, stdout: Buffer.concat(stdout), stderr }));
+  });
+}
+
+module.exports = { ROOT, CLI, fixture, writeConfig, startRuntimeProcess, runCli };
