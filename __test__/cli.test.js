@@ -1,0 +1,141 @@
+'use strict';
+
+// The README's demo, and the `edgefc` command line as a user runs it.
+
+const assert = require('assert/strict');
+const { spawn } = require('child_process');
+const fs = require('fs');
+const path = require('path');
+const { after, before, describe, it } = require('node:test');
+
+const { ROOT, fixture, runCli, startRuntimeProcess, writeConfig } = require('./helpers');
+
+describe('the seed demo (npm run demo)', () => {
+  it('runs Invoker, which calls helloworld of service EdgeFC Sync', { timeout: 30000 }, async () => {
+    const output = await new Promise((resolve) => {
+      const child = spawn(process.execPath, [path.join(ROOT, 'examples', 'demo.js')], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let text = '';
+      child.stdout.on('data', (chunk) => { text += chunk; });
+      child.stderr.on('data', (chunk) => { text += chunk; });
+      child.on('close', (code) => resolve({ code, text }));
+    });
+    assert.equal(output.code, 0, output.text);
+    assert.match(output.text, /^\[helloworld\] String message from Invoker\.$/m);
+    assert.match(output.text, /^\[helloworld\] {3}invokerContext: { custom: { data: 'Custom context from Invoker' } },$/m);
+    assert.match(output.text, /^\[helloworld\] Custom context from Invoker$/m);
+    assert.match(output.text, /^\[Invoker\] Message from helloworld$/m);
+    assert.doesNotMatch(output.text, /\bError:|ERR_/);
+  });
+});
+
+describe('edgefc invoke', () => {
+  let runtime;
+
+  before(async () => {
+    runtime = await startRuntimeProcess({ functions: [fixture('echo'), fixture('context'), fixture('handled')] });
+  });
+
+  after(async () => {
+    await runtime.stop();
+  });
+
+  it('prints the result payload and exits 0', async () => {
+    const result = await runCli(['invoke', 'Test/echo', '--payload', 'hi there', '--config', runtime.configPath]);
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.stdout.toString(), 'hi there');
+  });
+
+  it('sends a file as a binary payload, byte-exact', async () => {
+    const file = path.join(path.dirname(runtime.configPath), 'payload.bin');
+    const bytes = Buffer.from([0, 255, 1, 254, 10, 13]);
+    fs.writeFileSync(file, bytes);
+    const result = await runCli(['invoke', 'acs:fc:::service:Test:function:echo', '--payload-file', file, '--config', runtime.configPath]);
+    assert.equal(result.code, 0, result.stderr);
+    assert.ok(result.stdout.equals(bytes));
+  });
+
+  it('passes --context as the invoker context', async () => {
+    const result = await runCli(['invoke', 'Test/context', '--context', '{"custom":{"n":1}}', '--config', runtime.configPath]);
+    assert.deepEqual(JSON.parse(result.stdout).context.invokerContext, { custom: { n: 1 } });
+  });
+
+  it('prints the invocation id of an --async call', async () => {
+    const result = await runCli(['invoke', 'Test/echo', '--async', '--config', runtime.configPath]);
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(result.stdout.toString(), /^[0-9a-f-]{36}\n$/);
+  });
+
+  it('prints a function error and exits 3', async () => {
+    const result = await runCli(['invoke', 'Test/handled', '--config', runtime.configPath]);
+    assert.equal(result.code, 3);
+    assert.match(result.stderr, /function error \(Handled\): .*the device is out of range/);
+  });
+
+  it('prints the error code of a failed call and exits 1', async () => {
+    const result = await runCli(['invoke', 'Test/missing', '--config', runtime.configPath]);
+    assert.equal(result.code, 1);
+    assert.match(result.stderr, /ERR_FUNCTION_NOT_FOUND/);
+  });
+
+  it('explains bad usage and exits 2', async () => {
+    for (const args of [['invoke', 'Test/echo'], ['frobnicate', '--config', runtime.configPath], ['invoke', '--config', runtime.configPath],
+      ['invoke', 'Test/echo', '--context', '{not json', '--config', runtime.configPath]]) {
+      const result = await runCli(args);
+      assert.equal(result.code, 2, `${args.join(' ')}: ${result.stderr}`);
+      assert.match(result.stderr, /Usage:/);
+    }
+  });
+});
+
+describe('edgefc run', () => {
+  it('keeps its state owner-only and cleans up on SIGTERM', async () => {
+    const runtime = await startRuntimeProcess({ functions: [fixture('echo')] });
+    const stateDir = path.join(path.dirname(runtime.configPath), 'state');
+    assert.equal(fs.statSync(stateDir).mode & 0o777, 0o700);
+    assert.equal(fs.statSync(path.join(stateDir, 'edgefc.sock')).mode & 0o777, 0o600);
+    assert.equal(fs.statSync(path.join(stateDir, 'admin.token')).mode & 0o777, 0o600);
+    assert.equal((await runCli(['invoke', 'Test/echo', '--payload', 'up', '--config', runtime.configPath])).code, 0);
+    const { code } = await runtime.stop();
+    assert.equal(code, 0);
+    assert.match(runtime.output(), /edgefc runtime stopped/);
+    assert.equal(fs.existsSync(path.join(stateDir, 'edgefc.sock')), false);
+    assert.equal(fs.existsSync(path.join(stateDir, 'admin.token')), false);
+  });
+
+  it('prefixes each line a function prints with its name', async () => {
+    const runtime = await startRuntimeProcess({ functions: [fixture('context')] });
+    await runCli(['invoke', 'Test/context', '--payload', 'x', '--config', runtime.configPath]);
+    await runtime.stop();
+    assert.doesNotMatch(runtime.output(), /^\[context\]/m, 'context prints nothing');
+    const loud = await startRuntimeProcess({ functions: [{ ...fixture('echo'), codeDir: path.join(ROOT, 'examples', 'seed', 'helloworld'), functionName: 'hello' }] });
+    await runCli(['invoke', 'Test/hello', '--payload', 'printed line', '--context', '{"custom":{"data":"d"}}', '--config', loud.configPath]);
+    await loud.stop();
+    assert.match(loud.output(), /^\[hello\] printed line$/m);
+    assert.match(loud.output(), /^\[hello\] -- hello world$/m);
+  });
+
+  it('refuses a second runtime on the same socket', async () => {
+    const runtime = await startRuntimeProcess({ functions: [fixture('echo')] });
+    const second = await runCli(['run', '--config', runtime.configPath]);
+    await runtime.stop();
+    assert.equal(second.code, 1);
+    assert.match(second.stderr, /ERR_CONFIG: .*another edgefc runtime is already listening/);
+  });
+
+  it('reports configuration mistakes with ERR_CONFIG', async () => {
+    const cases = [
+      [{ functions: [fixture('echo', { codeDir: '/no/such/dir' })] }, /codeDir .* is not a directory/],
+      [{ functions: [fixture('echo', { handler: 'nodot' })] }, /handler must look like/],
+      [{ functions: [fixture('echo'), fixture('echo')] }, /two functions are both named/],
+      [{ functions: [fixture('echo', { timeoutMs: 0 })] }, /timeoutMs must be at least 1/],
+      [{ functions: [fixture('echo')], unknownSetting: 1 }, /unknown field `unknownSetting`/],
+      [{ functions: [fixture('echo')], stateDir: `/tmp/${'d'.repeat(120)}` }, /longer than 107 bytes/],
+    ];
+    for (const [config, message] of cases) {
+      const result = await runCli(['run', '--config', writeConfig(config)]);
+      assert.equal(result.code, 1, result.stderr);
+      assert.match(result.stderr, /ERR_CONFIG/);
+      assert.match(result.stderr, message);
+    }
+  });
+});
