@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -39,6 +39,7 @@ pub struct FunctionHost {
     /// Set while a worker is starting: the connection that authenticates with
     /// this function's token and asks to serve is handed over through it.
     attach: Mutex<Option<oneshot::Sender<Arc<WorkerLink>>>>,
+    stopping: AtomicBool,
 }
 
 /// A worker that has connected: where its tasks go and who waits for them.
@@ -86,6 +87,9 @@ impl WorkerLink {
     }
 }
 
+/// The right to become the function's worker, claimed during the handshake.
+pub struct WorkerStart(oneshot::Sender<Arc<WorkerLink>>);
+
 /// Holds a place among the admitted invocations until dropped.
 pub struct Admission<'a> {
     host: &'a FunctionHost,
@@ -116,6 +120,7 @@ impl FunctionHost {
             next_task_id: AtomicU64::new(1),
             worker: tokio::sync::Mutex::new(None),
             attach: Mutex::new(None),
+            stopping: AtomicBool::new(false),
         }
     }
 
@@ -161,6 +166,9 @@ impl FunctionHost {
         link.sender.send(Frame::Task { id: task_id, request_id, invoker_context, payload });
         match tokio::time::timeout(self.spec.timeout, done).await {
             Ok(Ok(result)) => Ok(result),
+            Ok(Err(_)) if self.stopping.load(Ordering::Acquire) => {
+                Err(Error::runtime_unavailable("the runtime stopped before the invocation finished"))
+            }
             Ok(Err(_)) => Ok(worker_lost()),
             Err(_) => {
                 // The handler may be stuck in a loop; only a new process is sure to be free of it.
@@ -212,8 +220,13 @@ impl FunctionHost {
     /// Called by the server when a connection authenticated with this
     /// function's token asks to serve. `None` when no worker is starting, so
     /// a stray process holding the token cannot steal invocations.
-    pub fn attach_worker(&self, sender: FrameSender) -> Option<Arc<WorkerLink>> {
-        let waiting = self.attach.lock().unwrap().take()?;
+    pub fn claim_start(&self) -> Option<WorkerStart> {
+        self.attach.lock().unwrap().take().map(WorkerStart)
+    }
+
+    /// Hands the new worker's connection to the invocation that started it.
+    pub fn attach_worker(&self, start: WorkerStart, sender: FrameSender) -> Option<Arc<WorkerLink>> {
+        let WorkerStart(waiting) = start;
         let link = Arc::new(WorkerLink {
             sender,
             pending: Mutex::new(Some(HashMap::new())),
@@ -223,8 +236,15 @@ impl FunctionHost {
         Some(link)
     }
 
+    /// From now on, an invocation whose worker goes away failed because the
+    /// runtime is stopping, not because the function crashed.
+    pub fn begin_stop(&self) {
+        self.stopping.store(true, Ordering::Release);
+    }
+
     /// Stops the worker and refuses further invocations.
     pub async fn stop(&self) {
+        self.begin_stop();
         self.permits.close();
         self.attach.lock().unwrap().take();
         let link = self.worker.lock().await.take();

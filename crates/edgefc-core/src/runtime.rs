@@ -77,6 +77,9 @@ impl RuntimeHandle {
     /// Stops accepting, ends every connection and worker, and removes the
     /// socket and the admin token file.
     pub async fn stop(self) {
+        for host in &self.hosts {
+            host.begin_stop();
+        }
         self.shutdown.cancel();
         let _ = self.server.await;
         for host in &self.hosts {

@@ -106,11 +106,10 @@ async fn greet(reader: &mut FrameReader, sender: &FrameSender, shared: &Shared) 
         refuse(sender, ErrorCode::Unauthorized, "the token was not accepted by the edgefc runtime");
         return None;
     };
-    sender.send(Frame::Welcome { version: PROTOCOL_VERSION, max_payload: shared.max_payload as u64 });
-    let worker = match (&caller, serve) {
+    let start = match (&caller, serve) {
         (_, false) => None,
-        (Caller::Function(host), true) => match host.attach_worker(sender.clone()) {
-            Some(link) => Some(link),
+        (Caller::Function(host), true) => match host.claim_start() {
+            Some(start) => Some((host, start)),
             None => {
                 refuse(sender, ErrorCode::Unauthorized, "no worker of this function is being started");
                 return None;
@@ -120,6 +119,12 @@ async fn greet(reader: &mut FrameReader, sender: &FrameSender, shared: &Shared) 
             refuse(sender, ErrorCode::Unauthorized, "only a hosted function's worker can serve tasks");
             return None;
         }
+    };
+    // Welcome goes first: once attached, the worker's tasks follow on the same queue.
+    sender.send(Frame::Welcome { version: PROTOCOL_VERSION, max_payload: shared.max_payload as u64 });
+    let worker = match start {
+        Some((host, start)) => Some(host.attach_worker(start, sender.clone())?),
+        None => None,
     };
     Some(worker)
 }

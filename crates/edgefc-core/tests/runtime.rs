@@ -1,0 +1,319 @@
+//! The runtime and the client, end to end over a real Unix socket, with the
+//! functions hosted in-process (a launcher that starts a tokio task instead
+//! of a Node process), so no Node is needed.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use edgefc_core::runtime::{self, RuntimeHandle};
+use edgefc_core::{
+    Client, Config, ConnectOptions, ErrorCode, FunctionError, InvokeReply, InvokeRequest, LaunchSpec, Payload, SyncResult,
+    WorkerLauncher, WorkerProcess,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixStream;
+use tokio::sync::{oneshot, Notify};
+
+/// Hosts every function in-process. The handler answers by payload:
+/// "hang" never answers, "fail" is a Handled error, "gate" waits for
+/// `gate` to open, anything else is echoed back.
+struct InProcess {
+    launches: AtomicUsize,
+    running: Arc<AtomicUsize>,
+    peak: Arc<AtomicUsize>,
+    gate: Arc<Notify>,
+}
+
+impl InProcess {
+    fn new() -> Arc<InProcess> {
+        Arc::new(InProcess {
+            launches: AtomicUsize::new(0),
+            running: Arc::new(AtomicUsize::new(0)),
+            peak: Arc::new(AtomicUsize::new(0)),
+            gate: Arc::new(Notify::new()),
+        })
+    }
+}
+
+impl WorkerLauncher for InProcess {
+    fn launch(&self, spec: &LaunchSpec<'_>) -> std::io::Result<WorkerProcess> {
+        self.launches.fetch_add(1, Ordering::SeqCst);
+        let mut options = ConnectOptions::new(spec.socket_path, spec.token);
+        options.serve = true;
+        let (running, peak, gate) = (self.running.clone(), self.peak.clone(), self.gate.clone());
+        let (exit_tx, exit_rx) = oneshot::channel();
+        let worker = tokio::spawn(async move {
+            let client = Arc::new(Client::connect(&options).await.expect("worker connects"));
+            while let Some(tasks) = client.next_tasks().await {
+                for task in tasks {
+                    let (client, running, peak, gate) = (client.clone(), running.clone(), peak.clone(), gate.clone());
+                    tokio::spawn(async move {
+                        let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                        peak.fetch_max(now, Ordering::SeqCst);
+                        let answer = match task.payload.bytes().as_ref() {
+                            b"hang" => None,
+                            b"fail" => Some((FunctionError::Handled, Payload::text("{\"errorMessage\":\"failed\"}"))),
+                            b"gate" => {
+                                gate.notified().await;
+                                Some((FunctionError::None, Payload::text("opened")))
+                            }
+                            _ => Some((FunctionError::None, task.payload.clone())),
+                        };
+                        running.fetch_sub(1, Ordering::SeqCst);
+                        if let Some((function_error, payload)) = answer {
+                            let _ = client.complete(task.id, function_error, payload);
+                        }
+                    });
+                }
+            }
+            let _ = exit_tx.send("exit code 0".to_string());
+        });
+        Ok(WorkerProcess::new(move || worker.abort(), exit_rx))
+    }
+}
+
+struct Fixture {
+    handle: Option<RuntimeHandle>,
+    launcher: Arc<InProcess>,
+    _dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    async fn start(extra: &str) -> Fixture {
+        let dir = tempfile::Builder::new().prefix("efc").tempdir_in("/tmp").unwrap();
+        let text = format!(
+            r#"{{"stateDir": "s", {extra} "functions": [
+                {{"serviceName": "S", "functionName": "echo", "functionId": "echo", "codeDir": "."}},
+                {{"serviceName": "S", "functionName": "slow", "codeDir": ".", "timeoutMs": 200}},
+                {{"serviceName": "S", "functionName": "narrow", "codeDir": ".", "maxConcurrency": 2}}
+            ]}}"#
+        );
+        let config = Config::parse(&text, dir.path()).expect("valid config");
+        let launcher = InProcess::new();
+        let handle = runtime::start(config, launcher.clone()).await.expect("starts");
+        Fixture { handle: Some(handle), launcher, _dir: dir }
+    }
+
+    fn handle(&self) -> &RuntimeHandle {
+        self.handle.as_ref().unwrap()
+    }
+
+    async fn client(&self) -> Client {
+        Client::connect(&ConnectOptions::new(self.handle().socket_path(), self.handle().admin_token()))
+            .await
+            .expect("connects")
+    }
+
+    async fn stop(mut self) {
+        self.handle.take().unwrap().stop().await;
+    }
+}
+
+const SLOW: &str = "acs:fc:::service:S:function:slow";
+
+fn sync(target: &str, payload: Payload) -> InvokeRequest {
+    InvokeRequest { target: target.into(), asynchronous: false, invoker_context: String::new(), payload }
+}
+
+async fn completed(client: &Client, request: InvokeRequest) -> SyncResult {
+    match client.invoke(request).await.expect("invocation succeeds") {
+        InvokeReply::Completed(result) => result,
+        other => panic!("expected a result, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn sync_invocations_round_trip_text_and_binary() {
+    let fixture = Fixture::start("").await;
+    let client = fixture.client().await;
+    let binary = Payload::Binary(Bytes::from((0..=255u8).collect::<Vec<_>>()));
+    for payload in [Payload::text("hello"), Payload::empty_text(), binary, Payload::Binary(Bytes::new())] {
+        let result = completed(&client, sync("echo", payload.clone())).await;
+        assert_eq!(result, SyncResult { status: 200, function_error: FunctionError::None, payload });
+    }
+    let by_arn = completed(&client, sync("acs:fc:::service:S:function:echo", Payload::text("arn"))).await;
+    assert_eq!(by_arn.payload, Payload::text("arn"));
+    assert_eq!(fixture.launcher.launches.load(Ordering::SeqCst), 1, "one worker serves every call");
+    fixture.stop().await;
+}
+
+#[tokio::test]
+async fn a_handled_error_reaches_the_caller() {
+    let fixture = Fixture::start("").await;
+    let result = completed(&fixture.client().await, sync("echo", Payload::text("fail"))).await;
+    assert_eq!(result.function_error, FunctionError::Handled);
+    fixture.stop().await;
+}
+
+#[tokio::test]
+async fn async_invocations_are_accepted_with_an_id() {
+    let fixture = Fixture::start("").await;
+    let client = fixture.client().await;
+    let request = InvokeRequest { asynchronous: true, ..sync("echo", Payload::text("later")) };
+    match client.invoke(request).await.unwrap() {
+        InvokeReply::Accepted { invocation_id } => assert_eq!(invocation_id.len(), 36),
+        other => panic!("expected Accepted, got {other:?}"),
+    }
+    fixture.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_functions_are_reported() {
+    let fixture = Fixture::start("").await;
+    let error = fixture.client().await.invoke(sync("missing", Payload::empty_text())).await.unwrap_err();
+    assert_eq!(error.code, ErrorCode::FunctionNotFound);
+    fixture.stop().await;
+}
+
+#[tokio::test]
+async fn a_wrong_token_is_refused() {
+    let fixture = Fixture::start("").await;
+    let error = Client::connect(&ConnectOptions::new(fixture.handle().socket_path(), "wrong")).await.err().unwrap();
+    assert_eq!(error.code, ErrorCode::Unauthorized);
+    fixture.stop().await;
+}
+
+#[tokio::test]
+async fn the_admin_token_cannot_serve_tasks() {
+    let fixture = Fixture::start("").await;
+    let mut options = ConnectOptions::new(fixture.handle().socket_path(), fixture.handle().admin_token());
+    options.serve = true;
+    assert_eq!(Client::connect(&options).await.err().unwrap().code, ErrorCode::Unauthorized);
+    fixture.stop().await;
+}
+
+#[tokio::test]
+async fn oversized_payloads_fail_alone() {
+    let fixture = Fixture::start(r#""maxPayloadBytes": 1000,"#).await;
+    let client = fixture.client().await;
+    assert_eq!(client.max_payload(), 1000);
+    let exact = Payload::Binary(vec![1; 1000].into());
+    assert_eq!(completed(&client, sync("echo", exact.clone())).await.payload, exact);
+    let error = client.invoke(sync("echo", Payload::Binary(vec![1; 1001].into()))).await.unwrap_err();
+    assert_eq!(error.code, ErrorCode::PayloadTooLarge);
+    assert_eq!(completed(&client, sync("echo", Payload::text("after"))).await.payload, Payload::text("after"));
+    fixture.stop().await;
+}
+
+#[tokio::test]
+async fn a_malformed_frame_closes_only_its_own_connection() {
+    let fixture = Fixture::start("").await;
+    let good = fixture.client().await;
+    for garbage in [
+        &[5u8, 0, 0, 0, 1, 2, 3, 4, 5][..],                          // shorter than a header
+        &[0xff, 0xff, 0xff, 0x7f][..],                                // oversized
+        &[12, 0, 0, 0, 99, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0][..],      // unknown kind
+    ] {
+        let mut raw = UnixStream::connect(fixture.handle().socket_path()).await.unwrap();
+        raw.write_all(garbage).await.unwrap();
+        let mut sink = Vec::new();
+        let closed = tokio::time::timeout(Duration::from_secs(5), raw.read_to_end(&mut sink)).await;
+        assert!(closed.is_ok(), "the runtime closed the bad connection");
+    }
+    // A truncated frame followed by end of stream.
+    let mut raw = UnixStream::connect(fixture.handle().socket_path()).await.unwrap();
+    raw.write_all(&[40, 0, 0, 0, 1, 0]).await.unwrap();
+    raw.shutdown().await.unwrap();
+    let mut sink = Vec::new();
+    assert!(tokio::time::timeout(Duration::from_secs(5), raw.read_to_end(&mut sink)).await.is_ok());
+
+    assert_eq!(completed(&good, sync("echo", Payload::text("unharmed"))).await.payload, Payload::text("unharmed"));
+    fixture.stop().await;
+}
+
+#[tokio::test]
+async fn a_timed_out_invocation_is_unhandled_and_its_worker_replaced() {
+    let fixture = Fixture::start("").await;
+    let client = fixture.client().await;
+    let result = completed(&client, sync(SLOW, Payload::text("hang"))).await;
+    assert_eq!(result.function_error, FunctionError::Unhandled);
+    assert!(String::from_utf8_lossy(result.payload.bytes()).contains("TimeoutError"));
+    assert_eq!(completed(&client, sync(SLOW, Payload::text("ok"))).await.payload, Payload::text("ok"));
+    assert_eq!(fixture.launcher.launches.load(Ordering::SeqCst), 2, "a new worker answered");
+    fixture.stop().await;
+}
+
+#[tokio::test]
+async fn concurrency_is_limited_per_function_and_the_rest_queue() {
+    let fixture = Fixture::start("").await;
+    let client = Arc::new(fixture.client().await);
+    let calls: Vec<_> = (0..6)
+        .map(|_| {
+            let client = client.clone();
+            tokio::spawn(async move { completed(&client, sync("acs:fc:::service:S:function:narrow", Payload::text("gate"))).await })
+        })
+        .collect();
+    // Open the gate one waiter at a time until every call has finished.
+    let mut pending = calls;
+    while !pending.is_empty() {
+        fixture.launcher.gate.notify_one();
+        let (done, _, rest) = futures_util::future::select_all(pending).await;
+        assert_eq!(done.unwrap().payload, Payload::text("opened"));
+        pending = rest;
+    }
+    assert_eq!(fixture.launcher.peak.load(Ordering::SeqCst), 2, "never more than maxConcurrency at once");
+    fixture.stop().await;
+}
+
+#[tokio::test]
+async fn a_full_queue_is_refused() {
+    let fixture = Fixture::start(r#""maxQueuedInvocations": 1,"#).await;
+    let client = Arc::new(fixture.client().await);
+    // narrow runs 2 and queues 1: of 4 calls held at the gate, one is refused.
+    let calls: Vec<_> = (0..4)
+        .map(|_| {
+            let client = client.clone();
+            tokio::spawn(async move { client.invoke(sync("acs:fc:::service:S:function:narrow", Payload::text("gate"))).await })
+        })
+        .collect();
+    let (first, _, mut pending) = futures_util::future::select_all(calls).await;
+    assert_eq!(first.unwrap().unwrap_err().code, ErrorCode::QueueFull, "the first answer is the refusal");
+    while !pending.is_empty() {
+        fixture.launcher.gate.notify_one();
+        let (done, _, rest) = futures_util::future::select_all(pending).await;
+        assert!(matches!(done.unwrap(), Ok(InvokeReply::Completed(_))));
+        pending = rest;
+    }
+    fixture.stop().await;
+}
+
+#[tokio::test]
+async fn stopping_the_runtime_fails_waiting_callers_and_removes_the_socket() {
+    let fixture = Fixture::start("").await;
+    let client = Arc::new(fixture.client().await);
+    let socket = fixture.handle().socket_path().to_path_buf();
+    let waiting = {
+        let client = client.clone();
+        tokio::spawn(async move { client.invoke(sync("echo", Payload::text("gate"))).await })
+    };
+    while fixture.launcher.running.load(Ordering::SeqCst) < 1 {
+        tokio::task::yield_now().await;
+    }
+    fixture.stop().await;
+    let error = waiting.await.unwrap().unwrap_err();
+    assert_eq!(error.code, ErrorCode::RuntimeUnavailable);
+    assert!(!socket.exists());
+    let error = Client::connect(&ConnectOptions::new(&socket, "t")).await.err().unwrap();
+    assert_eq!(error.code, ErrorCode::RuntimeUnavailable);
+}
+
+#[test]
+fn config_errors_name_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (r#"{"functions": [{"serviceName": "S", "functionName": "f", "codeDir": "missing"}]}"#, "is not a directory"),
+        (r#"{"functions": [{"serviceName": "", "functionName": "f", "codeDir": "."}]}"#, "non-empty serviceName"),
+        (r#"{"functions": [{"serviceName": "S", "functionName": "f", "codeDir": ".", "maxConcurrency": 0}]}"#, "maxConcurrency"),
+        (r#"{"functions": [], "maxPayloadBytes": 0}"#, "maxPayloadBytes"),
+        (r#"{"functions": [{"serviceName": "S", "functionName": "f", "codeDir": ".", "functionId": "x"},
+                           {"serviceName": "S", "functionName": "g", "codeDir": ".", "functionId": "x"}]}"#, "both named x"),
+        (r#"{"functions": "#, "EOF"),
+    ];
+    for (text, expected) in cases {
+        let error = Config::parse(text, dir.path()).unwrap_err();
+        assert_eq!(error.code, ErrorCode::Config);
+        assert!(error.message.contains(expected), "{text}: {}", error.message);
+    }
+}
