@@ -1,0 +1,137 @@
+/// <reference types="node" />
+
+/** Every code an {@link EdgeFCError} can carry. */
+export type ErrorCodeValue =
+  | 'ERR_INVALID_PARAMS'
+  | 'ERR_FUNCTION_NOT_FOUND'
+  | 'ERR_TIMEOUT'
+  | 'ERR_RUNTIME_UNAVAILABLE'
+  | 'ERR_UNAUTHORIZED'
+  | 'ERR_PAYLOAD_TOO_LARGE'
+  | 'ERR_QUEUE_FULL'
+  | 'ERR_PROTOCOL'
+  | 'ERR_CONFIG'
+  | 'ERR_INTERNAL'
+
+export declare const ErrorCode: {
+  readonly INVALID_PARAMS: 'ERR_INVALID_PARAMS'
+  readonly FUNCTION_NOT_FOUND: 'ERR_FUNCTION_NOT_FOUND'
+  readonly TIMEOUT: 'ERR_TIMEOUT'
+  readonly RUNTIME_UNAVAILABLE: 'ERR_RUNTIME_UNAVAILABLE'
+  readonly UNAUTHORIZED: 'ERR_UNAUTHORIZED'
+  readonly PAYLOAD_TOO_LARGE: 'ERR_PAYLOAD_TOO_LARGE'
+  readonly QUEUE_FULL: 'ERR_QUEUE_FULL'
+  readonly PROTOCOL: 'ERR_PROTOCOL'
+  readonly CONFIG: 'ERR_CONFIG'
+  readonly INTERNAL: 'ERR_INTERNAL'
+}
+
+/** The one error type of this package: `code` is stable, `message` is for people. */
+export declare class EdgeFCError extends Error {
+  constructor(code: ErrorCodeValue, message: string)
+  readonly name: 'EdgeFCError'
+  readonly code: ErrorCodeValue
+}
+
+export type Payload = string | Buffer
+
+/** A function named by its id (or ARN). */
+export interface InvokeByIdParams {
+  functionId: string
+  serviceName?: string
+  functionName?: string
+}
+
+/** A function named by its service and function names. */
+export interface InvokeByNameParams {
+  functionId?: undefined | null | ''
+  serviceName: string
+  functionName: string
+}
+
+interface InvokeOptions {
+  /** Base64 of a JSON object; the invoked function gets it decoded as `context.invokerContext`. */
+  invokerContext?: string
+  /** Passed to the function as `event`: a string stays a string, a Buffer a Buffer. */
+  payload?: Payload | Uint8Array
+}
+
+/** A Sync call (the default) waits for the function's result. */
+export type SyncInvokeParams = (InvokeByIdParams | InvokeByNameParams) &
+  InvokeOptions & { invocationType?: 'Sync' | null }
+
+/** An Async call returns as soon as the runtime has queued it. */
+export type AsyncInvokeParams = (InvokeByIdParams | InvokeByNameParams) & InvokeOptions & { invocationType: 'Async' }
+
+export type InvokeParams = SyncInvokeParams | AsyncInvokeParams
+
+export type InvocationType = 'Sync' | 'Async'
+
+/** The result of a Sync invocation. */
+export interface InvokeResult {
+  /** Unset on success; `Handled` for `callback(err)`; `Unhandled` for a throw, rejection, crash or timeout. */
+  functionError: 'Handled' | 'Unhandled' | undefined
+  /** 200 for every invocation that reached the function. */
+  statusCode: number
+  /** The function's result: a string or Buffer as returned, other values as JSON. On a function error, the JSON error body. */
+  payload: Payload
+}
+
+export type InvokeCallback<T> = (err: EdgeFCError | null, data?: T) => void
+
+export interface FCClientOptions {
+  /** The runtime's edgefc.json: the client uses its socket and admin token. */
+  config?: string
+  /** The runtime's socket; give `token` with it. */
+  socketPath?: string
+  token?: string
+  /** How long a call may wait for any answer before failing with ERR_TIMEOUT. Unset: no limit beyond the function's own timeout. */
+  timeoutMs?: number
+  /** How long connecting may take before ERR_RUNTIME_UNAVAILABLE. Default 1000. */
+  connectTimeoutMs?: number
+}
+
+/** Invokes functions hosted by the edgefc runtime; the drop-in for linkedge-core-sdk's FCClient. */
+export declare class FCClient {
+  /**
+   * Inside a hosted function, takes no arguments (as upstream). Elsewhere,
+   * pass `options`, or set EDGEFC_SOCKET and EDGEFC_TOKEN.
+   */
+  constructor(options?: FCClientOptions)
+  invokeFunction(params: AsyncInvokeParams, callback: InvokeCallback<string>): void
+  invokeFunction(params: SyncInvokeParams, callback: InvokeCallback<InvokeResult>): void
+  invokeFunction(params: InvokeParams, callback: InvokeCallback<InvokeResult | string>): void
+  invokeFunction(params: AsyncInvokeParams): Promise<string>
+  invokeFunction(params: SyncInvokeParams): Promise<InvokeResult>
+  invokeFunction(params: InvokeParams): Promise<InvokeResult | string>
+}
+
+/** A runtime started in this process with {@link startRuntime}. */
+export declare class Runtime {
+  readonly socketPath: string
+  readonly adminToken: string
+  /** An FCClient that talks to this runtime with its admin token. */
+  client(options?: Omit<FCClientOptions, 'config' | 'socketPath' | 'token'>): FCClient
+  /** Stops every worker, closes the socket and removes it. */
+  stop(): Promise<void>
+}
+
+/** Starts the runtime described by an edgefc.json in this process. Rejects with ERR_CONFIG. */
+export declare function startRuntime(configPath: string): Promise<Runtime>
+
+/** What a hosted function's handler gets as `context`. */
+export interface HandlerContext {
+  requestId: string
+  /** The caller's invokerContext, decoded from base64 JSON; `{}` when none was sent. */
+  invokerContext: Record<string, unknown> & { custom?: unknown }
+  functionId: string
+  serviceName: string
+  functionName: string
+}
+
+/** The signature of `exports.handler` in a hosted function. */
+export type Handler<TEvent extends Payload = Payload, TResult = unknown> = (
+  event: TEvent,
+  context: HandlerContext,
+  callback: (err?: unknown, result?: TResult) => void,
+) => void | Promise<TResult>
