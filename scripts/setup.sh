@@ -7,7 +7,10 @@ if ! command -v cargo >/dev/null 2>&1; then
   echo "edgefc: building needs a Rust toolchain (cargo); see README 'Install'" >&2
   exit 1
 fi
-if [ ! -x node_modules/.bin/napi ]; then
-  npm ci --no-audit --no-fund
+if [ ! -x node_modules/.bin/napi ] || [ ! -x node_modules/.bin/tsc ]; then
+  # Not `npm ci`: the lock file lists only the platform packages of the
+  # napi-rs CLI that exist for this platform, which `npm ci` rejects as out
+  # of sync. `npm install` installs exactly the locked versions all the same.
+  npm install --no-audit --no-fund
 fi
 node_modules/.bin/napi build --platform --release --js native.js --dts native.d.ts
