@@ -70,6 +70,14 @@ pub enum InvokeReply {
     Accepted { invocation_id: String },
 }
 
+/// A published message, as a subscriber receives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub source: String,
+    pub topic: String,
+    pub payload: Payload,
+}
+
 /// One run of the hosted function's handler.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Task {
@@ -89,6 +97,7 @@ pub struct Client {
     next_id: AtomicU64,
     max_payload: usize,
     tasks: tokio::sync::Mutex<mpsc::UnboundedReceiver<Task>>,
+    messages: tokio::sync::Mutex<mpsc::UnboundedReceiver<Message>>,
 }
 
 impl Client {
@@ -132,13 +141,15 @@ impl Client {
         reader.set_max_payload(max_payload);
         let pending: Pending = Arc::new(Mutex::new(Some(HashMap::new())));
         let (task_queue, tasks) = mpsc::unbounded_channel();
-        tokio::spawn(route_replies(reader, pending.clone(), task_queue));
+        let (message_queue, messages) = mpsc::unbounded_channel();
+        tokio::spawn(route_replies(reader, pending.clone(), task_queue, message_queue));
         Ok(Client {
             sender,
             pending,
             next_id: AtomicU64::new(1),
             max_payload,
             tasks: tokio::sync::Mutex::new(tasks),
+            messages: tokio::sync::Mutex::new(messages),
         })
     }
 
@@ -152,23 +163,63 @@ impl Client {
     }
 
     pub async fn invoke(&self, request: InvokeRequest) -> Result<InvokeReply> {
-        if request.payload.len() > self.max_payload {
-            return Err(payload_too_large(request.payload.len(), self.max_payload));
+        self.check_payload(&request.payload)?;
+        self.request(|id| Frame::Invoke {
+            id,
+            asynchronous: request.asynchronous,
+            target: request.target,
+            invoker_context: request.invoker_context,
+            payload: request.payload,
+        })
+        .await
+    }
+
+    /// Publishes a message; resolves with its id once the runtime has routed it.
+    pub async fn publish(&self, topic: String, payload: Payload) -> Result<String> {
+        self.check_payload(&payload)?;
+        match self.request(|id| Frame::Publish { id, topic, payload }).await? {
+            InvokeReply::Accepted { invocation_id } => Ok(invocation_id),
+            InvokeReply::Completed(_) => Err(unexpected_reply()),
         }
+    }
+
+    /// Asks the runtime for one of its services (`credentials`, `stats`); the answer is JSON.
+    pub async fn query(&self, operation: &str) -> Result<String> {
+        let operation = operation.to_string();
+        match self.request(|id| Frame::Request { id, operation }).await? {
+            InvokeReply::Completed(result) => Ok(String::from_utf8_lossy(result.payload.bytes()).into_owned()),
+            InvokeReply::Accepted { .. } => Err(unexpected_reply()),
+        }
+    }
+
+    /// From now on, every published message whose topic matches
+    /// `topic_filter` is returned by [`next_messages`](Client::next_messages).
+    pub async fn subscribe(&self, topic_filter: String) -> Result<()> {
+        self.request(|id| Frame::Subscribe { id, topic_filter }).await.map(|_| ())
+    }
+
+    /// Waits for at least one message and returns every message that is
+    /// ready, or `None` once the connection is closed.
+    pub async fn next_messages(&self) -> Option<Vec<Message>> {
+        drain_at_least_one(&mut *self.messages.lock().await).await
+    }
+
+    fn check_payload(&self, payload: &Payload) -> Result<()> {
+        if payload.len() > self.max_payload {
+            return Err(payload_too_large(payload.len(), self.max_payload));
+        }
+        Ok(())
+    }
+
+    /// Sends the frame built for a fresh request id and waits for its reply.
+    async fn request(&self, frame: impl FnOnce(u64) -> Frame) -> Result<InvokeReply> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (reply_to, reply) = oneshot::channel();
         match self.pending.lock().unwrap().as_mut() {
             Some(pending) => pending.insert(id, reply_to),
             None => return Err(connection_lost()),
         };
-        let sent = self.sender.send(Frame::Invoke {
-            id,
-            asynchronous: request.asynchronous,
-            target: request.target,
-            invoker_context: request.invoker_context,
-            payload: request.payload,
-        });
-        if !sent {
+        if !self.sender.send(frame(id)) {
             if let Some(pending) = self.pending.lock().unwrap().as_mut() {
                 pending.remove(&id);
             }
@@ -180,13 +231,7 @@ impl Client {
     /// Waits for at least one task and returns every task that is ready, or
     /// `None` once the connection is closed.
     pub async fn next_tasks(&self) -> Option<Vec<Task>> {
-        let mut tasks = self.tasks.lock().await;
-        let first = tasks.recv().await?;
-        let mut batch = vec![first];
-        while let Ok(task) = tasks.try_recv() {
-            batch.push(task);
-        }
-        Some(batch)
+        drain_at_least_one(&mut *self.tasks.lock().await).await
     }
 
     /// Reports a finished task. A result over the payload limit is replaced
@@ -212,7 +257,21 @@ impl FrameReader {
     }
 }
 
-async fn route_replies(mut reader: FrameReader, pending: Pending, task_queue: mpsc::UnboundedSender<Task>) {
+async fn drain_at_least_one<T>(queue: &mut mpsc::UnboundedReceiver<T>) -> Option<Vec<T>> {
+    let first = queue.recv().await?;
+    let mut batch = vec![first];
+    while let Ok(item) = queue.try_recv() {
+        batch.push(item);
+    }
+    Some(batch)
+}
+
+async fn route_replies(
+    mut reader: FrameReader,
+    pending: Pending,
+    task_queue: mpsc::UnboundedSender<Task>,
+    message_queue: mpsc::UnboundedSender<Message>,
+) {
     loop {
         let (id, reply) = match reader.read_frame().await {
             Ok(Some(Frame::Result { id, status, function_error, payload })) => {
@@ -222,6 +281,10 @@ async fn route_replies(mut reader: FrameReader, pending: Pending, task_queue: mp
             Ok(Some(Frame::Failure { id, code, message })) => (id, Err(Error::new(code, message))),
             Ok(Some(Frame::Task { id, request_id, invoker_context, payload })) => {
                 let _ = task_queue.send(Task { id, request_id, invoker_context, payload });
+                continue;
+            }
+            Ok(Some(Frame::Message { source, topic, payload, .. })) => {
+                let _ = message_queue.send(Message { source, topic, payload });
                 continue;
             }
             // The runtime never sends anything else; a peer that does is not
@@ -237,6 +300,10 @@ async fn route_replies(mut reader: FrameReader, pending: Pending, task_queue: mp
     for (_, waiting) in orphaned.into_iter().flatten() {
         let _ = waiting.send(Err(connection_lost()));
     }
+}
+
+fn unexpected_reply() -> Error {
+    Error::new(ErrorCode::Protocol, "the runtime answered with an unexpected frame")
 }
 
 fn connection_lost() -> Error {

@@ -5,14 +5,21 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::router::{Route, RouteSource, Router, TopicFilter};
 
 pub const DEFAULT_MAX_PAYLOAD: usize = 6 * 1024 * 1024;
 pub const DEFAULT_TIMEOUT_MS: u64 = 5_000;
 pub const DEFAULT_MAX_CONCURRENCY: usize = 100;
 pub const DEFAULT_MAX_QUEUED: usize = 10_000;
+pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = 300_000;
+/// What `ROUTER_FUNCTION_ID` holds: invoking it Async publishes, as upstream.
+pub const ROUTER_FUNCTION_ID: &str = "edgefc:router";
+/// A name that always reaches the configured `thingFunction`, for callers
+/// outside the runtime, which have no `THING_FUNCTION_ID`.
+pub const THING_FUNCTION_ALIAS: &str = "edgefc:thing-function";
 pub const DEFAULT_STATE_DIR: &str = ".edgefc";
 pub const SOCKET_FILE: &str = "edgefc.sock";
 pub const ADMIN_TOKEN_FILE: &str = "admin.token";
@@ -27,6 +34,38 @@ struct ConfigFile {
     state_dir: Option<PathBuf>,
     max_payload_bytes: Option<usize>,
     max_queued_invocations: Option<usize>,
+    #[serde(default)]
+    routes: Vec<RouteEntry>,
+    thing_function: Option<String>,
+    credentials: Option<Credentials>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RouteEntry {
+    source: String,
+    topic_filter: String,
+    target: String,
+}
+
+/// The credentials functions get from `CredentialProviderChain`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Credentials {
+    pub access_key_id: String,
+    pub access_key_secret: String,
+    #[serde(default)]
+    pub security_token: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum RunMode {
+    /// Started on the first event, stopped after `idleTimeoutMs` without one.
+    #[default]
+    OnDemand,
+    /// Started with the runtime and kept running; restarted after a crash.
+    LongLived,
 }
 
 #[derive(Debug, Deserialize)]
@@ -40,6 +79,10 @@ struct FunctionEntry {
     handler: String,
     timeout_ms: Option<u64>,
     max_concurrency: Option<usize>,
+    max_queued_invocations: Option<usize>,
+    #[serde(default)]
+    run_mode: RunMode,
+    idle_timeout_ms: Option<u64>,
 }
 
 fn default_handler() -> String {
@@ -58,6 +101,10 @@ pub struct FunctionSpec {
     pub handler_export: String,
     pub timeout: Duration,
     pub max_concurrency: usize,
+    /// Invocations and messages that may wait beyond `max_concurrency`.
+    pub max_queued: usize,
+    pub run_mode: RunMode,
+    pub idle_timeout: Duration,
 }
 
 impl FunctionSpec {
@@ -80,7 +127,10 @@ pub struct Config {
     pub functions: Vec<FunctionSpec>,
     pub state_dir: PathBuf,
     pub max_payload: usize,
-    pub max_queued: usize,
+    pub router: Router,
+    /// Index of the function that serves thing operations.
+    pub thing_function: Option<usize>,
+    pub credentials: Option<Credentials>,
 }
 
 impl Config {
@@ -108,19 +158,47 @@ impl Config {
         if max_payload == 0 || max_payload > u32::MAX as usize / 2 {
             return Err(Error::config("maxPayloadBytes must be between 1 and 2147483647"));
         }
+        let max_queued = file.max_queued_invocations.unwrap_or(DEFAULT_MAX_QUEUED);
         let functions = file
             .functions
             .into_iter()
-            .map(|entry| FunctionSpec::from_entry(entry, &base))
+            .map(|entry| FunctionSpec::from_entry(entry, &base, max_queued))
             .collect::<Result<Vec<_>>>()?;
+        let table = FunctionTable::build(&functions)?;
+        let function_named = |reference: &str, what: &str| -> Result<usize> {
+            let id = reference.strip_prefix("function:").ok_or_else(|| {
+                Error::config(format!("{what} \"{reference}\" must look like \"function:<functionId>\""))
+            })?;
+            table.get(id).copied().ok_or_else(|| Error::config(format!("{what} \"{reference}\" names no configured function")))
+        };
+        let routes = file
+            .routes
+            .iter()
+            .map(|entry| {
+                let source = match entry.source.as_str() {
+                    "any" => RouteSource::Any,
+                    other => RouteSource::Function(function_named(other, "route source")?),
+                };
+                let filter = TopicFilter::parse(&entry.topic_filter)
+                    .map_err(|error| Error::config(format!("route topicFilter: {}", error.message)))?;
+                Ok(Route { source, filter, target: function_named(&entry.target, "route target")? })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let thing_function = match &file.thing_function {
+            Some(id) => Some(table.get(id).copied().ok_or_else(|| {
+                Error::config(format!("thingFunction \"{id}\" names no configured function"))
+            })?),
+            None => None,
+        };
         let config = Config {
             functions,
             state_dir,
             max_payload,
-            max_queued: file.max_queued_invocations.unwrap_or(DEFAULT_MAX_QUEUED),
+            router: Router::new(routes),
+            thing_function,
+            credentials: file.credentials,
         };
         config.check_socket_path()?;
-        FunctionTable::build(&config.functions)?;
         Ok(config)
     }
 
@@ -137,7 +215,7 @@ impl Config {
 }
 
 impl FunctionSpec {
-    fn from_entry(entry: FunctionEntry, base: &Path) -> Result<FunctionSpec> {
+    fn from_entry(entry: FunctionEntry, base: &Path, default_max_queued: usize) -> Result<FunctionSpec> {
         let label = format!("function {}/{}", entry.service_name, entry.function_name);
         if entry.service_name.is_empty() || entry.function_name.is_empty() {
             return Err(Error::config("every function needs a non-empty serviceName and functionName"));
@@ -173,6 +251,9 @@ impl FunctionSpec {
             handler_export: handler_export.to_string(),
             timeout: Duration::from_millis(timeout_ms),
             max_concurrency,
+            max_queued: entry.max_queued_invocations.unwrap_or(default_max_queued),
+            run_mode: entry.run_mode,
+            idle_timeout: Duration::from_millis(entry.idle_timeout_ms.unwrap_or(DEFAULT_IDLE_TIMEOUT_MS).max(1)),
         })
     }
 }
@@ -198,6 +279,11 @@ impl FunctionTable<usize> {
             }
         }
         Ok(FunctionTable { by_name })
+    }
+
+    /// Adds another name for the function at `index`.
+    pub fn alias(&mut self, name: &str, index: usize) {
+        self.by_name.insert(name.to_string(), index);
     }
 }
 

@@ -19,10 +19,13 @@ pub enum ErrorCode {
     Protocol = 8,
     Config = 9,
     Internal = 10,
+    /// A thing operation's function reported an error.
+    FunctionFailed = 11,
+    CredentialsUnavailable = 12,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 10] = [
+    pub const ALL: [ErrorCode; 12] = [
         ErrorCode::InvalidParams,
         ErrorCode::FunctionNotFound,
         ErrorCode::Timeout,
@@ -33,6 +36,8 @@ impl ErrorCode {
         ErrorCode::Protocol,
         ErrorCode::Config,
         ErrorCode::Internal,
+        ErrorCode::FunctionFailed,
+        ErrorCode::CredentialsUnavailable,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -47,6 +52,8 @@ impl ErrorCode {
             ErrorCode::Protocol => "ERR_PROTOCOL",
             ErrorCode::Config => "ERR_CONFIG",
             ErrorCode::Internal => "ERR_INTERNAL",
+            ErrorCode::FunctionFailed => "ERR_FUNCTION_FAILED",
+            ErrorCode::CredentialsUnavailable => "ERR_CREDENTIALS_UNAVAILABLE",
         }
     }
 

@@ -36,6 +36,10 @@ const KIND_RESULT: u8 = 5;
 const KIND_FAILURE: u8 = 6;
 const KIND_TASK: u8 = 7;
 const KIND_TASK_DONE: u8 = 8;
+const KIND_PUBLISH: u8 = 9;
+const KIND_REQUEST: u8 = 10;
+const KIND_SUBSCRIBE: u8 = 11;
+const KIND_MESSAGE: u8 = 12;
 
 /// The payload is UTF-8 text (a JS string), not binary (a Buffer).
 const FLAG_TEXT: u8 = 0x01;
@@ -146,6 +150,16 @@ pub enum Frame {
     Task { id: u64, request_id: String, invoker_context: String, payload: Payload },
     /// Worker to runtime: the handler finished.
     TaskDone { id: u64, function_error: FunctionError, payload: Payload },
+    /// Client to runtime: route a message; answered by `Accepted` or `Failure`.
+    Publish { id: u64, topic: String, payload: Payload },
+    /// Client to runtime: a runtime service (`credentials`, `stats`);
+    /// answered by `Result` (JSON payload) or `Failure`.
+    Request { id: u64, operation: String },
+    /// Client to runtime: receive every routed message whose topic matches
+    /// `topic_filter` as `Message` frames carrying this `id`.
+    Subscribe { id: u64, topic_filter: String },
+    /// Runtime to subscriber: a message that was published.
+    Message { id: u64, source: String, topic: String, payload: Payload },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -254,6 +268,15 @@ fn decode_body(mut body: Bytes) -> Result<Frame, FrameError> {
             function_error: FunctionError::from_flags(flags)?,
             payload: take_payload(flags, &mut body)?,
         },
+        KIND_PUBLISH => Frame::Publish { id, topic: take_field(&mut body)?, payload: take_payload(flags, &mut body)? },
+        KIND_REQUEST => Frame::Request { id, operation: take_field(&mut body)? },
+        KIND_SUBSCRIBE => Frame::Subscribe { id, topic_filter: take_field(&mut body)? },
+        KIND_MESSAGE => Frame::Message {
+            id,
+            source: take_field(&mut body)?,
+            topic: take_field(&mut body)?,
+            payload: take_payload(flags, &mut body)?,
+        },
         other => return Err(FrameError::UnknownKind(other)),
     };
     if !body.is_empty() && !frame_has_payload(&frame) {
@@ -263,7 +286,15 @@ fn decode_body(mut body: Bytes) -> Result<Frame, FrameError> {
 }
 
 fn frame_has_payload(frame: &Frame) -> bool {
-    matches!(frame, Frame::Invoke { .. } | Frame::Result { .. } | Frame::Task { .. } | Frame::TaskDone { .. })
+    matches!(
+        frame,
+        Frame::Invoke { .. }
+            | Frame::Result { .. }
+            | Frame::Task { .. }
+            | Frame::TaskDone { .. }
+            | Frame::Publish { .. }
+            | Frame::Message { .. }
+    )
 }
 
 fn take_field(body: &mut Bytes) -> Result<String, FrameError> {
@@ -326,6 +357,12 @@ impl Encoder<&Frame> for FrameCodec {
             }
             Frame::TaskDone { id, function_error, payload } => {
                 (KIND_TASK_DONE, payload.flag() | function_error.flag(), 0, *id, ["", ""], 0, Some(payload))
+            }
+            Frame::Publish { id, topic, payload } => (KIND_PUBLISH, payload.flag(), 0, *id, [topic, ""], 1, Some(payload)),
+            Frame::Request { id, operation } => (KIND_REQUEST, 0, 0, *id, [operation, ""], 1, None),
+            Frame::Subscribe { id, topic_filter } => (KIND_SUBSCRIBE, 0, 0, *id, [topic_filter, ""], 1, None),
+            Frame::Message { id, source, topic, payload } => {
+                (KIND_MESSAGE, payload.flag(), 0, *id, [source, topic], 2, Some(payload))
             }
         };
         let fields = &field_slots[..field_count];

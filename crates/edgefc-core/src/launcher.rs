@@ -10,7 +10,7 @@ use std::process::Stdio;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::sync::oneshot;
 
-use crate::config::FunctionSpec;
+use crate::config::{FunctionSpec, ROUTER_FUNCTION_ID, THING_FUNCTION_ALIAS};
 
 /// What a launcher needs to start a worker that can connect back.
 pub struct LaunchSpec<'a> {
@@ -18,6 +18,8 @@ pub struct LaunchSpec<'a> {
     /// The function's own token; the worker authenticates with it.
     pub token: &'a str,
     pub socket_path: &'a Path,
+    /// The function that serves thing operations, if one is configured.
+    pub thing_function_id: Option<&'a str>,
 }
 
 pub trait WorkerLauncher: Send + Sync + 'static {
@@ -90,6 +92,8 @@ impl WorkerLauncher for NodeLauncher {
             .env("EDGEFC_SOCKET", spec.socket_path)
             .env("FUNCTION_ID", &function.function_id)
             .env("MY_FUNCTION_ID", &function.function_id)
+            .env("ROUTER_FUNCTION_ID", ROUTER_FUNCTION_ID)
+            .env("THING_FUNCTION_ID", spec.thing_function_id.unwrap_or(THING_FUNCTION_ALIAS))
             .env("EDGEFC_SERVICE_NAME", &function.service_name)
             .env("EDGEFC_FUNCTION_NAME", &function.function_name)
             .env("EDGEFC_CODE_DIR", &function.code_dir)

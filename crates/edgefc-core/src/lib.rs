@@ -8,6 +8,7 @@
 //!   `FCClient` calls and by hosted workers to receive their tasks.
 //! - [`config`]: the runtime's `edgefc.json` and the function table.
 //! - [`launcher`]: how a function's worker process is started.
+//! - [`router`]: topic filters and the routes that deliver published messages.
 //! - [`host`]: one hosted function: worker lifecycle, concurrency, timeouts.
 //! - [`server`]: accepting and authenticating connections, routing invocations.
 //! - [`runtime`]: starting and stopping all of it.
@@ -20,10 +21,11 @@ pub mod error;
 pub mod frame;
 pub mod host;
 pub mod launcher;
+pub mod router;
 pub mod runtime;
 mod server;
 
-pub use client::{Channel, Client, ConnectOptions, InvokeReply, InvokeRequest, SyncResult, Task};
+pub use client::{Channel, Client, ConnectOptions, InvokeReply, InvokeRequest, Message, SyncResult, Task};
 pub use config::{function_arn, Config, FunctionSpec};
 pub use error::{Error, ErrorCode, Result};
 pub use frame::{Frame, FrameCodec, FunctionError, Payload};

@@ -11,9 +11,9 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, FunctionTable};
+use crate::config::{Config, FunctionTable, THING_FUNCTION_ALIAS};
 use crate::error::{Error, Result};
-use crate::host::FunctionHost;
+use crate::host::{FunctionHost, HostSettings};
 use crate::launcher::WorkerLauncher;
 use crate::server::{self, Caller, Shared};
 
@@ -46,22 +46,31 @@ pub async fn start(config: Config, launcher: Arc<dyn WorkerLauncher>) -> Result<
     let admin_token_path = config.admin_token_path();
     write_owner_only(&admin_token_path, admin_token.as_bytes())?;
 
+    let settings = Arc::new(HostSettings {
+        socket_path: socket_path.clone(),
+        launcher,
+        thing_function_id: config.thing_function.map(|index| config.functions[index].function_id.clone()),
+    });
     let hosts: Vec<Arc<FunctionHost>> = config
         .functions
         .iter()
-        .map(|spec| {
-            Arc::new(FunctionHost::new(spec.clone(), new_token(), socket_path.clone(), launcher.clone(), config.max_queued))
-        })
+        .map(|spec| Arc::new(FunctionHost::new(spec.clone(), new_token(), settings.clone())))
         .collect();
     let mut tokens = HashMap::new();
     tokens.insert(admin_token.clone(), Caller::Admin);
-    for host in &hosts {
-        tokens.insert(host.token().to_string(), Caller::Function(host.clone()));
+    for (index, host) in hosts.iter().enumerate() {
+        tokens.insert(host.token().to_string(), Caller::Function(index));
     }
-    let functions = FunctionTable::build(&config.functions)?.map(|index| hosts[index].clone());
-    let shared = Arc::new(Shared { functions, tokens, max_payload: config.max_payload });
+    let mut functions = FunctionTable::build(&config.functions)?;
+    if let Some(index) = config.thing_function {
+        functions.alias(THING_FUNCTION_ALIAS, index);
+    }
+    let shared = Arc::new(Shared::new(hosts.clone(), functions, tokens, config.max_payload, config.router, config.credentials));
     let shutdown = CancellationToken::new();
     let server = tokio::spawn(server::serve(listener, shared, shutdown.clone()));
+    for host in &hosts {
+        tokio::spawn(host.clone().supervise());
+    }
     Ok(RuntimeHandle { socket_path, admin_token_path, admin_token, shutdown, server, hosts })
 }
 

@@ -41,6 +41,10 @@ fn every_kind() -> Vec<Frame> {
         Frame::Failure { id: 5, code: ErrorCode::QueueFull, message: "full".into() },
         Frame::Task { id: 6, request_id: "r".into(), invoker_context: "c".into(), payload: Payload::text("t") },
         Frame::TaskDone { id: 7, function_error: FunctionError::Unhandled, payload: Payload::text("{}") },
+        Frame::Publish { id: 8, topic: "/hello/world".into(), payload: Payload::Binary(Bytes::from_static(b"\x00\xff")) },
+        Frame::Request { id: 9, operation: "credentials".into() },
+        Frame::Subscribe { id: 10, topic_filter: "/hello/#".into() },
+        Frame::Message { id: 10, source: "fn".into(), topic: "/hello/world".into(), payload: Payload::text("hi") },
     ]
 }
 
