@@ -18,6 +18,17 @@ export declare class NativeChannel {
   invoke(target: string, asynchronous: boolean, invokerContext: string, payload: string | Buffer): Promise<InvokeOutcome>
   /** Connects (serving) and returns a failure, or `null` once connected. */
   open(): Promise<NativeFailure | null>
+  /** Publishes; the outcome carries the message id as `invocationId`. */
+  publish(topic: string, payload: string | Buffer): Promise<InvokeOutcome>
+  /** Asks the runtime for a service (`credentials`, `stats`); the outcome's payload is JSON. */
+  query(operation: string): Promise<InvokeOutcome>
+  /** Subscribes this channel to a topic filter; messages come from `nextMessages`. */
+  subscribe(topicFilter: string): Promise<NativeFailure | null>
+  /**
+   * The messages that are ready (at least one), or `null` once the
+   * connection is closed.
+   */
+  nextMessages(): Promise<Array<NativeMessage> | null>
   /**
    * The tasks that are ready (at least one), or `null` when the connection
    * is closed and the worker should exit.
@@ -56,6 +67,13 @@ export interface InvokeOutcome {
 export interface NativeFailure {
   code: string
   message: string
+}
+
+/** A published message, as a subscriber sees it. */
+export interface NativeMessage {
+  source: string
+  topic: string
+  payload: string | Buffer
 }
 
 /** One run of the hosted function's handler, as the worker bootstrap sees it. */

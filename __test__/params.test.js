@@ -74,7 +74,8 @@ describe('invokeFunction parameter validation', () => {
 
   it('exposes every error code', () => {
     assert.deepEqual(Object.values(ErrorCode).sort(), [
-      'ERR_CONFIG', 'ERR_FUNCTION_NOT_FOUND', 'ERR_INTERNAL', 'ERR_INVALID_PARAMS', 'ERR_PAYLOAD_TOO_LARGE',
+      'ERR_CONFIG', 'ERR_CREDENTIALS_UNAVAILABLE', 'ERR_FUNCTION_FAILED', 'ERR_FUNCTION_NOT_FOUND', 'ERR_INTERNAL',
+      'ERR_INVALID_PARAMS', 'ERR_PAYLOAD_TOO_LARGE',
       'ERR_PROTOCOL', 'ERR_QUEUE_FULL', 'ERR_RUNTIME_UNAVAILABLE', 'ERR_TIMEOUT', 'ERR_UNAUTHORIZED',
     ]);
   });

@@ -5,6 +5,7 @@ const fs = require('fs');
 const { parseArgs } = require('util');
 
 const { FCClient, EdgeFCError, startRuntime } = require('..');
+const { RuntimeLink } = require('../lib/link');
 
 const USAGE = `Usage:
   edgefc run --config edgefc.json
@@ -12,6 +13,12 @@ const USAGE = `Usage:
   edgefc invoke <functionId | service/function> --config edgefc.json
          [--payload S | --payload-file F] [--async] [--context JSON]
       Invokes a function of the running runtime and prints its result.
+  edgefc publish <topic> --config edgefc.json [--payload S | --payload-file F]
+      Publishes a message to the runtime's router and prints its id.
+  edgefc subscribe <topicFilter> --config edgefc.json
+      Prints every message published on a matching topic until interrupted.
+  edgefc stats --config edgefc.json
+      Prints the router's counters as JSON.
 
 The config may also come from the EDGEFC_CONFIG environment variable.`;
 
@@ -81,19 +88,26 @@ function invokerContext(json) {
   return Buffer.from(json).toString('base64');
 }
 
-async function invoke(values, positionals) {
-  if (positionals.length !== 1) {
-    throw new UsageError('invoke takes exactly one function: <functionId | service/function>');
-  }
+function payloadOption(values) {
   if (values.payload !== undefined && values['payload-file'] !== undefined) {
     throw new UsageError('give --payload or --payload-file, not both');
   }
-  const payload = values['payload-file'] !== undefined
-    ? fs.readFileSync(values['payload-file'])
-    : values.payload;
+  return values['payload-file'] !== undefined ? fs.readFileSync(values['payload-file']) : values.payload;
+}
+
+function onlyArgument(positionals, what) {
+  if (positionals.length !== 1) {
+    throw new UsageError(`expected exactly one ${what}`);
+  }
+  return positionals[0];
+}
+
+async function invoke(values, positionals) {
+  const name = onlyArgument(positionals, 'function: <functionId | service/function>');
+  const payload = payloadOption(values);
   const fc = new FCClient({ config: configPath(values) });
   const result = await fc.invokeFunction({
-    ...target(positionals[0]),
+    ...target(name),
     invocationType: values.async ? 'Async' : 'Sync',
     invokerContext: invokerContext(values.context),
     payload,
@@ -115,6 +129,53 @@ async function invoke(values, positionals) {
   return 0;
 }
 
+async function publish(values, positionals) {
+  const topic = onlyArgument(positionals, 'topic');
+  const fc = new FCClient({ config: configPath(values) });
+  const messageId = await fc.publish({ topic, payload: payloadOption(values) });
+  process.stdout.write(`${messageId}\n`);
+  return 0;
+}
+
+/** One line per message: `<topic> <source> <payload>`; binary payloads as base64. */
+function formatMessage(message) {
+  const payload = typeof message.payload === 'string' ? message.payload : `base64:${message.payload.toString('base64')}`;
+  return `${message.topic} ${message.source} ${payload}\n`;
+}
+
+async function subscribe(values, positionals) {
+  const topicFilter = onlyArgument(positionals, 'topic filter');
+  const link = new RuntimeLink({ config: configPath(values) });
+  let channel;
+  await link.call(async (ch) => {
+    channel = ch;
+    const failure = await ch.subscribe(topicFilter);
+    return failure || {};
+  });
+  console.error(`edgefc: subscribed to ${topicFilter}`);
+  const interrupted = new Promise((resolve) => {
+    process.once('SIGINT', resolve);
+    process.once('SIGTERM', resolve);
+  }).then(() => null);
+  for (;;) {
+    // eslint-disable-next-line no-await-in-loop
+    const messages = await Promise.race([channel.nextMessages(), interrupted]);
+    if (messages === null) {
+      return 0;
+    }
+    for (const message of messages) {
+      process.stdout.write(formatMessage(message));
+    }
+  }
+}
+
+async function stats(values) {
+  const link = new RuntimeLink({ config: configPath(values) });
+  const outcome = await link.call((channel) => channel.query('stats'));
+  process.stdout.write(`${outcome.payload}\n`);
+  return 0;
+}
+
 async function main(argv) {
   const { values, positionals } = parse(argv);
   const [command, ...rest] = positionals;
@@ -128,6 +189,15 @@ async function main(argv) {
   }
   if (command === 'invoke') {
     return invoke(values, rest);
+  }
+  if (command === 'publish') {
+    return publish(values, rest);
+  }
+  if (command === 'subscribe') {
+    return subscribe(values, rest);
+  }
+  if (command === 'stats') {
+    return stats(values);
   }
   throw new UsageError(`unknown command "${command}"`);
 }

@@ -1,12 +1,8 @@
 'use strict';
 
 const { settle } = require('./callback');
-const { resolveEndpoint, channelFor } = require('./channel');
-const { EdgeFCError, ErrorCode } = require('./errors');
-const { invokeRequest } = require('./params');
-
-/** Codes after which a client that found its runtime through a config looks again (it may have restarted). */
-const STALE_ENDPOINT_CODES = new Set([ErrorCode.RUNTIME_UNAVAILABLE, ErrorCode.UNAUTHORIZED]);
+const { RuntimeLink } = require('./link');
+const { invokeRequest, publishRequest } = require('./params');
 
 class FCClient {
   /**
@@ -16,8 +12,7 @@ class FCClient {
    * `connectTimeoutMs` (default 1000) how long connecting may take.
    */
   constructor(options) {
-    this._options = options || {};
-    this._endpoint = null;
+    this._link = new RuntimeLink(options);
   }
 
   /**
@@ -27,47 +22,32 @@ class FCClient {
    * Promise when no callback is given.
    */
   invokeFunction(params, callback) {
-    return settle(callback, () => this._invoke(invokeRequest(params)));
-  }
-
-  async _invoke(request) {
-    const outcome = await this._withTimeout(this._channel().invoke(
-      request.target, request.asynchronous, request.invokerContext, request.payload,
-    ));
-    if (outcome.code) {
-      if (STALE_ENDPOINT_CODES.has(outcome.code)) {
-        this._endpoint = null;
+    return settle(callback, async () => {
+      const request = invokeRequest(params);
+      const outcome = await this._link.call((channel) => channel.invoke(
+        request.target, request.asynchronous, request.invokerContext, request.payload,
+      ));
+      if (request.asynchronous) {
+        return outcome.invocationId;
       }
-      throw new EdgeFCError(outcome.code, outcome.message);
-    }
-    if (request.asynchronous) {
-      return outcome.invocationId;
-    }
-    return {
-      functionError: outcome.functionError,
-      statusCode: outcome.statusCode,
-      payload: outcome.payload,
-    };
-  }
-
-  _channel() {
-    if (this._endpoint === null) {
-      this._endpoint = resolveEndpoint(this._options);
-    }
-    return channelFor(this._endpoint, this._options.connectTimeoutMs);
-  }
-
-  _withTimeout(call) {
-    const timeoutMs = this._options.timeoutMs;
-    if (timeoutMs === undefined || timeoutMs === null) {
-      return call;
-    }
-    let timer;
-    const expired = new Promise((resolve, reject) => {
-      timer = setTimeout(() => reject(new EdgeFCError(ErrorCode.TIMEOUT,
-        `no answer from the edgefc runtime within ${timeoutMs} ms`)), timeoutMs);
+      return {
+        functionError: outcome.functionError,
+        statusCode: outcome.statusCode,
+        payload: outcome.payload,
+      };
     });
-    return Promise.race([call, expired]).finally(() => clearTimeout(timer));
+  }
+
+  /**
+   * Publishes `{topic, payload}` to the runtime's message router; gives the
+   * message id once routed. Never waits for the receiving functions.
+   */
+  publish(params, callback) {
+    return settle(callback, async () => {
+      const { topic, payload } = publishRequest(params);
+      const outcome = await this._link.call((channel) => channel.publish(topic, payload));
+      return outcome.invocationId;
+    });
   }
 }
 

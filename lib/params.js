@@ -45,9 +45,7 @@ function toPayload(payload) {
  * code ERR_INVALID_PARAMS; returns what the transport needs.
  */
 function invokeRequest(params) {
-  if (params === null || typeof params !== 'object') {
-    throw invalidParams('"params" must be an object');
-  }
+  checkObject(params);
   let target = getRequiredParameter(params, 'functionId');
   if (target === undefined) {
     const serviceName = getRequiredParameter(params, 'serviceName');
@@ -80,4 +78,64 @@ function invokeRequest(params) {
   };
 }
 
-module.exports = { getRequiredParameter, functionArn, invokeRequest };
+function required(params, property) {
+  const value = getRequiredParameter(params, property);
+  if (value === undefined) {
+    throw invalidParams(`Can't find required parameter "${property}".`);
+  }
+  return value;
+}
+
+function checkObject(params) {
+  if (params === null || typeof params !== 'object') {
+    throw invalidParams('"params" must be an object');
+  }
+}
+
+/** publish's params: upstream's checks (topic, then payload), then types. */
+function publishRequest(params) {
+  checkObject(params);
+  const topic = required(params, 'topic');
+  const payload = required(params, 'payload');
+  return { topic: checkString('topic', topic), payload: toPayload(payload) };
+}
+
+/** The request a thing operation sends to the thing function. */
+function thingRequest(topic, payload) {
+  const invokerContext = Buffer.from(JSON.stringify({ custom: { topic } })).toString('base64');
+  return { invokerContext, payload: payload === undefined ? '' : payload };
+}
+
+/** callThingService's params, checked in upstream's order. */
+function thingServiceRequest(params) {
+  checkObject(params);
+  const productKey = checkString('productKey', required(params, 'productKey'));
+  const deviceName = checkString('deviceName', required(params, 'deviceName'));
+  const service = checkString('service', required(params, 'service'));
+  return thingRequest(`/sys/things/${productKey}/${deviceName}/services/${service}`, JSON.stringify(params.payload));
+}
+
+/** getThingProperties / setThingProperties: payload first (as upstream), then the service call's checks. */
+function thingPropertiesRequest(params, service) {
+  checkObject(params);
+  const payload = required(params, 'payload');
+  return thingServiceRequest({
+    productKey: params.productKey, deviceName: params.deviceName, service, payload,
+  });
+}
+
+function thingsWithTagsRequest(params) {
+  checkObject(params);
+  const payload = required(params, 'payload');
+  return thingRequest('/sys/things///services/getthingswithtags', JSON.stringify(payload));
+}
+
+module.exports = {
+  getRequiredParameter,
+  functionArn,
+  invokeRequest,
+  publishRequest,
+  thingServiceRequest,
+  thingPropertiesRequest,
+  thingsWithTagsRequest,
+};

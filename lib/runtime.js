@@ -5,6 +5,7 @@ const path = require('path');
 const native = require('../native.js');
 const { EdgeFCError, ErrorCode } = require('./errors');
 const FCClient = require('./fc');
+const { RuntimeLink } = require('./link');
 
 /** A runtime started in this process by `startRuntime`. Like a listening
  * server, it keeps the process alive until it is stopped. */
@@ -20,6 +21,12 @@ class Runtime {
   /** An FCClient that talks to this runtime with its admin token. */
   client(options) {
     return new FCClient({ ...options, socketPath: this.socketPath, token: this.adminToken });
+  }
+
+  /** What the message router has done: `{published, delivered, droppedNoRoute, refusedQueueFull}`. */
+  async stats() {
+    const link = new RuntimeLink({ socketPath: this.socketPath, token: this.adminToken });
+    return JSON.parse((await link.call((channel) => channel.query('stats'))).payload);
   }
 
   /** Stops every worker, closes the socket and removes it. */

@@ -28,16 +28,21 @@ pub struct InvokeOutcome {
 }
 
 impl InvokeOutcome {
-    fn failed(error: Error) -> InvokeOutcome {
-        InvokeOutcome {
-            code: Some(error.code.as_str().to_string()),
-            message: Some(error.message),
-            function_error: None,
-            status_code: None,
-            payload: None,
-            invocation_id: None,
-        }
+    fn empty() -> InvokeOutcome {
+        InvokeOutcome { code: None, message: None, function_error: None, status_code: None, payload: None, invocation_id: None }
     }
+
+    fn failed(error: Error) -> InvokeOutcome {
+        InvokeOutcome { code: Some(error.code.as_str().to_string()), message: Some(error.message), ..InvokeOutcome::empty() }
+    }
+}
+
+/// A published message, as a subscriber sees it.
+#[napi(object)]
+pub struct NativeMessage {
+    pub source: String,
+    pub topic: String,
+    pub payload: Either<String, Buffer>,
 }
 
 /// One run of the hosted function's handler, as the worker bootstrap sees it.
@@ -86,9 +91,10 @@ fn payload_to_js(payload: Payload) -> Either<String, Buffer> {
 #[napi]
 pub struct NativeChannel {
     channel: Arc<Channel>,
-    /// The client that serves tasks, once connected; `completeTask` is
-    /// synchronous and must not wait on the channel's lock.
-    serving: Arc<Mutex<Option<Arc<Client>>>>,
+    /// The client whose task or message queue is being read, once
+    /// connected; `completeTask` is synchronous and must not wait on the
+    /// channel's lock.
+    attached: Arc<Mutex<Option<Arc<Client>>>>,
 }
 
 #[napi]
@@ -101,7 +107,7 @@ impl NativeChannel {
             serve,
             connect_timeout: Duration::from_millis(u64::from(connect_timeout_ms.max(1))),
         };
-        NativeChannel { channel: Arc::new(Channel::new(options)), serving: Arc::new(Mutex::new(None)) }
+        NativeChannel { channel: Arc::new(Channel::new(options)), attached: Arc::new(Mutex::new(None)) }
     }
 
     #[napi]
@@ -119,21 +125,14 @@ impl NativeChannel {
         };
         match reply {
             Ok(InvokeReply::Completed(result)) => InvokeOutcome {
-                code: None,
-                message: None,
                 function_error: result.function_error.as_str().map(str::to_string),
                 status_code: Some(u32::from(result.status)),
                 payload: Some(payload_to_js(result.payload)),
-                invocation_id: None,
+                ..InvokeOutcome::empty()
             },
-            Ok(InvokeReply::Accepted { invocation_id }) => InvokeOutcome {
-                code: None,
-                message: None,
-                function_error: None,
-                status_code: None,
-                payload: None,
-                invocation_id: Some(invocation_id),
-            },
+            Ok(InvokeReply::Accepted { invocation_id }) => {
+                InvokeOutcome { invocation_id: Some(invocation_id), ..InvokeOutcome::empty() }
+            }
             Err(error) => InvokeOutcome::failed(error),
         }
     }
@@ -141,20 +140,75 @@ impl NativeChannel {
     /// Connects (serving) and returns a failure, or `null` once connected.
     #[napi]
     pub async fn open(&self) -> Option<NativeFailure> {
-        match self.channel.client().await {
-            Ok(client) => {
-                *self.serving.lock().unwrap() = Some(client);
-                None
-            }
-            Err(error) => Some(error.into()),
+        self.attach().await.err().map(NativeFailure::from)
+    }
+
+    async fn attach(&self) -> Result<Arc<Client>, Error> {
+        let client = self.channel.client().await?;
+        *self.attached.lock().unwrap() = Some(client.clone());
+        Ok(client)
+    }
+
+    /// Publishes; the outcome carries the message id as `invocationId`.
+    #[napi]
+    pub async fn publish(&self, topic: String, payload: Either<String, Buffer>) -> InvokeOutcome {
+        let payload = payload_from_js(payload);
+        let published = match self.channel.client().await {
+            Ok(client) => client.publish(topic, payload).await,
+            Err(error) => Err(error),
+        };
+        match published {
+            Ok(message_id) => InvokeOutcome { invocation_id: Some(message_id), ..InvokeOutcome::empty() },
+            Err(error) => InvokeOutcome::failed(error),
         }
+    }
+
+    /// Asks the runtime for a service (`credentials`, `stats`); the outcome's payload is JSON.
+    #[napi]
+    pub async fn query(&self, operation: String) -> InvokeOutcome {
+        let answer = match self.channel.client().await {
+            Ok(client) => client.query(&operation).await,
+            Err(error) => Err(error),
+        };
+        match answer {
+            Ok(json) => InvokeOutcome { payload: Some(Either::A(json)), ..InvokeOutcome::empty() },
+            Err(error) => InvokeOutcome::failed(error),
+        }
+    }
+
+    /// Subscribes this channel to a topic filter; messages come from `nextMessages`.
+    #[napi]
+    pub async fn subscribe(&self, topic_filter: String) -> Option<NativeFailure> {
+        let subscribed = match self.attach().await {
+            Ok(client) => client.subscribe(topic_filter).await,
+            Err(error) => Err(error),
+        };
+        subscribed.err().map(NativeFailure::from)
+    }
+
+    /// The messages that are ready (at least one), or `null` once the
+    /// connection is closed.
+    #[napi]
+    pub async fn next_messages(&self) -> Option<Vec<NativeMessage>> {
+        let client = self.attached.lock().unwrap().clone()?;
+        let messages = client.next_messages().await?;
+        Some(
+            messages
+                .into_iter()
+                .map(|message| NativeMessage {
+                    source: message.source,
+                    topic: message.topic,
+                    payload: payload_to_js(message.payload),
+                })
+                .collect(),
+        )
     }
 
     /// The tasks that are ready (at least one), or `null` when the connection
     /// is closed and the worker should exit.
     #[napi]
     pub async fn next_tasks(&self) -> Option<Vec<NativeTask>> {
-        let client = self.serving.lock().unwrap().clone()?;
+        let client = self.attached.lock().unwrap().clone()?;
         let tasks = client.next_tasks().await?;
         Some(
             tasks
@@ -178,7 +232,7 @@ impl NativeChannel {
             1 => FunctionError::Handled,
             _ => FunctionError::Unhandled,
         };
-        let client = self.serving.lock().unwrap().clone();
+        let client = self.attached.lock().unwrap().clone();
         let Some(client) = client else {
             return Some(Error::runtime_unavailable("this channel is not serving tasks").into());
         };

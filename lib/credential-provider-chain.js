@@ -1,0 +1,22 @@
+'use strict';
+
+const { RuntimeLink } = require('./link');
+
+/**
+ * Resolves the credentials configured in the runtime's edgefc.json
+ * ("credentials"); served to hosted functions only.
+ */
+class CredentialProviderChain {
+  /** No arguments inside a hosted function; elsewhere the FCClient options. */
+  constructor(options) {
+    this._link = new RuntimeLink(options);
+  }
+
+  /** A Promise of `{accessKeyId, accessKeySecret, securityToken}`; rejects with ERR_CREDENTIALS_UNAVAILABLE when none are configured. */
+  async resolvePromise() {
+    const outcome = await this._link.call((channel) => channel.query('credentials'));
+    return JSON.parse(outcome.payload);
+  }
+}
+
+module.exports = CredentialProviderChain;
