@@ -154,6 +154,16 @@ describe('invokeFunction through a running runtime', () => {
     assert.equal(JSON.parse(data.payload).doubled, 'abab');
   });
 
+  it('completes a call whose result serializes to nothing with an empty payload', async () => {
+    const data = await sync({ functionName: 'asyncvalue', payload: 'function' });
+    assert.deepEqual([data.functionError, data.payload], [undefined, '']);
+  });
+
+  it('refuses strings longer than the wire carries instead of hanging', async () => {
+    await assert.rejects(sync({ functionName: 'echo', invokerContext: 'a'.repeat(70000) }), { code: 'ERR_INVALID_PARAMS' });
+    await assert.rejects(fc.invokeFunction({ functionId: 'z'.repeat(65530) }), { code: 'ERR_FUNCTION_NOT_FOUND' });
+  });
+
   it('ignores a second callback call', async () => {
     const data = await sync({ functionName: 'twice' });
     assert.equal(data.payload, 'first');

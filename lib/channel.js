@@ -9,11 +9,11 @@ const { EdgeFCError, ErrorCode } = require('./errors');
 /** Connecting plus the handshake; past this the runtime counts as unavailable. */
 const DEFAULT_CONNECT_TIMEOUT_MS = 1000;
 
-/** One connection per process and endpoint, shared by every client. */
+/** One connection per process and endpoint (and connect timeout), shared by every client. */
 const channels = new Map();
 
-function key(endpoint) {
-  return `${endpoint.socketPath}\0${endpoint.token}`;
+function key(endpoint, connectTimeoutMs) {
+  return `${endpoint.socketPath}\0${endpoint.token}\0${connectTimeoutMs}`;
 }
 
 /**
@@ -58,7 +58,7 @@ function endpointFromConfig(configPath) {
 }
 
 function channelFor(endpoint, connectTimeoutMs = DEFAULT_CONNECT_TIMEOUT_MS) {
-  const id = key(endpoint);
+  const id = key(endpoint, connectTimeoutMs);
   let channel = channels.get(id);
   if (channel === undefined) {
     channel = new native.NativeChannel(endpoint.socketPath, endpoint.token, false, connectTimeoutMs);
@@ -73,7 +73,7 @@ function channelFor(endpoint, connectTimeoutMs = DEFAULT_CONNECT_TIMEOUT_MS) {
  */
 function servingChannel(endpoint) {
   const channel = new native.NativeChannel(endpoint.socketPath, endpoint.token, true, DEFAULT_CONNECT_TIMEOUT_MS);
-  channels.set(key(endpoint), channel);
+  channels.set(key(endpoint, DEFAULT_CONNECT_TIMEOUT_MS), channel);
   return channel;
 }
 

@@ -60,7 +60,9 @@ function encodeResult(result) {
   if (result instanceof Uint8Array) {
     return Buffer.from(result.buffer, result.byteOffset, result.byteLength);
   }
-  return JSON.stringify(result);
+  // A function, a Symbol, or a toJSON that returns undefined serialize to nothing.
+  const json = JSON.stringify(result);
+  return json === undefined ? '' : json;
 }
 
 function runTask(channel, handler, task, identity) {
@@ -70,7 +72,12 @@ function runTask(channel, handler, task, identity) {
       return;
     }
     finished = true;
-    const failure = channel.completeTask(task.id, functionError, body);
+    let failure;
+    try {
+      failure = channel.completeTask(task.id, functionError, body);
+    } catch (err) {
+      failure = err;
+    }
     if (failure) {
       console.error(`edgefc: could not report request ${task.requestId}: ${failure.message}`);
     }

@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::connection::{self, FrameReader, FrameSender};
 use crate::error::{Error, ErrorCode, Result};
-use crate::frame::{Frame, FrameCodec, FunctionError, Payload, PROTOCOL_VERSION};
+use crate::frame::{Frame, FrameCodec, FunctionError, Payload, MAX_FIELD_LEN, PROTOCOL_VERSION};
 
 /// How long connecting plus the handshake may take before the runtime is
 /// declared unavailable.
@@ -164,6 +164,8 @@ impl Client {
 
     pub async fn invoke(&self, request: InvokeRequest) -> Result<InvokeReply> {
         self.check_payload(&request.payload)?;
+        check_field("the function id", &request.target)?;
+        check_field("invokerContext", &request.invoker_context)?;
         self.request(|id| Frame::Invoke {
             id,
             asynchronous: request.asynchronous,
@@ -177,6 +179,7 @@ impl Client {
     /// Publishes a message; resolves with its id once the runtime has routed it.
     pub async fn publish(&self, topic: String, payload: Payload) -> Result<String> {
         self.check_payload(&payload)?;
+        check_field("the topic", &topic)?;
         match self.request(|id| Frame::Publish { id, topic, payload }).await? {
             InvokeReply::Accepted { invocation_id } => Ok(invocation_id),
             InvokeReply::Completed(_) => Err(unexpected_reply()),
@@ -185,6 +188,7 @@ impl Client {
 
     /// Asks the runtime for one of its services (`credentials`, `stats`); the answer is JSON.
     pub async fn query(&self, operation: &str) -> Result<String> {
+        check_field("the request", operation)?;
         let operation = operation.to_string();
         match self.request(|id| Frame::Request { id, operation }).await? {
             InvokeReply::Completed(result) => Ok(String::from_utf8_lossy(result.payload.bytes()).into_owned()),
@@ -195,6 +199,7 @@ impl Client {
     /// From now on, every published message whose topic matches
     /// `topic_filter` is returned by [`next_messages`](Client::next_messages).
     pub async fn subscribe(&self, topic_filter: String) -> Result<()> {
+        check_field("the topic filter", &topic_filter)?;
         self.request(|id| Frame::Subscribe { id, topic_filter }).await.map(|_| ())
     }
 
@@ -300,6 +305,17 @@ async fn route_replies(
     for (_, waiting) in orphaned.into_iter().flatten() {
         let _ = waiting.send(Err(connection_lost()));
     }
+}
+
+/// Strings travel in fields of at most 65535 bytes.
+fn check_field(what: &str, value: &str) -> Result<()> {
+    if value.len() > MAX_FIELD_LEN {
+        return Err(Error::new(
+            ErrorCode::InvalidParams,
+            format!("{what} is {} bytes long; at most {MAX_FIELD_LEN} are allowed", value.len()),
+        ));
+    }
+    Ok(())
 }
 
 fn unexpected_reply() -> Error {

@@ -24,6 +24,9 @@ pub const PROTOCOL_VERSION: u16 = 1;
 /// Bytes before the first field: len + kind + flags + code + id.
 pub const HEADER_LEN: usize = 16;
 
+/// The longest string field: its length travels as a `u16`.
+pub const MAX_FIELD_LEN: usize = u16::MAX as usize;
+
 /// Room for the string fields on top of the payload limit: at most two
 /// fields of at most `u16::MAX` bytes each, with their length prefixes.
 pub const MAX_FIELDS_LEN: usize = 2 * (2 + u16::MAX as usize);
@@ -366,7 +369,7 @@ impl Encoder<&Frame> for FrameCodec {
             }
         };
         let fields = &field_slots[..field_count];
-        if fields.iter().any(|field| field.len() > u16::MAX as usize) {
+        if fields.iter().any(|field| field.len() > MAX_FIELD_LEN) {
             return Err(FrameError::FieldTooLong);
         }
         let fields_len: usize = fields.iter().map(|field| 2 + field.len()).sum();

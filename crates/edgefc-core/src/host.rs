@@ -54,8 +54,9 @@ pub struct FunctionHost {
     next_task_id: AtomicU64,
     worker: tokio::sync::Mutex<Option<Arc<WorkerLink>>>,
     /// Set while a worker is starting: the connection that authenticates with
-    /// this function's token and asks to serve is handed over through it.
-    attach: Mutex<Option<oneshot::Sender<Arc<WorkerLink>>>>,
+    /// this function's token, asks to serve and comes from the started
+    /// process is handed over through it.
+    attach: Mutex<Option<PendingStart>>,
     last_activity: Mutex<Instant>,
     stopping: AtomicBool,
     stopped: CancellationToken,
@@ -93,18 +94,18 @@ impl WorkerLink {
     /// output has been forwarded.
     async fn stop(&self) {
         self.kill();
-        let process = self.process.lock().unwrap().take();
-        if let Some(mut process) = process {
-            let _ = tokio::time::timeout(Duration::from_secs(2), process.wait()).await;
+        let exit = self.process.lock().unwrap().as_ref().map(WorkerProcess::exit);
+        if let Some(exit) = exit {
+            let _ = tokio::time::timeout(Duration::from_secs(2), exit).await;
         }
     }
 
     /// Resolves when the worker's connection is gone, and says how the process ended.
     async fn ended(&self) -> String {
         self.closed.cancelled().await;
-        let process = self.process.lock().unwrap().take();
-        match process {
-            Some(mut process) => process.wait().await,
+        let exit = self.process.lock().unwrap().as_ref().map(WorkerProcess::exit);
+        match exit {
+            Some(exit) => exit.await,
             None => "stopped".to_string(),
         }
     }
@@ -116,6 +117,12 @@ impl WorkerLink {
             let _ = waiting.send(result);
         }
     }
+}
+
+/// A worker being started: who it will be and who waits for it.
+struct PendingStart {
+    attached: oneshot::Sender<Arc<WorkerLink>>,
+    pid: Option<u32>,
 }
 
 /// The right to become the function's worker, claimed during the handshake.
@@ -188,6 +195,9 @@ impl FunctionHost {
     async fn run_admitted(&self, request_id: String, invoker_context: String, payload: Payload) -> Result<SyncResult> {
         let link = match self.ensure_worker().await {
             Ok(link) => link,
+            Err(_) if self.stopping.load(Ordering::Acquire) => {
+                return Err(Error::runtime_unavailable("the runtime stopped before the invocation started"))
+            }
             Err(message) => return Ok(unhandled("WorkerStartError", &message)),
         };
         let task_id = self.next_task_id.fetch_add(1, Ordering::Relaxed);
@@ -232,23 +242,26 @@ impl FunctionHost {
             return Err("the runtime is stopping".to_string());
         }
         let (attach_tx, attached) = oneshot::channel();
-        *self.attach.lock().unwrap() = Some(attach_tx);
-        let launched = self.settings.launcher.launch(&LaunchSpec {
-            function: &self.spec,
-            token: &self.token,
-            socket_path: &self.settings.socket_path,
-            thing_function_id: self.settings.thing_function_id.as_deref(),
-        });
-        let mut process = match launched {
-            Ok(process) => process,
-            Err(error) => {
-                self.attach.lock().unwrap().take();
-                return Err(format!("cannot start the worker of {}: {error}", self.spec.function_id));
-            }
+        // The slot stays locked while launching, so that no connection can
+        // claim it before it knows which process to expect.
+        let process = {
+            let mut attach = self.attach.lock().unwrap();
+            let process = self
+                .settings
+                .launcher
+                .launch(&LaunchSpec {
+                    function: &self.spec,
+                    token: &self.token,
+                    socket_path: &self.settings.socket_path,
+                    thing_function_id: self.settings.thing_function_id.as_deref(),
+                })
+                .map_err(|error| format!("cannot start the worker of {}: {error}", self.spec.function_id))?;
+            *attach = Some(PendingStart { attached: attach_tx, pid: process.pid() });
+            process
         };
         let outcome = tokio::select! {
             link = attached => link.map_err(|_| "the runtime is stopping".to_string()),
-            how = process.wait() => {
+            how = process.exit() => {
                 Err(format!("the worker of {} ended during start ({how}); its output above says why", self.spec.function_id))
             }
             _ = tokio::time::sleep(WORKER_START_TIMEOUT) => {
@@ -263,10 +276,17 @@ impl FunctionHost {
     }
 
     /// Called by the server when a connection authenticated with this
-    /// function's token asks to serve. `None` when no worker is starting, so
-    /// a stray process holding the token cannot steal invocations.
-    pub fn claim_start(&self) -> Option<WorkerStart> {
-        self.attach.lock().unwrap().take().map(WorkerStart)
+    /// function's token asks to serve. `None` when no worker is starting or
+    /// the connection comes from another process (`peer_pid`), so that a
+    /// stray process holding the token (a child of the worker, say) cannot
+    /// steal invocations.
+    pub fn claim_start(&self, peer_pid: Option<u32>) -> Option<WorkerStart> {
+        let mut attach = self.attach.lock().unwrap();
+        let expected = attach.as_ref()?.pid;
+        if expected.is_some() && expected != peer_pid {
+            return None;
+        }
+        attach.take().map(|start| WorkerStart(start.attached))
     }
 
     /// Hands the new worker's connection to the invocation that started it.

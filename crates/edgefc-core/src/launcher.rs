@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
 use crate::config::{FunctionSpec, ROUTER_FUNCTION_ID, THING_FUNCTION_ALIAS};
 
@@ -29,16 +29,20 @@ pub trait WorkerLauncher: Send + Sync + 'static {
 /// A started worker. Dropping it stops the worker.
 pub struct WorkerProcess {
     stop: Option<Box<dyn FnOnce() + Send>>,
-    exited: oneshot::Receiver<String>,
-    exit: Option<String>,
+    exited: watch::Receiver<Option<String>>,
+    pid: Option<u32>,
 }
 
 impl WorkerProcess {
-    /// `stop` ends the worker; `exited` resolves with a description of how it
-    /// ended ("exit code 1", "signal 9") once it has ended and its output has
-    /// been forwarded.
-    pub fn new(stop: impl FnOnce() + Send + 'static, exited: oneshot::Receiver<String>) -> WorkerProcess {
-        WorkerProcess { stop: Some(Box::new(stop)), exited, exit: None }
+    /// `stop` ends the worker; `exited` turns to `Some(how)` ("exit code 1",
+    /// "signal 9") once it has ended and its output has been forwarded. A
+    /// worker with a `pid` must connect from that process.
+    pub fn new(stop: impl FnOnce() + Send + 'static, exited: watch::Receiver<Option<String>>, pid: Option<u32>) -> WorkerProcess {
+        WorkerProcess { stop: Some(Box::new(stop)), exited, pid }
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.pid
     }
 
     pub fn stop(&mut self) {
@@ -47,14 +51,15 @@ impl WorkerProcess {
         }
     }
 
-    /// Waits until the worker has ended; says how.
-    pub async fn wait(&mut self) -> String {
-        if let Some(exit) = &self.exit {
-            return exit.clone();
+    /// A future that resolves, with how the worker ended, once it has.
+    pub fn exit(&self) -> impl std::future::Future<Output = String> + Send + 'static {
+        let mut exited = self.exited.clone();
+        async move {
+            match exited.wait_for(Option::is_some).await {
+                Ok(how) => how.clone().unwrap_or_default(),
+                Err(_) => "unknown status".to_string(),
+            }
         }
-        let exit = (&mut self.exited).await.unwrap_or_else(|_| "unknown status".to_string());
-        self.exit = Some(exit.clone());
-        exit
     }
 }
 
@@ -109,8 +114,9 @@ impl WorkerLauncher for NodeLauncher {
             child.stdout.take().map(|stdout| tokio::spawn(forward_lines(stdout, label.clone(), false))),
             child.stderr.take().map(|stderr| tokio::spawn(forward_lines(stderr, label.clone(), true))),
         ];
+        let pid = child.id();
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
-        let (exit_tx, exit_rx) = oneshot::channel();
+        let (exit_tx, exit_rx) = watch::channel(None);
         tokio::spawn(async move {
             let status = tokio::select! {
                 status = child.wait() => status,
@@ -126,9 +132,9 @@ impl WorkerLauncher for NodeLauncher {
                 Ok(status) => describe_exit(status),
                 Err(error) => format!("unknown status ({error})"),
             };
-            let _ = exit_tx.send(description);
+            let _ = exit_tx.send(Some(description));
         });
-        Ok(WorkerProcess::new(move || drop(stop_tx), exit_rx))
+        Ok(WorkerProcess::new(move || drop(stop_tx), exit_rx, pid))
     }
 }
 

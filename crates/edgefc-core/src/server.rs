@@ -15,7 +15,7 @@ use crate::client::SyncResult;
 use crate::config::{Credentials, FunctionTable, ROUTER_FUNCTION_ID};
 use crate::connection::{self, FrameReader, FrameSender};
 use crate::error::{Error, ErrorCode, Result};
-use crate::frame::{Frame, FrameCodec, FunctionError, Payload, PROTOCOL_VERSION};
+use crate::frame::{Frame, FrameCodec, FunctionError, Payload, MAX_FIELD_LEN, PROTOCOL_VERSION};
 use crate::host::{FunctionHost, WorkerLink, STATUS_OK};
 use crate::router::{check_topic, Router, TopicFilter};
 
@@ -45,18 +45,20 @@ pub(crate) struct Stats {
 }
 
 impl Stats {
-    fn to_json(&self) -> String {
+    fn to_json(&self, subscriptions: usize) -> String {
         serde_json::json!({
             "published": self.published.load(Ordering::Relaxed),
             "delivered": self.delivered.load(Ordering::Relaxed),
             "droppedNoRoute": self.dropped_no_route.load(Ordering::Relaxed),
             "refusedQueueFull": self.refused_queue_full.load(Ordering::Relaxed),
+            "subscriptions": subscriptions,
         })
         .to_string()
     }
 }
 
 struct Subscription {
+    connection_id: u64,
     sender: FrameSender,
     id: u64,
     filter: TopicFilter,
@@ -71,6 +73,7 @@ pub(crate) struct Shared {
     pub credentials: Option<Credentials>,
     pub stats: Stats,
     subscriptions: Mutex<Vec<Subscription>>,
+    next_connection_id: AtomicU64,
 }
 
 impl Shared {
@@ -91,6 +94,7 @@ impl Shared {
             credentials,
             stats: Stats::default(),
             subscriptions: Mutex::new(Vec::new()),
+            next_connection_id: AtomicU64::new(1),
         }
     }
 
@@ -121,8 +125,10 @@ pub(crate) async fn serve(listener: UnixListener, shared: Arc<Shared>, shutdown:
 }
 
 async fn handle_connection(stream: UnixStream, shared: Arc<Shared>, shutdown: CancellationToken) {
+    let peer_pid = stream.peer_cred().ok().and_then(|credentials| credentials.pid()).and_then(|pid| u32::try_from(pid).ok());
+    let connection_id = shared.next_connection_id.fetch_add(1, Ordering::Relaxed);
     let (mut reader, sender) = connection::split(stream, FrameCodec::for_max_payload(shared.max_payload));
-    let Some((caller, worker)) = greet(&mut reader, &sender, &shared).await else {
+    let Some((caller, worker)) = greet(&mut reader, &sender, &shared, peer_pid).await else {
         return;
     };
     loop {
@@ -154,7 +160,7 @@ async fn handle_connection(stream: UnixStream, shared: Arc<Shared>, shutdown: Ca
                 sender.send(reply);
             }
             Ok(Some(Frame::Subscribe { id, topic_filter })) => {
-                let reply = match subscribe(&shared, caller, &sender, id, &topic_filter) {
+                let reply = match subscribe(&shared, caller, &sender, connection_id, id, &topic_filter) {
                     Ok(()) => Frame::Accepted { id, invocation_id: String::new() },
                     Err(error) => failure(id, error),
                 };
@@ -174,12 +180,18 @@ async fn handle_connection(stream: UnixStream, shared: Arc<Shared>, shutdown: Ca
     if let Some(link) = worker {
         link.close();
     }
+    shared.subscriptions.lock().unwrap().retain(|subscription| subscription.connection_id != connection_id);
 }
 
 /// Reads and checks the Hello; answers Welcome or a Failure. `None` ends the
 /// connection; otherwise who is calling and, when the connection serves
 /// tasks, its worker link.
-async fn greet(reader: &mut FrameReader, sender: &FrameSender, shared: &Shared) -> Option<(Caller, Option<Arc<WorkerLink>>)> {
+async fn greet(
+    reader: &mut FrameReader,
+    sender: &FrameSender,
+    shared: &Shared,
+    peer_pid: Option<u32>,
+) -> Option<(Caller, Option<Arc<WorkerLink>>)> {
     let hello = tokio::time::timeout(HELLO_TIMEOUT, reader.read_frame()).await;
     let (version, serve, token) = match hello {
         Ok(Ok(Some(Frame::Hello { version, serve, token }))) => (version, serve, token),
@@ -199,7 +211,7 @@ async fn greet(reader: &mut FrameReader, sender: &FrameSender, shared: &Shared) 
     };
     let start = match (caller, serve) {
         (_, false) => None,
-        (Caller::Function(index), true) => match shared.hosts[index].claim_start() {
+        (Caller::Function(index), true) => match shared.hosts[index].claim_start(peer_pid) {
             Some(start) => Some((&shared.hosts[index], start)),
             None => {
                 refuse(sender, ErrorCode::Unauthorized, "no worker of this function is being started");
@@ -221,11 +233,22 @@ async fn greet(reader: &mut FrameReader, sender: &FrameSender, shared: &Shared) 
 }
 
 fn refuse(sender: &FrameSender, code: ErrorCode, message: &str) {
-    sender.send(Frame::Failure { id: 0, code, message: message.to_string() });
+    sender.send(failure(0, Error::new(code, message)));
 }
 
+/// A Failure frame; a message longer than a field can carry (it may quote a
+/// caller's long function name) is cut, so the reply is never lost.
 fn failure(id: u64, error: Error) -> Frame {
-    Frame::Failure { id, code: error.code, message: error.message }
+    let mut message = error.message;
+    if message.len() > MAX_FIELD_LEN {
+        let mut end = MAX_FIELD_LEN - 3;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+        message.push_str("...");
+    }
+    Frame::Failure { id, code: error.code, message }
 }
 
 fn check_payload(shared: &Shared, payload: &Payload) -> Result<()> {
@@ -357,8 +380,7 @@ fn publish(shared: &Shared, caller: Caller, topic: String, payload: Payload) -> 
 }
 
 fn notify_subscribers(shared: &Shared, source: &str, topic: &str, payload: &Payload) {
-    let mut subscriptions = shared.subscriptions.lock().unwrap();
-    subscriptions.retain(|subscription| !subscription.sender.is_closed());
+    let subscriptions = shared.subscriptions.lock().unwrap();
     for subscription in subscriptions.iter().filter(|subscription| subscription.filter.matches(topic)) {
         subscription.sender.send(Frame::Message {
             id: subscription.id,
@@ -369,12 +391,12 @@ fn notify_subscribers(shared: &Shared, source: &str, topic: &str, payload: &Payl
     }
 }
 
-fn subscribe(shared: &Shared, caller: Caller, sender: &FrameSender, id: u64, topic_filter: &str) -> Result<()> {
+fn subscribe(shared: &Shared, caller: Caller, sender: &FrameSender, connection_id: u64, id: u64, topic_filter: &str) -> Result<()> {
     if let Caller::Function(_) = caller {
         return Err(Error::new(ErrorCode::Unauthorized, "functions receive messages through routes; subscribing needs the admin token"));
     }
     let filter = TopicFilter::parse(topic_filter)?;
-    shared.subscriptions.lock().unwrap().push(Subscription { sender: sender.clone(), id, filter });
+    shared.subscriptions.lock().unwrap().push(Subscription { connection_id, sender: sender.clone(), id, filter });
     Ok(())
 }
 
@@ -390,7 +412,7 @@ fn answer(shared: &Shared, caller: Caller, operation: &str) -> Result<String> {
             })?;
             Ok(serde_json::to_string(credentials).expect("credentials serialize"))
         }
-        "stats" => Ok(shared.stats.to_json()),
+        "stats" => Ok(shared.stats.to_json(shared.subscriptions.lock().unwrap().len())),
         other => Err(Error::new(ErrorCode::InvalidParams, format!("unknown request {other}"))),
     }
 }

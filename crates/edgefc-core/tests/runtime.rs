@@ -14,12 +14,14 @@ use edgefc_core::{
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::{watch, Notify};
 
 /// Hosts every function in-process. The handler answers by payload:
 /// "hang" never answers, "fail" is a Handled error, "gate" waits for
 /// `gate` to open, anything else is echoed back.
 struct InProcess {
+    /// The pid workers claim to have; a wrong one makes the runtime refuse them.
+    claimed_pid: Option<u32>,
     launches: AtomicUsize,
     running: Arc<AtomicUsize>,
     peak: Arc<AtomicUsize>,
@@ -29,6 +31,7 @@ struct InProcess {
 impl InProcess {
     fn new() -> Arc<InProcess> {
         Arc::new(InProcess {
+            claimed_pid: Some(std::process::id()),
             launches: AtomicUsize::new(0),
             running: Arc::new(AtomicUsize::new(0)),
             peak: Arc::new(AtomicUsize::new(0)),
@@ -43,9 +46,12 @@ impl WorkerLauncher for InProcess {
         let mut options = ConnectOptions::new(spec.socket_path, spec.token);
         options.serve = true;
         let (running, peak, gate) = (self.running.clone(), self.peak.clone(), self.gate.clone());
-        let (exit_tx, exit_rx) = oneshot::channel();
+        let (exit_tx, exit_rx) = watch::channel(None);
         let worker = tokio::spawn(async move {
-            let client = Arc::new(Client::connect(&options).await.expect("worker connects"));
+            let Ok(client) = Client::connect(&options).await else {
+                return;
+            };
+            let client = Arc::new(client);
             while let Some(tasks) = client.next_tasks().await {
                 for task in tasks {
                     let (client, running, peak, gate) = (client.clone(), running.clone(), peak.clone(), gate.clone());
@@ -68,9 +74,10 @@ impl WorkerLauncher for InProcess {
                     });
                 }
             }
-            let _ = exit_tx.send("exit code 0".to_string());
+            let _ = exit_tx.send(Some("exit code 0".to_string()));
         });
-        Ok(WorkerProcess::new(move || worker.abort(), exit_rx))
+        // In-process workers connect from this very process.
+        Ok(WorkerProcess::new(move || worker.abort(), exit_rx, self.claimed_pid))
     }
 }
 
@@ -82,6 +89,10 @@ struct Fixture {
 
 impl Fixture {
     async fn start(extra: &str) -> Fixture {
+        Fixture::start_with(extra, InProcess::new()).await
+    }
+
+    async fn start_with(extra: &str, launcher: Arc<InProcess>) -> Fixture {
         let dir = tempfile::Builder::new().prefix("efc").tempdir_in("/tmp").unwrap();
         let text = format!(
             r#"{{"stateDir": "s", {extra} "functions": [
@@ -91,7 +102,6 @@ impl Fixture {
             ]}}"#
         );
         let config = Config::parse(&text, dir.path()).expect("valid config");
-        let launcher = InProcess::new();
         let handle = runtime::start(config, launcher.clone()).await.expect("starts");
         Fixture { handle: Some(handle), launcher, _dir: dir }
     }
@@ -299,6 +309,67 @@ async fn stopping_the_runtime_fails_waiting_callers_and_removes_the_socket() {
     assert_eq!(error.code, ErrorCode::RuntimeUnavailable);
 }
 
+#[tokio::test]
+async fn a_worker_connecting_from_another_process_is_refused() {
+    let mut launcher = InProcess::new();
+    Arc::get_mut(&mut launcher).unwrap().claimed_pid = Some(1);
+    let fixture = Fixture::start_with("", launcher).await;
+    let result = completed(&fixture.client().await, sync("echo", Payload::text("x"))).await;
+    assert_eq!(result.function_error, FunctionError::Unhandled);
+    let body = String::from_utf8_lossy(result.payload.bytes()).into_owned();
+    assert!(body.contains("WorkerStartError"), "{body}");
+    fixture.stop().await;
+}
+
+#[tokio::test]
+async fn overlong_fields_are_refused_before_sending_and_long_error_messages_are_cut() {
+    let fixture = Fixture::start("").await;
+    let client = fixture.client().await;
+    let request = InvokeRequest { invoker_context: "c".repeat(70_000), ..sync("echo", Payload::empty_text()) };
+    assert_eq!(client.invoke(request).await.unwrap_err().code, ErrorCode::InvalidParams);
+    // The runtime's "does not exist" message quotes the name: it must still arrive.
+    let error = client.invoke(sync(&"z".repeat(65_530), Payload::empty_text())).await.unwrap_err();
+    assert_eq!(error.code, ErrorCode::FunctionNotFound);
+    assert!(error.message.len() <= u16::MAX as usize);
+    fixture.stop().await;
+}
+
+#[tokio::test]
+async fn messages_reach_subscribers_and_subscriptions_end_with_their_connection() {
+    let fixture = Fixture::start("").await;
+    let admin = fixture.client().await;
+    let subscriber = fixture.client().await;
+    subscriber.subscribe("/hello/+".into()).await.unwrap();
+    admin.publish("/hello/world".into(), Payload::Binary(Bytes::from_static(&[0, 1, 2]))).await.unwrap();
+    admin.publish("/other".into(), Payload::text("unseen")).await.unwrap();
+    let messages = subscriber.next_messages().await.unwrap();
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0].topic, "/hello/world");
+    assert_eq!(messages[0].source, "local");
+    assert_eq!(messages[0].payload, Payload::Binary(Bytes::from_static(&[0, 1, 2])));
+    let stats: serde_json::Value = serde_json::from_str(&admin.query("stats").await.unwrap()).unwrap();
+    assert_eq!(stats["subscriptions"], 1);
+    assert_eq!(stats["published"], 2);
+    assert_eq!(stats["droppedNoRoute"], 2);
+    drop(subscriber);
+    loop {
+        let stats: serde_json::Value = serde_json::from_str(&admin.query("stats").await.unwrap()).unwrap();
+        if stats["subscriptions"] == 0 {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    fixture.stop().await;
+}
+
+#[tokio::test]
+async fn credentials_are_served_to_functions_only() {
+    let fixture = Fixture::start("").await;
+    let error = fixture.client().await.query("credentials").await.unwrap_err();
+    assert_eq!(error.code, ErrorCode::Unauthorized);
+    fixture.stop().await;
+}
+
 #[test]
 fn config_errors_name_the_problem() {
     let dir = tempfile::tempdir().unwrap();
@@ -310,6 +381,12 @@ fn config_errors_name_the_problem() {
         (r#"{"functions": [{"serviceName": "S", "functionName": "f", "codeDir": ".", "functionId": "x"},
                            {"serviceName": "S", "functionName": "g", "codeDir": ".", "functionId": "x"}]}"#, "both named x"),
         (r#"{"functions": "#, "EOF"),
+        (r#"{"functions": [], "routes": [{"source": "any", "topicFilter": "/a", "target": "function:nope"}]}"#, "names no configured function"),
+        (r#"{"functions": [], "routes": [{"source": "any", "topicFilter": "/a", "target": "x"}]}"#, "must look like"),
+        (r#"{"functions": [{"serviceName": "S", "functionName": "f", "codeDir": "."}],
+             "routes": [{"source": "any", "topicFilter": "/a/#/b", "target": "function:acs:fc:::service:S:function:f"}]}"#, "last level"),
+        (r#"{"functions": [], "thingFunction": "nope"}"#, "thingFunction"),
+        (r#"{"functions": [{"serviceName": "S", "functionName": "f", "codeDir": ".", "runMode": "sometimes"}]}"#, "unknown variant"),
     ];
     for (text, expected) in cases {
         let error = Config::parse(text, dir.path()).unwrap_err();
