@@ -12,6 +12,8 @@ export type ErrorCodeValue =
   | 'ERR_PROTOCOL'
   | 'ERR_CONFIG'
   | 'ERR_INTERNAL'
+  | 'ERR_FUNCTION_FAILED'
+  | 'ERR_CREDENTIALS_UNAVAILABLE'
 
 export declare const ErrorCode: {
   readonly INVALID_PARAMS: 'ERR_INVALID_PARAMS'
@@ -24,6 +26,8 @@ export declare const ErrorCode: {
   readonly PROTOCOL: 'ERR_PROTOCOL'
   readonly CONFIG: 'ERR_CONFIG'
   readonly INTERNAL: 'ERR_INTERNAL'
+  readonly FUNCTION_FAILED: 'ERR_FUNCTION_FAILED'
+  readonly CREDENTIALS_UNAVAILABLE: 'ERR_CREDENTIALS_UNAVAILABLE'
 }
 
 /** The one error type of this package: `code` is stable, `message` is for people. */
@@ -104,6 +108,70 @@ export declare class FCClient {
   invokeFunction(params: AsyncInvokeParams): Promise<string>
   invokeFunction(params: SyncInvokeParams): Promise<InvokeResult>
   invokeFunction(params: InvokeParams): Promise<InvokeResult | string>
+  /** Publishes to the runtime's message router; gives the message id once routed. */
+  publish(params: PublishParams, callback: InvokeCallback<string>): void
+  publish(params: PublishParams): Promise<string>
+}
+
+export interface PublishParams {
+  /** The topic, e.g. `/hello/world`; no wildcards. */
+  topic: string
+  /** Delivered as `event`: a string stays a string, a Buffer a Buffer. */
+  payload: Payload | Uint8Array
+}
+
+export interface ThingParams {
+  productKey: string
+  deviceName: string
+}
+
+/** A thing as the thing function describes it (the example's has `tags` too). */
+export interface ThingInfo {
+  productKey: string
+  deviceName: string
+  [key: string]: unknown
+}
+
+/** Publishing and thing operations; the drop-in for linkedge-core-sdk's IoTData. */
+export declare class IoTData {
+  /** No arguments inside a hosted function; elsewhere the FCClient options. */
+  constructor(options?: FCClientOptions)
+  readonly fc: FCClient
+  publish(params: PublishParams, callback: InvokeCallback<string>): void
+  publish(params: PublishParams): Promise<string>
+  /** `payload`: the names of the properties to read; gives `{name: value}`. */
+  getThingProperties(params: ThingParams & { payload: string[] }, callback: InvokeCallback<Record<string, unknown>>): void
+  getThingProperties(params: ThingParams & { payload: string[] }): Promise<Record<string, unknown>>
+  /** `payload`: `{name: value}` to set. */
+  setThingProperties(params: ThingParams & { payload: Record<string, unknown> }, callback: InvokeCallback<unknown>): void
+  setThingProperties(params: ThingParams & { payload: Record<string, unknown> }): Promise<unknown>
+  /** Calls `service` with `payload` (JSON-serializable) as its arguments; gives its output. */
+  callThingService(params: ThingParams & { service: string; payload?: unknown }, callback: InvokeCallback<unknown>): void
+  callThingService(params: ThingParams & { service: string; payload?: unknown }): Promise<unknown>
+  /** `payload`: tags `[{key: value}]`; gives the things that have all of them. */
+  getThingsWithTags(params: { payload: Array<Record<string, string>> }, callback: InvokeCallback<ThingInfo[]>): void
+  getThingsWithTags(params: { payload: Array<Record<string, string>> }): Promise<ThingInfo[]>
+}
+
+export interface Credentials {
+  accessKeyId: string
+  accessKeySecret: string
+  securityToken: string
+}
+
+/** The credentials of the runtime's config, for hosted functions. */
+export declare class CredentialProviderChain {
+  constructor(options?: FCClientOptions)
+  /** Rejects with ERR_CREDENTIALS_UNAVAILABLE when none are configured. */
+  resolvePromise(): Promise<Credentials>
+}
+
+export interface RouterStats {
+  published: number
+  delivered: number
+  droppedNoRoute: number
+  refusedQueueFull: number
+  subscriptions: number
 }
 
 /** A runtime started in this process with {@link startRuntime}. */
@@ -112,6 +180,8 @@ export declare class Runtime {
   readonly adminToken: string
   /** An FCClient that talks to this runtime with its admin token. */
   client(options?: Omit<FCClientOptions, 'config' | 'socketPath' | 'token'>): FCClient
+  /** What the message router has done. */
+  stats(): Promise<RouterStats>
   /** Stops every worker, closes the socket and removes it. */
   stop(): Promise<void>
 }
@@ -122,8 +192,8 @@ export declare function startRuntime(configPath: string): Promise<Runtime>
 /** What a hosted function's handler gets as `context`. */
 export interface HandlerContext {
   requestId: string
-  /** The caller's invokerContext, decoded from base64 JSON; `{}` when none was sent. */
-  invokerContext: Record<string, unknown> & { custom?: unknown }
+  /** The caller's invokerContext, decoded from base64 JSON; `{}` when none was sent. For a routed message, `custom` is `{source, topic}`. */
+  invokerContext: Record<string, unknown> & { custom?: any }
   functionId: string
   serviceName: string
   functionName: string
