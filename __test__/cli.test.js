@@ -8,12 +8,14 @@ const fs = require('fs');
 const path = require('path');
 const { after, before, describe, it } = require('node:test');
 
-const { ROOT, fixture, runCli, startRuntimeProcess, writeConfig } = require('./helpers');
+const {
+  ROOT, fixture, runCli, startRuntimeProcess, track, writeConfig,
+} = require('./helpers');
 
 describe('the seed demo (npm run demo)', () => {
   it('runs Invoker, which calls helloworld of service EdgeFC Sync', { timeout: 30000 }, async () => {
     const output = await new Promise((resolve) => {
-      const child = spawn(process.execPath, [path.join(ROOT, 'examples', 'demo.js')], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = track(spawn(process.execPath, [path.join(ROOT, 'examples', 'demo.js')], { stdio: ['ignore', 'pipe', 'pipe'] }));
       let text = '';
       child.stdout.on('data', (chunk) => { text += chunk; });
       child.stderr.on('data', (chunk) => { text += chunk; });
@@ -84,6 +86,52 @@ describe('edgefc invoke', () => {
       assert.equal(result.code, 2, `${args.join(' ')}: ${result.stderr}`);
       assert.match(result.stderr, /Usage:/);
     }
+  });
+});
+
+describe('edgefc publish and subscribe', () => {
+  it('prints each message published on a matching topic until interrupted', { timeout: 30000 }, async () => {
+    const runtime = await startRuntimeProcess({ functions: [fixture('echo')] });
+    try {
+      const subscriber = track(spawn(process.execPath, [path.join(ROOT, 'bin', 'edgefc.js'), 'subscribe', '/cli/+', '--config', runtime.configPath],
+        { stdio: ['ignore', 'pipe', 'pipe'] }));
+      let stdout = '';
+      subscriber.stdout.on('data', (chunk) => { stdout += chunk; });
+      const exited = new Promise((resolve) => subscriber.on('exit', resolve));
+      await new Promise((resolve) => {
+        let stderr = '';
+        subscriber.stderr.on('data', (chunk) => {
+          stderr += chunk;
+          if (stderr.includes('subscribed to /cli/+')) resolve();
+        });
+      });
+      const published = await runCli(['publish', '/cli/text', '--payload', 'hello there', '--config', runtime.configPath]);
+      assert.equal(published.code, 0, published.stderr);
+      assert.match(published.stdout.toString(), /^[0-9a-f-]{36}\n$/);
+      await runCli(['publish', '/elsewhere', '--payload', 'not shown', '--config', runtime.configPath]);
+      const file = path.join(path.dirname(runtime.configPath), 'bytes.bin');
+      fs.writeFileSync(file, Buffer.from([0, 1, 255]));
+      await runCli(['publish', '/cli/binary', '--payload-file', file, '--config', runtime.configPath]);
+      await new Promise((resolve) => {
+        const check = () => (stdout.includes('/cli/binary') ? resolve() : subscriber.stdout.once('data', check));
+        check();
+      });
+      subscriber.kill('SIGINT');
+      assert.equal(await exited, 0);
+      assert.equal(stdout, '/cli/text local hello there\n/cli/binary local base64:AAH/\n');
+      const stats = await runCli(['stats', '--config', runtime.configPath]);
+      assert.deepEqual(JSON.parse(stats.stdout), { published: 3, delivered: 0, droppedNoRoute: 3, refusedQueueFull: 0, subscriptions: 0 });
+    } finally {
+      await runtime.stop();
+    }
+  });
+
+  it('refuses to publish to a wildcard topic', async () => {
+    const runtime = await startRuntimeProcess({ functions: [fixture('echo')] });
+    const result = await runCli(['publish', '/a/#', '--payload', 'x', '--config', runtime.configPath]);
+    await runtime.stop();
+    assert.equal(result.code, 1);
+    assert.match(result.stderr, /ERR_INVALID_PARAMS/);
   });
 });
 

@@ -4,10 +4,25 @@ const { spawn } = require('child_process');
 const fs = require('fs');
 const os = require('os');
 const path = require('path');
+const { after } = require('node:test');
 
 const ROOT = path.resolve(__dirname, '..');
 const CLI = path.join(ROOT, 'bin', 'edgefc.js');
 const FIXTURES = path.join(__dirname, 'fixtures');
+
+/** Every process a test file started; whatever is still running when its tests end is killed. */
+const children = new Set();
+after(() => {
+  for (const child of children) {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  }
+});
+
+function track(child) {
+  children.add(child);
+  child.on('exit', () => children.delete(child));
+  return child;
+}
 
 /** A fixture function; `overrides` may set timeoutMs, maxConcurrency, functionId... */
 function fixture(functionName, overrides = {}) {
@@ -34,9 +49,9 @@ function writeConfig(config) {
  */
 async function startRuntimeProcess(config) {
   const configPath = writeConfig(config);
-  const child = spawn(process.execPath, [CLI, 'run', '--config', configPath], {
+  const child = track(spawn(process.execPath, [CLI, 'run', '--config', configPath], {
     stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  }));
   let output = '';
   const exited = new Promise((resolve) => {
     child.on('exit', (code, signal) => resolve({ code, signal }));
@@ -70,7 +85,7 @@ async function startRuntimeProcess(config) {
 /** Runs the CLI to completion. */
 function runCli(args, options = {}) {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], ...options });
+    const child = track(spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], ...options }));
     const stdout = [];
     let stderr = '';
     child.stdout.on('data', (chunk) => stdout.push(chunk));
@@ -79,4 +94,4 @@ function runCli(args, options = {}) {
   });
 }
 
-module.exports = { ROOT, CLI, fixture, writeConfig, startRuntimeProcess, runCli };
+module.exports = { ROOT, CLI, fixture, writeConfig, startRuntimeProcess, runCli, track };

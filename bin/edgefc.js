@@ -161,7 +161,8 @@ async function subscribe(values, positionals) {
     // eslint-disable-next-line no-await-in-loop
     const messages = await Promise.race([channel.nextMessages(), interrupted]);
     if (messages === null) {
-      return 0;
+      // The pending nextMessages() call would keep the process alive.
+      process.exit(0);
     }
     for (const message of messages) {
       process.stdout.write(formatMessage(message));
