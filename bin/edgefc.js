@@ -1,11 +1,13 @@
 #!/usr/bin/env node
 'use strict';
 
+const { spawn } = require('child_process');
 const fs = require('fs');
 const { parseArgs } = require('util');
 
-const { FCClient, EdgeFCError, startRuntime } = require('..');
+const { FCClient, EdgeFCError } = require('..');
 const { RuntimeLink } = require('../lib/link');
+const { runtimeCommand } = require('../lib/runtime');
 
 const USAGE = `Usage:
   edgefc run --config edgefc.json
@@ -56,15 +58,18 @@ function configPath(values) {
   return config;
 }
 
+/** Runs the standalone runtime in the foreground, passing signals on. */
 async function run(values) {
-  const runtime = await startRuntime(configPath(values));
-  console.log(`edgefc runtime listening on ${runtime.socketPath}`);
-  await new Promise((resolve) => {
-    process.once('SIGINT', resolve);
-    process.once('SIGTERM', resolve);
-  });
-  await runtime.stop();
-  console.log('edgefc runtime stopped');
+  const [binary, args] = runtimeCommand(configPath(values));
+  if (!fs.existsSync(binary)) {
+    throw new EdgeFCError('ERR_CONFIG', `${binary} is missing: build it with "npm run build"`);
+  }
+  const child = spawn(binary, args, { stdio: 'inherit' });
+  const forward = (signal) => child.kill(signal);
+  process.on('SIGINT', forward);
+  process.on('SIGTERM', forward);
+  const [code, signal] = await new Promise((resolve) => child.on('exit', (...how) => resolve(how)));
+  return signal ? 1 : code;
 }
 
 /** `service/function` names a function by its names; anything else is a function id. */
@@ -185,8 +190,7 @@ async function main(argv) {
     return values.help || command === 'help' ? 0 : EXIT_USAGE;
   }
   if (command === 'run') {
-    await run(values);
-    return 0;
+    return run(values);
   }
   if (command === 'invoke') {
     return invoke(values, rest);

@@ -41,18 +41,34 @@ class Runtime {
  * this process. Rejects with ERR_CONFIG when the file is wrong or the socket
  * is taken by a live runtime.
  */
+/** How the runtime starts a worker: this Node, the bootstrap, and the directory that makes `linkedge-core-sdk` resolve here. */
+const WORKER_SETUP = {
+  node: process.execPath,
+  bootstrap: path.join(__dirname, 'worker.js'),
+  moduleDir: path.join(__dirname, 'node_path'),
+};
+
+/** The standalone runtime (no Node in it) that `edgefc run` starts; built by `npm run build`. */
+const RUNTIME_BINARY = path.join(__dirname, '..', 'edgefc-runtime');
+
+/** The command line of the standalone runtime for `configPath`. */
+function runtimeCommand(configPath) {
+  return [RUNTIME_BINARY, [
+    '--config', path.resolve(String(configPath)),
+    '--node', WORKER_SETUP.node,
+    '--bootstrap', WORKER_SETUP.bootstrap,
+    '--module-dir', WORKER_SETUP.moduleDir,
+  ]];
+}
+
 async function startRuntime(configPath) {
   let handle;
   try {
-    handle = await native.startRuntime(path.resolve(String(configPath)), {
-      node: process.execPath,
-      bootstrap: path.join(__dirname, 'worker.js'),
-      moduleDir: path.join(__dirname, 'node_path'),
-    });
+    handle = await native.startRuntime(path.resolve(String(configPath)), WORKER_SETUP);
   } catch (err) {
     throw new EdgeFCError(ErrorCode.CONFIG, err.message);
   }
   return new Runtime(handle);
 }
 
-module.exports = { Runtime, startRuntime };
+module.exports = { Runtime, startRuntime, runtimeCommand };

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs the npm dependencies (once) and builds the native addon (cargo
-# rebuilds only what changed). Used by `npm run demo`, `npm test`, `npm run bench`.
+# Installs the npm dependencies (once) and builds the native addon and the
+# standalone runtime (cargo rebuilds only what changed). Used by `npm run
+# build`, `npm run demo`, `npm test` and `npm run bench`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v cargo >/dev/null 2>&1; then
@@ -14,3 +15,6 @@ if [ ! -x node_modules/.bin/napi ] || [ ! -x node_modules/.bin/tsc ]; then
   npm install --no-audit --no-fund
 fi
 node_modules/.bin/napi build --platform --release --js native.js --dts native.d.ts
+cargo build --release -p edgefc-core --bin edgefc-runtime
+cp target/release/edgefc-runtime edgefc-runtime.tmp
+mv -f edgefc-runtime.tmp edgefc-runtime
