@@ -1,0 +1,23 @@
+'use strict';
+
+// The benchmark's smoke run completes and prints its tables (speed is never
+// asserted: the figures are for people, measured by `npm run bench`).
+
+const assert = require('assert/strict');
+const { execFileSync } = require('child_process');
+const path = require('path');
+const { it } = require('node:test');
+
+const { ROOT } = require('./helpers');
+
+it('npm run bench -- --quick completes and prints every table', { timeout: 300000 }, () => {
+  const output = execFileSync(process.execPath, [path.join(ROOT, 'benches', 'run.js'), '--quick'], { encoding: 'utf8' });
+  for (const heading of ['Sync invoke round trip, 1 in flight', 'Sync invoke throughput', 'Delivery throughput', 'Cost:']) {
+    assert.ok(output.includes(heading), `missing "${heading}" in:\n${output}`);
+  }
+  for (const design of ['edgefc', 'HTTP baseline', 'wire floor']) {
+    assert.ok(output.includes(design), design);
+  }
+  assert.match(output, /\| 1 MiB \| 256 \| [\d,]+ \|/);
+  assert.match(output, /\| runtime RSS, idle \| [\d.]+ MiB \|/);
+});

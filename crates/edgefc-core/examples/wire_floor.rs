@@ -1,0 +1,121 @@
+//! The wire floor for `npm run bench`: a Rust client, a Rust broker and a
+//! Rust worker exchanging edgefc frames over two Unix sockets, with nothing
+//! else in the way (no Node, no authentication, no queues). What any design
+//! on this machine could reach at best.
+//!
+//! `wire_floor <payload bytes> <in flight> <duration ms>` prints one JSON
+//! line: `{"calls", "seconds", "p50_us", "p99_us"}`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use edgefc_core::connection::{self, FrameSender};
+use edgefc_core::{Frame, FrameCodec, FunctionError, Payload};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{oneshot, Mutex};
+
+const MAX_PAYLOAD: usize = 8 << 20;
+
+fn codec() -> FrameCodec {
+    FrameCodec::for_max_payload(MAX_PAYLOAD)
+}
+
+/// Echoes every Task back as TaskDone.
+async fn worker(stream: UnixStream) {
+    let (mut reader, sender) = connection::split(stream, codec());
+    while let Ok(Some(Frame::Task { id, payload, .. })) = reader.read_frame().await {
+        sender.send(Frame::TaskDone { id, function_error: FunctionError::None, payload });
+    }
+}
+
+/// Forwards Invoke → Task and TaskDone → Result, as the runtime does.
+async fn broker(client: UnixStream, worker: UnixStream) {
+    let (mut from_client, to_client) = connection::split(client, codec());
+    let (mut from_worker, to_worker) = connection::split(worker, codec());
+    let back = tokio::spawn(async move {
+        while let Ok(Some(Frame::TaskDone { id, function_error, payload })) = from_worker.read_frame().await {
+            to_client.send(Frame::Result { id, status: 200, function_error, payload });
+        }
+    });
+    while let Ok(Some(Frame::Invoke { id, payload, .. })) = from_client.read_frame().await {
+        to_worker.send(Frame::Task { id, request_id: String::new(), invoker_context: String::new(), payload });
+    }
+    back.abort();
+}
+
+type Waiting = Arc<std::sync::Mutex<std::collections::HashMap<u64, oneshot::Sender<()>>>>;
+
+async fn call(sender: &FrameSender, waiting: &Waiting, id: u64, payload: &Payload) {
+    let (done, wait) = oneshot::channel();
+    waiting.lock().unwrap().insert(id, done);
+    sender.send(Frame::Invoke { id, asynchronous: false, target: "echo".into(), invoker_context: String::new(), payload: payload.clone() });
+    let _ = wait.await;
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let args: Vec<usize> = std::env::args().skip(1).map(|arg| arg.parse().expect("numbers")).collect();
+    let [size, in_flight, duration_ms] = args[..] else {
+        panic!("usage: wire_floor <payload bytes> <in flight> <duration ms>");
+    };
+    let dir = std::env::temp_dir().join(format!("edgefc-floor-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (client_path, worker_path) = (dir.join("c.sock"), dir.join("w.sock"));
+    let (client_listener, worker_listener) = (UnixListener::bind(&client_path).unwrap(), UnixListener::bind(&worker_path).unwrap());
+    tokio::spawn(worker(UnixStream::connect(&worker_path).await.unwrap()));
+    let (to_worker, _) = worker_listener.accept().await.unwrap();
+    let client = UnixStream::connect(&client_path).await.unwrap();
+    let (from_client, _) = client_listener.accept().await.unwrap();
+    tokio::spawn(broker(from_client, to_worker));
+
+    let (mut replies, sender) = connection::split(client, codec());
+    let waiting: Waiting = Default::default();
+    let router = waiting.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(Frame::Result { id, .. })) = replies.read_frame().await {
+            if let Some(done) = router.lock().unwrap().remove(&id) {
+                let _ = done.send(());
+            }
+        }
+    });
+
+    let payload = Payload::Binary(Bytes::from(vec![7u8; size]));
+    let next_id = Arc::new(std::sync::atomic::AtomicU64::new(1));
+    // Warm up: connections, allocator, caches.
+    for _ in 0..50 {
+        call(&sender, &waiting, next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed), &payload).await;
+    }
+    let samples = Arc::new(Mutex::new(Vec::new()));
+    let deadline = Instant::now() + Duration::from_millis(duration_ms as u64);
+    let started = Instant::now();
+    let lanes: Vec<_> = (0..in_flight)
+        .map(|_| {
+            let (sender, waiting, payload, next_id, samples) =
+                (sender.clone(), waiting.clone(), payload.clone(), next_id.clone(), samples.clone());
+            tokio::spawn(async move {
+                let mut mine = Vec::new();
+                while Instant::now() < deadline {
+                    let begun = Instant::now();
+                    call(&sender, &waiting, next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed), &payload).await;
+                    mine.push(begun.elapsed().as_secs_f64() * 1e6);
+                }
+                samples.lock().await.extend(mine);
+            })
+        })
+        .collect();
+    for lane in lanes {
+        lane.await.unwrap();
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let mut samples = samples.lock().await.clone();
+    samples.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let at = |p: f64| samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)];
+    println!(
+        "{{\"calls\":{},\"seconds\":{seconds:.4},\"p50_us\":{:.2},\"p99_us\":{:.2}}}",
+        samples.len(),
+        at(0.50),
+        at(0.99)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
