@@ -14,14 +14,24 @@ export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-was
  * uses the same socket and token.
  */
 export declare class NativeChannel {
-  constructor(socketPath: string, token: string, serve: boolean, connectTimeoutMs: number)
-  invoke(target: string, asynchronous: boolean, invokerContext: string, payload: string | Buffer): Promise<InvokeOutcome>
+  /**
+   * `onCompletions(outcomes)` receives the replies to `startInvoke` and
+   * `startPublish`, batched; it does not keep the process alive.
+   */
+  constructor(socketPath: string, token: string, serve: boolean, connectTimeoutMs: number, onCompletions?: CompletionCallback | undefined | null)
+  /**
+   * Sends an invocation; its outcome comes to `onCompletions` with `tag`.
+   * Returns a failure found before sending (e.g. a payload over the limit).
+   */
+  startInvoke(tag: number, target: string, asynchronous: boolean, invokerContext: string, payload: string | Buffer): NativeFailure | null
+  /** Publishes; the outcome (the message id as `invocationId`) comes to `onCompletions`. */
+  startPublish(tag: number, topic: string, payload: string | Buffer): NativeFailure | null
   /** Connects (serving) and returns a failure, or `null` once connected. */
   open(): Promise<NativeFailure | null>
-  /** Publishes; the outcome carries the message id as `invocationId`. */
-  publish(topic: string, payload: string | Buffer): Promise<InvokeOutcome>
   /** Asks the runtime for a service (`credentials`, `stats`); the outcome's payload is JSON. */
   query(operation: string): Promise<InvokeOutcome>
+  /** Writes every frame queued by `startInvoke`, `startPublish` and `completeTask`. */
+  flush(): void
   /** Subscribes this channel to a topic filter; messages come from `nextMessages`. */
   subscribe(topicFilter: string): Promise<NativeFailure | null>
   /**
@@ -56,6 +66,8 @@ export declare function errorCodes(): Array<string>
  * result of a Sync call, or the id of an accepted Async call.
  */
 export interface InvokeOutcome {
+  /** The tag the request was started with (`startInvoke`, `startPublish`). */
+  tag?: number
   code?: string
   message?: string
   functionError?: string

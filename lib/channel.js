@@ -12,6 +12,106 @@ const DEFAULT_CONNECT_TIMEOUT_MS = 1000;
 /** One connection per process and endpoint (and connect timeout), shared by every client. */
 const channels = new Map();
 
+function noop() {}
+
+/**
+ * A connection to the runtime. Invocations and publishes are started with
+ * one synchronous native call each; their outcomes come back in batches
+ * through one callback (one wake-up of this thread for every reply that
+ * arrived together), and settle the Promise of each call.
+ */
+class Channel {
+  constructor(endpoint, serve, connectTimeoutMs) {
+    this._pending = new Map();
+    this._nextTag = 1;
+    // The native callback does not keep the process alive; this timer does,
+    // while calls are outstanding (like an open socket with a request on it).
+    this._keepAlive = setInterval(noop, 1 << 30);
+    this._keepAlive.unref();
+    this.native = new native.NativeChannel(endpoint.socketPath, endpoint.token, serve, connectTimeoutMs,
+      (outcomes) => this._complete(outcomes));
+    this._flushScheduled = false;
+    this._flush = () => {
+      this._flushScheduled = false;
+      this.native.flush();
+    };
+  }
+
+  /** Frames started in this turn of the event loop are written together at its end. */
+  scheduleFlush() {
+    if (!this._flushScheduled) {
+      this._flushScheduled = true;
+      queueMicrotask(this._flush);
+    }
+  }
+
+  /** The worker's report of a finished task; written with this turn's other frames. */
+  completeTask(id, functionError, body) {
+    const failure = this.native.completeTask(id, functionError, body);
+    this.scheduleFlush();
+    return failure;
+  }
+
+  open() {
+    return this.native.open();
+  }
+
+  nextTasks() {
+    return this.native.nextTasks();
+  }
+
+  /** Resolves with the native outcome: `{code, message}` or the result fields. */
+  invoke(target, asynchronous, invokerContext, payload) {
+    return this._start((tag) => this.native.startInvoke(tag, target, asynchronous, invokerContext, payload));
+  }
+
+  publish(topic, payload) {
+    return this._start((tag) => this.native.startPublish(tag, topic, payload));
+  }
+
+  query(operation) {
+    return this.native.query(operation);
+  }
+
+  subscribe(topicFilter) {
+    return this.native.subscribe(topicFilter);
+  }
+
+  nextMessages() {
+    return this.native.nextMessages();
+  }
+
+  _start(send) {
+    const tag = this._nextTag;
+    this._nextTag += 1;
+    return new Promise((resolve) => {
+      const failure = send(tag);
+      if (failure) {
+        resolve(failure);
+        return;
+      }
+      if (this._pending.size === 0) {
+        this._keepAlive.ref();
+      }
+      this._pending.set(tag, resolve);
+      this.scheduleFlush();
+    });
+  }
+
+  _complete(outcomes) {
+    for (const outcome of outcomes) {
+      const resolve = this._pending.get(outcome.tag);
+      if (resolve !== undefined) {
+        this._pending.delete(outcome.tag);
+        resolve(outcome);
+      }
+    }
+    if (this._pending.size === 0) {
+      this._keepAlive.unref();
+    }
+  }
+}
+
 function key(endpoint, connectTimeoutMs) {
   return `${endpoint.socketPath}\0${endpoint.token}\0${connectTimeoutMs}`;
 }
@@ -61,7 +161,7 @@ function channelFor(endpoint, connectTimeoutMs = DEFAULT_CONNECT_TIMEOUT_MS) {
   const id = key(endpoint, connectTimeoutMs);
   let channel = channels.get(id);
   if (channel === undefined) {
-    channel = new native.NativeChannel(endpoint.socketPath, endpoint.token, false, connectTimeoutMs);
+    channel = new Channel(endpoint, false, connectTimeoutMs);
     channels.set(id, channel);
   }
   return channel;
@@ -72,7 +172,7 @@ function channelFor(endpoint, connectTimeoutMs = DEFAULT_CONNECT_TIMEOUT_MS) {
  * registered first so that the function's own FCClient calls share it.
  */
 function servingChannel(endpoint) {
-  const channel = new native.NativeChannel(endpoint.socketPath, endpoint.token, true, DEFAULT_CONNECT_TIMEOUT_MS);
+  const channel = new Channel(endpoint, true, DEFAULT_CONNECT_TIMEOUT_MS);
   channels.set(key(endpoint, DEFAULT_CONNECT_TIMEOUT_MS), channel);
   return channel;
 }

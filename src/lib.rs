@@ -9,16 +9,20 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use edgefc_core::{
-    Channel, Client, ConnectOptions, Error, FunctionError, InvokeReply, InvokeRequest, NodeLauncher, Payload,
-    RuntimeHandle,
+    Channel, Client, CompletionSink, ConnectOptions, Dispatch, Error, FunctionError, InvokeReply, InvokeRequest, NodeLauncher,
+    Outgoing, Payload, RuntimeHandle,
 };
-use napi::bindgen_prelude::{Buffer, Either};
+use napi::bindgen_prelude::{Buffer, BufferSlice, Either};
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use napi::Status;
 use napi_derive::napi;
 
 /// What an invocation gave: either `code` and `message` (it failed), or the
 /// result of a Sync call, or the id of an accepted Async call.
 #[napi(object)]
 pub struct InvokeOutcome {
+    /// The tag the request was started with (`startInvoke`, `startPublish`).
+    pub tag: Option<i64>,
     pub code: Option<String>,
     pub message: Option<String>,
     pub function_error: Option<String>,
@@ -29,13 +33,39 @@ pub struct InvokeOutcome {
 
 impl InvokeOutcome {
     fn empty() -> InvokeOutcome {
-        InvokeOutcome { code: None, message: None, function_error: None, status_code: None, payload: None, invocation_id: None }
+        InvokeOutcome {
+            tag: None,
+            code: None,
+            message: None,
+            function_error: None,
+            status_code: None,
+            payload: None,
+            invocation_id: None,
+        }
     }
 
     fn failed(error: Error) -> InvokeOutcome {
         InvokeOutcome { code: Some(error.code.as_str().to_string()), message: Some(error.message), ..InvokeOutcome::empty() }
     }
+
+    fn of(reply: Result<InvokeReply, Error>) -> InvokeOutcome {
+        match reply {
+            Ok(InvokeReply::Completed(result)) => InvokeOutcome {
+                function_error: result.function_error.as_str().map(str::to_string),
+                status_code: Some(u32::from(result.status)),
+                payload: Some(payload_to_js(result.payload)),
+                ..InvokeOutcome::empty()
+            },
+            Ok(InvokeReply::Accepted { invocation_id }) => {
+                InvokeOutcome { invocation_id: Some(invocation_id), ..InvokeOutcome::empty() }
+            }
+            Err(error) => InvokeOutcome::failed(error),
+        }
+    }
 }
+
+/// Called on the JavaScript thread with every reply that arrived together.
+type CompletionCallback = ThreadsafeFunction<Vec<InvokeOutcome>, (), Vec<InvokeOutcome>, Status, false, true>;
 
 /// A published message, as a subscriber sees it.
 #[napi(object)]
@@ -67,7 +97,7 @@ impl From<Error> for NativeFailure {
     }
 }
 
-fn payload_from_js(value: Either<String, Buffer>) -> Payload {
+fn payload_from_slice(value: Either<String, BufferSlice>) -> Payload {
     match value {
         Either::A(text) => Payload::Text(Bytes::from(text)),
         Either::B(buffer) => Payload::Binary(Bytes::copy_from_slice(&buffer)),
@@ -91,6 +121,7 @@ fn payload_to_js(payload: Payload) -> Either<String, Buffer> {
 #[napi]
 pub struct NativeChannel {
     channel: Arc<Channel>,
+    sink: Option<CompletionSink>,
     /// The client whose task or message queue is being read, once
     /// connected; `completeTask` is synchronous and must not wait on the
     /// channel's lock.
@@ -99,42 +130,76 @@ pub struct NativeChannel {
 
 #[napi]
 impl NativeChannel {
+    /// `onCompletions(outcomes)` receives the replies to `startInvoke` and
+    /// `startPublish`, batched; it does not keep the process alive.
     #[napi(constructor)]
-    pub fn new(socket_path: String, token: String, serve: bool, connect_timeout_ms: u32) -> NativeChannel {
+    pub fn new(
+        socket_path: String,
+        token: String,
+        serve: bool,
+        connect_timeout_ms: u32,
+        on_completions: Option<CompletionCallback>,
+    ) -> NativeChannel {
         let options = ConnectOptions {
             socket_path: PathBuf::from(socket_path),
             token,
             serve,
             connect_timeout: Duration::from_millis(u64::from(connect_timeout_ms.max(1))),
         };
-        NativeChannel { channel: Arc::new(Channel::new(options)), attached: Arc::new(Mutex::new(None)) }
+        let sink = on_completions.map(|callback| {
+            Arc::new(move |batch: Vec<(u64, Result<InvokeReply, Error>)>| {
+                let outcomes = batch
+                    .into_iter()
+                    .map(|(tag, reply)| InvokeOutcome { tag: Some(tag as i64), ..InvokeOutcome::of(reply) })
+                    .collect();
+                callback.call(outcomes, ThreadsafeFunctionCallMode::NonBlocking);
+            }) as CompletionSink
+        });
+        NativeChannel {
+            channel: Arc::new(Channel::with_sink(options, sink.clone())),
+            sink,
+            attached: Arc::new(Mutex::new(None)),
+        }
     }
 
+    /// Sends an invocation; its outcome comes to `onCompletions` with `tag`.
+    /// Returns a failure found before sending (e.g. a payload over the limit).
     #[napi]
-    pub async fn invoke(
+    pub fn start_invoke(
         &self,
+        tag: i64,
         target: String,
         asynchronous: bool,
         invoker_context: String,
-        payload: Either<String, Buffer>,
-    ) -> InvokeOutcome {
-        let request = InvokeRequest { target, asynchronous, invoker_context, payload: payload_from_js(payload) };
-        let reply = match self.channel.client().await {
-            Ok(client) => client.invoke(request).await,
-            Err(error) => Err(error),
-        };
-        match reply {
-            Ok(InvokeReply::Completed(result)) => InvokeOutcome {
-                function_error: result.function_error.as_str().map(str::to_string),
-                status_code: Some(u32::from(result.status)),
-                payload: Some(payload_to_js(result.payload)),
-                ..InvokeOutcome::empty()
-            },
-            Ok(InvokeReply::Accepted { invocation_id }) => {
-                InvokeOutcome { invocation_id: Some(invocation_id), ..InvokeOutcome::empty() }
-            }
-            Err(error) => InvokeOutcome::failed(error),
+        payload: Either<String, BufferSlice>,
+    ) -> Option<NativeFailure> {
+        let request = InvokeRequest { target, asynchronous, invoker_context, payload: payload_from_slice(payload) };
+        self.start(Outgoing::Invoke(request), tag as u64)
+    }
+
+    /// Publishes; the outcome (the message id as `invocationId`) comes to `onCompletions`.
+    #[napi]
+    pub fn start_publish(&self, tag: i64, topic: String, payload: Either<String, BufferSlice>) -> Option<NativeFailure> {
+        self.start(Outgoing::Publish { topic, payload: payload_from_slice(payload) }, tag as u64)
+    }
+
+    /// Frames started (or completed) on this thread are queued; the facade
+    /// calls `flush` once per turn of the event loop to write them all.
+    fn start(&self, outgoing: Outgoing, tag: u64) -> Option<NativeFailure> {
+        if let Some(client) = self.channel.ready() {
+            return client.start(outgoing, tag, Dispatch::Queue).err().map(NativeFailure::from);
         }
+        let (channel, sink) = (self.channel.clone(), self.sink.clone());
+        napi::bindgen_prelude::spawn(async move {
+            let started = match channel.client().await {
+                Ok(client) => client.start(outgoing, tag, Dispatch::Writer),
+                Err(error) => Err(error),
+            };
+            if let (Err(error), Some(sink)) = (started, sink) {
+                sink(vec![(tag, Err(error))]);
+            }
+        });
+        None
     }
 
     /// Connects (serving) and returns a failure, or `null` once connected.
@@ -149,20 +214,6 @@ impl NativeChannel {
         Ok(client)
     }
 
-    /// Publishes; the outcome carries the message id as `invocationId`.
-    #[napi]
-    pub async fn publish(&self, topic: String, payload: Either<String, Buffer>) -> InvokeOutcome {
-        let payload = payload_from_js(payload);
-        let published = match self.channel.client().await {
-            Ok(client) => client.publish(topic, payload).await,
-            Err(error) => Err(error),
-        };
-        match published {
-            Ok(message_id) => InvokeOutcome { invocation_id: Some(message_id), ..InvokeOutcome::empty() },
-            Err(error) => InvokeOutcome::failed(error),
-        }
-    }
-
     /// Asks the runtime for a service (`credentials`, `stats`); the outcome's payload is JSON.
     #[napi]
     pub async fn query(&self, operation: String) -> InvokeOutcome {
@@ -173,6 +224,14 @@ impl NativeChannel {
         match answer {
             Ok(json) => InvokeOutcome { payload: Some(Either::A(json)), ..InvokeOutcome::empty() },
             Err(error) => InvokeOutcome::failed(error),
+        }
+    }
+
+    /// Writes every frame queued by `startInvoke`, `startPublish` and `completeTask`.
+    #[napi]
+    pub fn flush(&self) {
+        if let Some(client) = self.channel.ready() {
+            client.flush();
         }
     }
 
@@ -226,7 +285,7 @@ impl NativeChannel {
     /// Reports a finished task: `functionError` is 0 (none), 1 (Handled) or
     /// 2 (Unhandled).
     #[napi]
-    pub fn complete_task(&self, id: i64, function_error: u32, payload: Either<String, Buffer>) -> Option<NativeFailure> {
+    pub fn complete_task(&self, id: i64, function_error: u32, payload: Either<String, BufferSlice>) -> Option<NativeFailure> {
         let function_error = match function_error {
             0 => FunctionError::None,
             1 => FunctionError::Handled,
@@ -236,7 +295,7 @@ impl NativeChannel {
         let Some(client) = client else {
             return Some(Error::runtime_unavailable("this channel is not serving tasks").into());
         };
-        client.complete(id as u64, function_error, payload_from_js(payload)).err().map(NativeFailure::from)
+        client.complete(id as u64, function_error, payload_from_slice(payload), Dispatch::Queue).err().map(NativeFailure::from)
     }
 }
 
@@ -319,5 +378,16 @@ pub fn runtime_endpoint(config_path: String) -> Either<RuntimeEndpoint, NativeFa
             admin_token_path: config.admin_token_path().display().to_string(),
         }),
         Err(error) => Either::B(error.into()),
+    }
+}
+
+/// One worker thread for the addon's async work: a process talks to the
+/// runtime over one connection, so more threads only add hand-offs (and
+/// wake-ups) between them.
+#[napi_derive::module_init]
+fn init() {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build();
+    if let Ok(runtime) = runtime {
+        napi::bindgen_prelude::create_custom_tokio_runtime(runtime);
     }
 }

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use tokio::net::UnixStream;
 use tokio::sync::{mpsc, oneshot};
 
@@ -87,7 +88,35 @@ pub struct Task {
     pub payload: Payload,
 }
 
-type Pending = Arc<Mutex<Option<HashMap<u64, oneshot::Sender<Result<InvokeReply>>>>>>;
+/// Who waits for a reply: an awaiting caller, or a tag whose reply goes to
+/// the connection's [`CompletionSink`] in a batch.
+enum Waiter {
+    Reply(oneshot::Sender<Result<InvokeReply>>),
+    Tagged(u64),
+}
+
+type Pending = Arc<Mutex<Option<HashMap<u64, Waiter>>>>;
+
+/// Receives the replies to tagged requests, as many at a time as arrived
+/// together, so that a binding can hand them over in one crossing (one
+/// wake-up of the JavaScript thread for a whole batch).
+pub type CompletionSink = Arc<dyn Fn(Vec<(u64, Result<InvokeReply>)>) + Send + Sync>;
+
+/// How a frame leaves: through the connection's writer task, or queued for
+/// the caller's own [`Client::flush`] (a thread outside tokio that flushes
+/// once per turn of its event loop saves a thread wake-up per frame).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dispatch {
+    Writer,
+    Queue,
+}
+
+/// A request sent with [`Client::start`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outgoing {
+    Invoke(InvokeRequest),
+    Publish { topic: String, payload: Payload },
+}
 
 pub struct Client {
     sender: FrameSender,
@@ -105,7 +134,13 @@ impl Client {
     /// nothing answers within `connect_timeout`, `ERR_UNAUTHORIZED` when the
     /// token is refused.
     pub async fn connect(options: &ConnectOptions) -> Result<Client> {
-        let handshake = Client::handshake(options);
+        Client::connect_with_sink(options, None).await
+    }
+
+    /// Like [`connect`](Client::connect); replies to tagged requests
+    /// ([`start`](Client::start)) go to `sink`.
+    pub async fn connect_with_sink(options: &ConnectOptions, sink: Option<CompletionSink>) -> Result<Client> {
+        let handshake = Client::handshake(options, sink);
         match tokio::time::timeout(options.connect_timeout, handshake).await {
             Ok(result) => result,
             Err(_) => Err(Error::runtime_unavailable(format!(
@@ -116,7 +151,7 @@ impl Client {
         }
     }
 
-    async fn handshake(options: &ConnectOptions) -> Result<Client> {
+    async fn handshake(options: &ConnectOptions, sink: Option<CompletionSink>) -> Result<Client> {
         let stream = UnixStream::connect(&options.socket_path).await.map_err(|error| {
             Error::runtime_unavailable(format!(
                 "cannot connect to the edgefc runtime at {}: {error}",
@@ -142,7 +177,7 @@ impl Client {
         let pending: Pending = Arc::new(Mutex::new(Some(HashMap::new())));
         let (task_queue, tasks) = mpsc::unbounded_channel();
         let (message_queue, messages) = mpsc::unbounded_channel();
-        tokio::spawn(route_replies(reader, pending.clone(), task_queue, message_queue));
+        tokio::spawn(route_replies(reader, pending.clone(), task_queue, message_queue, sink));
         Ok(Client {
             sender,
             pending,
@@ -163,9 +198,7 @@ impl Client {
     }
 
     pub async fn invoke(&self, request: InvokeRequest) -> Result<InvokeReply> {
-        self.check_payload(&request.payload)?;
-        check_field("the function id", &request.target)?;
-        check_field("invokerContext", &request.invoker_context)?;
+        self.check_invoke(&request)?;
         self.request(|id| Frame::Invoke {
             id,
             asynchronous: request.asynchronous,
@@ -174,6 +207,40 @@ impl Client {
             payload: request.payload,
         })
         .await
+    }
+
+    /// Sends a request without waiting: its reply goes to the sink given at
+    /// connect time, with `tag`. Errors found before sending are returned.
+    pub fn start(&self, outgoing: Outgoing, tag: u64, dispatch: Dispatch) -> Result<()> {
+        let build = match outgoing {
+            Outgoing::Invoke(request) => {
+                self.check_invoke(&request)?;
+                Box::new(move |id| Frame::Invoke {
+                    id,
+                    asynchronous: request.asynchronous,
+                    target: request.target,
+                    invoker_context: request.invoker_context,
+                    payload: request.payload,
+                }) as Box<dyn FnOnce(u64) -> Frame>
+            }
+            Outgoing::Publish { topic, payload } => {
+                self.check_payload(&payload)?;
+                check_field("the topic", &topic)?;
+                Box::new(move |id| Frame::Publish { id, topic, payload })
+            }
+        };
+        self.send_request(Waiter::Tagged(tag), build, dispatch)
+    }
+
+    /// Writes the frames queued with [`Dispatch::Queue`].
+    pub fn flush(&self) {
+        self.sender.flush();
+    }
+
+    fn check_invoke(&self, request: &InvokeRequest) -> Result<()> {
+        self.check_payload(&request.payload)?;
+        check_field("the function id", &request.target)?;
+        check_field("invokerContext", &request.invoker_context)
     }
 
     /// Publishes a message; resolves with its id once the runtime has routed it.
@@ -218,19 +285,29 @@ impl Client {
 
     /// Sends the frame built for a fresh request id and waits for its reply.
     async fn request(&self, frame: impl FnOnce(u64) -> Frame) -> Result<InvokeReply> {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (reply_to, reply) = oneshot::channel();
+        self.send_request(Waiter::Reply(reply_to), frame, Dispatch::Writer)?;
+        reply.await.unwrap_or_else(|_| Err(connection_lost()))
+    }
+
+    /// Registers `waiter` under a fresh request id and sends the frame built for it.
+    fn send_request(&self, waiter: Waiter, frame: impl FnOnce(u64) -> Frame, dispatch: Dispatch) -> Result<()> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         match self.pending.lock().unwrap().as_mut() {
-            Some(pending) => pending.insert(id, reply_to),
+            Some(pending) => pending.insert(id, waiter),
             None => return Err(connection_lost()),
         };
-        if !self.sender.send(frame(id)) {
+        let sent = match dispatch {
+            Dispatch::Writer => self.sender.send(frame(id)),
+            Dispatch::Queue => self.sender.queue(frame(id)),
+        };
+        if !sent {
             if let Some(pending) = self.pending.lock().unwrap().as_mut() {
                 pending.remove(&id);
             }
             return Err(connection_lost());
         }
-        reply.await.unwrap_or_else(|_| Err(connection_lost()))
+        Ok(())
     }
 
     /// Waits for at least one task and returns every task that is ready, or
@@ -241,14 +318,19 @@ impl Client {
 
     /// Reports a finished task. A result over the payload limit is replaced
     /// by an `Unhandled` error so that the caller learns why.
-    pub fn complete(&self, task_id: u64, function_error: FunctionError, payload: Payload) -> Result<()> {
+    pub fn complete(&self, task_id: u64, function_error: FunctionError, payload: Payload, dispatch: Dispatch) -> Result<()> {
         let (function_error, payload) = if payload.len() > self.max_payload {
             let error = payload_too_large(payload.len(), self.max_payload);
             (FunctionError::Unhandled, error_payload("PayloadTooLarge", &error.message))
         } else {
             (function_error, payload)
         };
-        if self.sender.send(Frame::TaskDone { id: task_id, function_error, payload }) {
+        let frame = Frame::TaskDone { id: task_id, function_error, payload };
+        let sent = match dispatch {
+            Dispatch::Writer => self.sender.send(frame),
+            Dispatch::Queue => self.sender.queue(frame),
+        };
+        if sent {
             Ok(())
         } else {
             Err(connection_lost())
@@ -276,34 +358,66 @@ async fn route_replies(
     pending: Pending,
     task_queue: mpsc::UnboundedSender<Task>,
     message_queue: mpsc::UnboundedSender<Message>,
+    sink: Option<CompletionSink>,
 ) {
-    loop {
-        let (id, reply) = match reader.read_frame().await {
-            Ok(Some(Frame::Result { id, status, function_error, payload })) => {
-                (id, Ok(InvokeReply::Completed(SyncResult { status, function_error, payload })))
+    let mut batch = Vec::new();
+    'connection: loop {
+        // Wait for one frame, then take every frame that is already here,
+        // and hand the tagged replies over together.
+        let mut next = reader.read_frame().await;
+        loop {
+            let reply = match next {
+                Ok(Some(Frame::Result { id, status, function_error, payload })) => {
+                    Some((id, Ok(InvokeReply::Completed(SyncResult { status, function_error, payload }))))
+                }
+                Ok(Some(Frame::Accepted { id, invocation_id })) => Some((id, Ok(InvokeReply::Accepted { invocation_id }))),
+                Ok(Some(Frame::Failure { id, code, message })) => Some((id, Err(Error::new(code, message)))),
+                Ok(Some(Frame::Task { id, request_id, invoker_context, payload })) => {
+                    let _ = task_queue.send(Task { id, request_id, invoker_context, payload });
+                    None
+                }
+                Ok(Some(Frame::Message { source, topic, payload, .. })) => {
+                    let _ = message_queue.send(Message { source, topic, payload });
+                    None
+                }
+                // The runtime never sends anything else; a peer that does is not
+                // one we can keep talking to.
+                Ok(Some(_)) | Ok(None) | Err(_) => break 'connection,
+            };
+            if let Some((id, reply)) = reply {
+                let waiter = pending.lock().unwrap().as_mut().and_then(|pending| pending.remove(&id));
+                match waiter {
+                    Some(Waiter::Reply(waiting)) => {
+                        let _ = waiting.send(reply);
+                    }
+                    Some(Waiter::Tagged(tag)) => batch.push((tag, reply)),
+                    None => {}
+                }
             }
-            Ok(Some(Frame::Accepted { id, invocation_id })) => (id, Ok(InvokeReply::Accepted { invocation_id })),
-            Ok(Some(Frame::Failure { id, code, message })) => (id, Err(Error::new(code, message))),
-            Ok(Some(Frame::Task { id, request_id, invoker_context, payload })) => {
-                let _ = task_queue.send(Task { id, request_id, invoker_context, payload });
-                continue;
+            match reader.read_frame().now_or_never() {
+                Some(frame) => next = frame,
+                None => break,
             }
-            Ok(Some(Frame::Message { source, topic, payload, .. })) => {
-                let _ = message_queue.send(Message { source, topic, payload });
-                continue;
-            }
-            // The runtime never sends anything else; a peer that does is not
-            // one we can keep talking to.
-            Ok(Some(_)) | Ok(None) | Err(_) => break,
-        };
-        let waiting = pending.lock().unwrap().as_mut().and_then(|pending| pending.remove(&id));
-        if let Some(waiting) = waiting {
-            let _ = waiting.send(reply);
         }
+        deliver(&sink, &mut batch);
     }
     let orphaned = pending.lock().unwrap().take();
-    for (_, waiting) in orphaned.into_iter().flatten() {
-        let _ = waiting.send(Err(connection_lost()));
+    for (_, waiter) in orphaned.into_iter().flatten() {
+        match waiter {
+            Waiter::Reply(waiting) => {
+                let _ = waiting.send(Err(connection_lost()));
+            }
+            Waiter::Tagged(tag) => batch.push((tag, Err(connection_lost()))),
+        }
+    }
+    deliver(&sink, &mut batch);
+}
+
+fn deliver(sink: &Option<CompletionSink>, batch: &mut Vec<(u64, Result<InvokeReply>)>) {
+    if let Some(sink) = sink {
+        if !batch.is_empty() {
+            sink(std::mem::take(batch));
+        }
     }
 }
 
@@ -340,32 +454,44 @@ pub fn error_payload(error_type: &str, message: &str) -> Payload {
 /// with it.
 pub struct Channel {
     options: ConnectOptions,
-    current: tokio::sync::Mutex<Option<Arc<Client>>>,
+    sink: Option<CompletionSink>,
+    connecting: tokio::sync::Mutex<()>,
+    /// The connected client, readable without waiting, for the hot path.
+    current: std::sync::RwLock<Option<Arc<Client>>>,
 }
 
 impl Channel {
     pub fn new(options: ConnectOptions) -> Channel {
-        Channel { options, current: tokio::sync::Mutex::new(None) }
+        Channel::with_sink(options, None)
+    }
+
+    /// Tagged replies of every connection this channel makes go to `sink`.
+    pub fn with_sink(options: ConnectOptions, sink: Option<CompletionSink>) -> Channel {
+        Channel { options, sink, connecting: tokio::sync::Mutex::new(()), current: std::sync::RwLock::new(None) }
     }
 
     pub fn socket_path(&self) -> &Path {
         &self.options.socket_path
     }
 
-    pub async fn client(&self) -> Result<Arc<Client>> {
-        let mut current = self.current.lock().await;
-        match current.as_ref() {
-            Some(client) if !client.is_closed() => return Ok(client.clone()),
-            Some(_) if self.options.serve => return Err(connection_lost()),
-            _ => {}
-        }
-        let client = Arc::new(Client::connect(&self.options).await?);
-        *current = Some(client.clone());
-        Ok(client)
+    /// The connected client, if it is still open; never waits.
+    pub fn ready(&self) -> Option<Arc<Client>> {
+        self.current.read().unwrap().as_ref().filter(|client| !client.is_closed()).cloned()
     }
 
-    /// The connected client, if any, without connecting.
-    pub async fn connected(&self) -> Option<Arc<Client>> {
-        self.current.lock().await.clone()
+    pub async fn client(&self) -> Result<Arc<Client>> {
+        if let Some(client) = self.ready() {
+            return Ok(client);
+        }
+        let _connecting = self.connecting.lock().await;
+        if let Some(client) = self.ready() {
+            return Ok(client);
+        }
+        if self.options.serve && self.current.read().unwrap().is_some() {
+            return Err(connection_lost());
+        }
+        let client = Arc::new(Client::connect_with_sink(&self.options, self.sink.clone()).await?);
+        *self.current.write().unwrap() = Some(client.clone());
+        Ok(client)
     }
 }

@@ -1,21 +1,22 @@
 //! One Unix socket connection split in two: a [`FrameReader`] for the task
-//! that owns the connection, and a cloneable [`FrameSender`] that any task can
-//! use to queue a frame. A single writer task drains the queue and writes all
-//! frames that are ready with one syscall, so many small results coalesce
-//! under load without delaying a lone frame.
+//! that owns the connection, and a cloneable [`FrameSender`] that any thread
+//! can use to queue a frame. Frames gather in one buffer that is written with
+//! one syscall, so many small results coalesce under load without delaying a
+//! lone frame.
+
+use std::sync::{Arc, Mutex};
 
 use bytes::BytesMut;
 use futures_util::StreamExt;
-use tokio::io::AsyncWriteExt;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 use tokio_util::codec::{Encoder, FramedRead};
 
 use crate::frame::{Frame, FrameCodec, FrameError};
 
-/// Frames written per syscall at most, so one busy connection cannot starve
-/// the writer's own buffer of memory.
+/// A write buffer that grew past four times this while a burst was written
+/// is given back.
 const MAX_BATCH_BYTES: usize = 1 << 20;
 
 pub struct FrameReader {
@@ -31,65 +32,172 @@ impl FrameReader {
     }
 }
 
-/// Queues frames for the connection's writer task. Sending never blocks; the
-/// frame is dropped if the connection is already gone.
+/// Queues frames for a connection. Frames are encoded straight into the
+/// connection's write buffer; a writer task writes whatever has gathered with
+/// one syscall, so replies to many concurrent calls coalesce. A thread that
+/// is not a tokio task (the JavaScript thread) can instead [`queue`] frames
+/// and [`flush`] them itself once per turn of its event loop: then a call
+/// costs no wake-up of another thread at all.
+///
+/// [`queue`]: FrameSender::queue
+/// [`flush`]: FrameSender::flush
 #[derive(Clone)]
 pub struct FrameSender {
-    queue: mpsc::UnboundedSender<Frame>,
+    inner: Arc<SenderHandle>,
+}
+
+/// Dropped with the last `FrameSender`: tells the writer to finish.
+struct SenderHandle {
+    shared: Arc<WriteShared>,
+}
+
+impl Drop for SenderHandle {
+    fn drop(&mut self) {
+        self.shared.state.lock().unwrap().senders_gone = true;
+        self.shared.wake.notify_one();
+    }
+}
+
+struct WriteShared {
+    socket: OwnedWriteHalf,
+    state: Mutex<WriteState>,
+    wake: Notify,
+}
+
+struct WriteState {
+    buffer: BytesMut,
+    codec: FrameCodec,
+    /// The writer task owns the socket for now: others only append.
+    writer_busy: bool,
+    closed: bool,
+    senders_gone: bool,
 }
 
 impl FrameSender {
-    /// Returns false when the connection is closed.
+    /// Queues `frame` and lets the writer task write it. Returns false when
+    /// the connection is closed.
     pub fn send(&self, frame: Frame) -> bool {
-        self.queue.send(frame).is_ok()
+        let shared = &self.inner.shared;
+        let mut state = shared.state.lock().unwrap();
+        if !append(&mut state, &frame) {
+            return false;
+        }
+        if !state.writer_busy {
+            state.writer_busy = true;
+            drop(state);
+            shared.wake.notify_one();
+        }
+        true
+    }
+
+    /// Queues `frame` without writing it; [`flush`](FrameSender::flush) writes.
+    pub fn queue(&self, frame: Frame) -> bool {
+        append(&mut self.inner.shared.state.lock().unwrap(), &frame)
+    }
+
+    /// Writes what is queued from the calling thread, without blocking; what
+    /// the socket does not take now is left to the writer task.
+    pub fn flush(&self) {
+        let shared = &self.inner.shared;
+        let mut state = shared.state.lock().unwrap();
+        if state.writer_busy || state.closed || state.buffer.is_empty() {
+            return;
+        }
+        while !state.buffer.is_empty() {
+            match shared.socket.try_write(&state.buffer) {
+                Ok(written) => {
+                    let _ = state.buffer.split_to(written);
+                }
+                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(_) => {
+                    state.closed = true;
+                    return;
+                }
+            }
+        }
+        if !state.buffer.is_empty() {
+            state.writer_busy = true;
+            drop(state);
+            shared.wake.notify_one();
+        }
     }
 
     pub fn is_closed(&self) -> bool {
-        self.queue.is_closed()
+        self.inner.shared.state.lock().unwrap().closed
     }
+}
 
-    /// Resolves once the writer task has stopped (the connection is gone).
-    pub async fn closed(&self) {
-        self.queue.closed().await
+/// Encodes `frame` at the end of the write buffer. Senders check sizes
+/// before queueing; a frame that still fails to encode is dropped alone
+/// rather than taking the connection down.
+fn append(state: &mut WriteState, frame: &Frame) -> bool {
+    if state.closed {
+        return false;
     }
+    let WriteState { codec, buffer, .. } = state;
+    let _ = codec.encode(frame, buffer);
+    true
 }
 
 /// Splits `stream` and spawns its writer task on the current tokio runtime;
 /// `codec` bounds what the reader accepts.
 pub fn split(stream: UnixStream, codec: FrameCodec) -> (FrameReader, FrameSender) {
     let (read_half, write_half) = stream.into_split();
-    let (queue, frames) = mpsc::unbounded_channel();
-    tokio::spawn(write_frames(write_half, FrameCodec::unlimited(), frames));
-    (FrameReader { inner: FramedRead::new(read_half, codec) }, FrameSender { queue })
+    let shared = Arc::new(WriteShared {
+        socket: write_half,
+        state: Mutex::new(WriteState {
+            buffer: BytesMut::with_capacity(64 * 1024),
+            codec: FrameCodec::unlimited(),
+            writer_busy: false,
+            closed: false,
+            senders_gone: false,
+        }),
+        wake: Notify::new(),
+    });
+    tokio::spawn(write_frames(shared.clone()));
+    (FrameReader { inner: FramedRead::new(read_half, codec) }, FrameSender { inner: Arc::new(SenderHandle { shared }) })
 }
 
-async fn write_frames(mut socket: OwnedWriteHalf, mut codec: FrameCodec, mut frames: mpsc::UnboundedReceiver<Frame>) {
-    let mut buffer = BytesMut::with_capacity(64 * 1024);
-    while let Some(frame) = frames.recv().await {
-        // Senders check sizes before queueing; a frame that still fails to
-        // encode is dropped alone rather than taking the connection down.
-        if codec.encode(&frame, &mut buffer).is_err() {
-            continue;
-        }
-        while buffer.len() < MAX_BATCH_BYTES {
-            match frames.try_recv() {
-                Ok(frame) => {
-                    let _ = codec.encode(&frame, &mut buffer);
+async fn write_frames(shared: Arc<WriteShared>) {
+    let mut chunk = BytesMut::new();
+    loop {
+        shared.wake.notified().await;
+        loop {
+            {
+                let mut state = shared.state.lock().unwrap();
+                if state.buffer.is_empty() {
+                    state.writer_busy = false;
+                    if state.senders_gone {
+                        state.closed = true;
+                        return;
+                    }
+                    break;
                 }
-                Err(_) => break,
+                state.writer_busy = true;
+                std::mem::swap(&mut state.buffer, &mut chunk);
+            }
+            if shared.socket.writable().await.is_err() || write_all(&shared.socket, &chunk).await.is_err() {
+                shared.state.lock().unwrap().closed = true;
+                return;
+            }
+            chunk.clear();
+            if chunk.capacity() > 4 * MAX_BATCH_BYTES {
+                chunk = BytesMut::new();
             }
         }
-        if socket.write_all(&buffer).await.is_err() {
-            break;
-        }
-        buffer.clear();
-        if buffer.capacity() > 4 * MAX_BATCH_BYTES {
-            buffer = BytesMut::with_capacity(64 * 1024);
+    }
+}
+
+async fn write_all(socket: &OwnedWriteHalf, mut bytes: &[u8]) -> std::io::Result<()> {
+    while !bytes.is_empty() {
+        socket.writable().await?;
+        match socket.try_write(bytes) {
+            Ok(written) => bytes = &bytes[written..],
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(error) => return Err(error),
         }
     }
-    // Closing the receiver makes every FrameSender see the connection as gone.
-    frames.close();
-    let _ = socket.shutdown().await;
+    Ok(())
 }
 
 impl FrameReader {

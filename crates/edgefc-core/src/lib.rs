@@ -25,7 +25,9 @@ pub mod router;
 pub mod runtime;
 mod server;
 
-pub use client::{Channel, Client, ConnectOptions, InvokeReply, InvokeRequest, Message, SyncResult, Task};
+pub use client::{
+    Channel, Client, CompletionSink, ConnectOptions, Dispatch, InvokeReply, InvokeRequest, Message, Outgoing, SyncResult, Task,
+};
 pub use config::{function_arn, Config, FunctionSpec};
 pub use error::{Error, ErrorCode, Result};
 pub use frame::{Frame, FrameCodec, FunctionError, Payload};

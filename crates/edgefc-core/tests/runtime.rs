@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use edgefc_core::runtime::{self, RuntimeHandle};
 use edgefc_core::{
-    Client, Config, ConnectOptions, ErrorCode, FunctionError, InvokeReply, InvokeRequest, LaunchSpec, Payload, SyncResult,
+    Client, Config, ConnectOptions, Dispatch, ErrorCode, FunctionError, InvokeReply, InvokeRequest, LaunchSpec, Payload, SyncResult,
     WorkerLauncher, WorkerProcess,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -69,7 +69,7 @@ impl WorkerLauncher for InProcess {
                         };
                         running.fetch_sub(1, Ordering::SeqCst);
                         if let Some((function_error, payload)) = answer {
-                            let _ = client.complete(task.id, function_error, payload);
+                            let _ = client.complete(task.id, function_error, payload, Dispatch::Writer);
                         }
                     });
                 }
