@@ -15,6 +15,13 @@ const channels = new Map();
 function noop() {}
 
 /**
+ * Frames queued in one turn of the event loop are written together at its
+ * end, or as soon as this many have gathered: under load, the runtime can
+ * start on the first ones while this thread is still busy with the rest.
+ */
+const FLUSH_EVERY = 32;
+
+/**
  * A connection to the runtime. Invocations and publishes are started with
  * one synchronous native call each; their outcomes come back in batches
  * through one callback (one wake-up of this thread for every reply that
@@ -31,15 +38,21 @@ class Channel {
     this.native = new native.NativeChannel(endpoint.socketPath, endpoint.token, serve, connectTimeoutMs,
       (outcomes) => this._complete(outcomes));
     this._flushScheduled = false;
+    this._queued = 0;
     this._flush = () => {
       this._flushScheduled = false;
+      this._queued = 0;
       this.native.flush();
     };
   }
 
-  /** Frames started in this turn of the event loop are written together at its end. */
+  /** See FLUSH_EVERY. */
   scheduleFlush() {
-    if (!this._flushScheduled) {
+    this._queued += 1;
+    if (this._queued >= FLUSH_EVERY) {
+      this._queued = 0;
+      this.native.flush();
+    } else if (!this._flushScheduled) {
       this._flushScheduled = true;
       queueMicrotask(this._flush);
     }

@@ -24,6 +24,10 @@ use crate::frame::{Frame, FrameCodec, FunctionError, Payload, MAX_FIELD_LEN, PRO
 /// declared unavailable.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// Replies handed to the sink at most at once, so that the receiving thread
+/// can start on the first ones while the rest are still being read.
+const MAX_COMPLETION_BATCH: usize = 64;
+
 /// A client does not know the runtime's payload limit before the handshake;
 /// this bounds what it is willing to read until then.
 const HANDSHAKE_MAX_PAYLOAD: usize = 0;
@@ -390,7 +394,12 @@ async fn route_replies(
                     Some(Waiter::Reply(waiting)) => {
                         let _ = waiting.send(reply);
                     }
-                    Some(Waiter::Tagged(tag)) => batch.push((tag, reply)),
+                    Some(Waiter::Tagged(tag)) => {
+                        batch.push((tag, reply));
+                        if batch.len() >= MAX_COMPLETION_BATCH {
+                            deliver(&sink, &mut batch);
+                        }
+                    }
                     None => {}
                 }
             }
