@@ -16,9 +16,10 @@ export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-was
 export declare class NativeChannel {
   /**
    * `onCompletions(outcomes)` receives the replies to `startInvoke` and
-   * `startPublish`, batched; it does not keep the process alive.
+   * `startPublish`, batched; `onTasks(tasks)` the tasks of a serving
+   * channel. Neither keeps the process alive.
    */
-  constructor(socketPath: string, token: string, serve: boolean, connectTimeoutMs: number, onCompletions?: CompletionCallback | undefined | null)
+  constructor(socketPath: string, token: string, serve: boolean, connectTimeoutMs: number, onCompletions?: CompletionCallback | undefined | null, onTasks?: TaskCallback | undefined | null)
   /**
    * Sends an invocation; its outcome comes to `onCompletions` with `tag`.
    * Returns a failure found before sending (e.g. a payload over the limit).
@@ -39,11 +40,6 @@ export declare class NativeChannel {
    * connection is closed.
    */
   nextMessages(): Promise<Array<NativeMessage> | null>
-  /**
-   * The tasks that are ready (at least one), or `null` when the connection
-   * is closed and the worker should exit.
-   */
-  nextTasks(): Promise<Array<NativeTask> | null>
   /**
    * Reports a finished task: `functionError` is 0 (none), 1 (Handled) or
    * 2 (Unhandled).

@@ -28,7 +28,8 @@ const FLUSH_EVERY = 32;
  * arrived together), and settle the Promise of each call.
  */
 class Channel {
-  constructor(endpoint, serve, connectTimeoutMs) {
+  /** `onTasks(tasks)`, for a worker's serving channel: its tasks, batched; `[]` when the connection closed. */
+  constructor(endpoint, serve, connectTimeoutMs, onTasks) {
     this._pending = new Map();
     this._nextTag = 1;
     // The native callback does not keep the process alive; this timer does,
@@ -36,7 +37,7 @@ class Channel {
     this._keepAlive = setInterval(noop, 1 << 30);
     this._keepAlive.unref();
     this.native = new native.NativeChannel(endpoint.socketPath, endpoint.token, serve, connectTimeoutMs,
-      (outcomes) => this._complete(outcomes));
+      (outcomes) => this._complete(outcomes), onTasks);
     this._flushScheduled = false;
     this._queued = 0;
     this._flush = () => {
@@ -67,10 +68,6 @@ class Channel {
 
   open() {
     return this.native.open();
-  }
-
-  nextTasks() {
-    return this.native.nextTasks();
   }
 
   /** Resolves with the native outcome: `{code, message}` or the result fields. */
@@ -181,11 +178,12 @@ function channelFor(endpoint, connectTimeoutMs = DEFAULT_CONNECT_TIMEOUT_MS) {
 }
 
 /**
- * The worker's connection, which also receives its function's tasks. It is
- * registered first so that the function's own FCClient calls share it.
+ * The worker's connection, which also receives its function's tasks through
+ * `onTasks`. It is registered first so that the function's own FCClient
+ * calls share it.
  */
-function servingChannel(endpoint) {
-  const channel = new Channel(endpoint, true, DEFAULT_CONNECT_TIMEOUT_MS);
+function servingChannel(endpoint, onTasks) {
+  const channel = new Channel(endpoint, true, DEFAULT_CONNECT_TIMEOUT_MS, onTasks);
   channels.set(key(endpoint, DEFAULT_CONNECT_TIMEOUT_MS), channel);
   return channel;
 }

@@ -118,18 +118,35 @@ function runTask(channel, handler, task, identity) {
 
 async function main() {
   const env = process.env;
-  const channel = servingChannel({ socketPath: env.EDGEFC_SOCKET, token: env.AUTH_TOKEN });
-  const failure = await channel.open();
-  if (failure) {
-    console.error(`edgefc: the worker cannot connect to the runtime: ${failure.message}`);
-    process.exit(1);
-  }
   const identity = {
     functionId: env.FUNCTION_ID,
     serviceName: env.EDGEFC_SERVICE_NAME,
     functionName: env.EDGEFC_FUNCTION_NAME,
   };
-  let handler;
+  let handler = null;
+  const backlog = [];
+  // The worker lives as long as its connection: this timer keeps it up, and
+  // the empty batch that says the connection closed ends it.
+  const keepAlive = setInterval(() => {}, 1 << 30);
+  const onTasks = (tasks) => {
+    if (tasks.length === 0) {
+      clearInterval(keepAlive);
+      process.exit(0);
+    }
+    if (handler === null) {
+      backlog.push(...tasks);
+      return;
+    }
+    for (const task of tasks) {
+      runTask(channel, handler, task, identity);
+    }
+  };
+  const channel = servingChannel({ socketPath: env.EDGEFC_SOCKET, token: env.AUTH_TOKEN }, onTasks);
+  const failure = await channel.open();
+  if (failure) {
+    console.error(`edgefc: the worker cannot connect to the runtime: ${failure.message}`);
+    process.exit(1);
+  }
   try {
     handler = loadHandler(env.EDGEFC_CODE_DIR, env.EDGEFC_HANDLER);
   } catch (err) {
@@ -141,17 +158,9 @@ async function main() {
       throw loadError;
     };
   }
-  for (;;) {
-    // eslint-disable-next-line no-await-in-loop
-    const tasks = await channel.nextTasks();
-    if (tasks === null) {
-      break;
-    }
-    for (const task of tasks) {
-      runTask(channel, handler, task, identity);
-    }
+  for (const task of backlog.splice(0)) {
+    runTask(channel, handler, task, identity);
   }
-  process.exit(0);
 }
 
 main();

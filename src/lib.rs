@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use edgefc_core::{
     Channel, Client, CompletionSink, ConnectOptions, Dispatch, Error, FunctionError, InvokeReply, InvokeRequest, NodeLauncher,
-    Outgoing, Payload, RuntimeHandle,
+    Outgoing, Payload, RuntimeHandle, Sinks, TaskSink,
 };
 use napi::bindgen_prelude::{Buffer, BufferSlice, Either};
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
@@ -66,6 +66,10 @@ impl InvokeOutcome {
 
 /// Called on the JavaScript thread with every reply that arrived together.
 type CompletionCallback = ThreadsafeFunction<Vec<InvokeOutcome>, (), Vec<InvokeOutcome>, Status, false, true>;
+
+/// Called on the JavaScript thread with the tasks that arrived together; an
+/// empty array means the connection closed.
+type TaskCallback = ThreadsafeFunction<Vec<NativeTask>, (), Vec<NativeTask>, Status, false, true>;
 
 /// A published message, as a subscriber sees it.
 #[napi(object)]
@@ -131,7 +135,8 @@ pub struct NativeChannel {
 #[napi]
 impl NativeChannel {
     /// `onCompletions(outcomes)` receives the replies to `startInvoke` and
-    /// `startPublish`, batched; it does not keep the process alive.
+    /// `startPublish`, batched; `onTasks(tasks)` the tasks of a serving
+    /// channel. Neither keeps the process alive.
     #[napi(constructor)]
     pub fn new(
         socket_path: String,
@@ -139,6 +144,7 @@ impl NativeChannel {
         serve: bool,
         connect_timeout_ms: u32,
         on_completions: Option<CompletionCallback>,
+        on_tasks: Option<TaskCallback>,
     ) -> NativeChannel {
         let options = ConnectOptions {
             socket_path: PathBuf::from(socket_path),
@@ -155,8 +161,22 @@ impl NativeChannel {
                 callback.call(outcomes, ThreadsafeFunctionCallMode::NonBlocking);
             }) as CompletionSink
         });
+        let tasks = on_tasks.map(|callback| {
+            Arc::new(move |batch: Vec<edgefc_core::Task>| {
+                let tasks = batch
+                    .into_iter()
+                    .map(|task| NativeTask {
+                        id: task.id as i64,
+                        request_id: task.request_id,
+                        invoker_context: task.invoker_context,
+                        payload: payload_to_js(task.payload),
+                    })
+                    .collect();
+                callback.call(tasks, ThreadsafeFunctionCallMode::NonBlocking);
+            }) as TaskSink
+        });
         NativeChannel {
-            channel: Arc::new(Channel::with_sink(options, sink.clone())),
+            channel: Arc::new(Channel::with_sinks(options, Sinks { completions: sink.clone(), tasks })),
             sink,
             attached: Arc::new(Mutex::new(None)),
         }
@@ -258,25 +278,6 @@ impl NativeChannel {
                     source: message.source,
                     topic: message.topic,
                     payload: payload_to_js(message.payload),
-                })
-                .collect(),
-        )
-    }
-
-    /// The tasks that are ready (at least one), or `null` when the connection
-    /// is closed and the worker should exit.
-    #[napi]
-    pub async fn next_tasks(&self) -> Option<Vec<NativeTask>> {
-        let client = self.attached.lock().unwrap().clone()?;
-        let tasks = client.next_tasks().await?;
-        Some(
-            tasks
-                .into_iter()
-                .map(|task| NativeTask {
-                    id: task.id as i64,
-                    request_id: task.request_id,
-                    invoker_context: task.invoker_context,
-                    payload: payload_to_js(task.payload),
                 })
                 .collect(),
         )

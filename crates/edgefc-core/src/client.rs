@@ -106,6 +106,18 @@ type Pending = Arc<Mutex<Option<HashMap<u64, Waiter>>>>;
 /// wake-up of the JavaScript thread for a whole batch).
 pub type CompletionSink = Arc<dyn Fn(Vec<(u64, Result<InvokeReply>)>) + Send + Sync>;
 
+/// Receives a serving connection's tasks in batches, instead of
+/// [`Client::next_tasks`]; an empty batch means the connection has closed.
+pub type TaskSink = Arc<dyn Fn(Vec<Task>) + Send + Sync>;
+
+/// Where a connection hands over what it reads, for bindings that want
+/// pushes rather than awaiting.
+#[derive(Clone, Default)]
+pub struct Sinks {
+    pub completions: Option<CompletionSink>,
+    pub tasks: Option<TaskSink>,
+}
+
 /// How a frame leaves: through the connection's writer task, or queued for
 /// the caller's own [`Client::flush`] (a thread outside tokio that flushes
 /// once per turn of its event loop saves a thread wake-up per frame).
@@ -138,13 +150,13 @@ impl Client {
     /// nothing answers within `connect_timeout`, `ERR_UNAUTHORIZED` when the
     /// token is refused.
     pub async fn connect(options: &ConnectOptions) -> Result<Client> {
-        Client::connect_with_sink(options, None).await
+        Client::connect_with_sinks(options, Sinks::default()).await
     }
 
     /// Like [`connect`](Client::connect); replies to tagged requests
-    /// ([`start`](Client::start)) go to `sink`.
-    pub async fn connect_with_sink(options: &ConnectOptions, sink: Option<CompletionSink>) -> Result<Client> {
-        let handshake = Client::handshake(options, sink);
+    /// ([`start`](Client::start)) and tasks go to `sinks`.
+    pub async fn connect_with_sinks(options: &ConnectOptions, sinks: Sinks) -> Result<Client> {
+        let handshake = Client::handshake(options, sinks);
         match tokio::time::timeout(options.connect_timeout, handshake).await {
             Ok(result) => result,
             Err(_) => Err(Error::runtime_unavailable(format!(
@@ -155,7 +167,7 @@ impl Client {
         }
     }
 
-    async fn handshake(options: &ConnectOptions, sink: Option<CompletionSink>) -> Result<Client> {
+    async fn handshake(options: &ConnectOptions, sinks: Sinks) -> Result<Client> {
         let stream = UnixStream::connect(&options.socket_path).await.map_err(|error| {
             Error::runtime_unavailable(format!(
                 "cannot connect to the edgefc runtime at {}: {error}",
@@ -181,7 +193,7 @@ impl Client {
         let pending: Pending = Arc::new(Mutex::new(Some(HashMap::new())));
         let (task_queue, tasks) = mpsc::unbounded_channel();
         let (message_queue, messages) = mpsc::unbounded_channel();
-        tokio::spawn(route_replies(reader, pending.clone(), task_queue, message_queue, sink));
+        tokio::spawn(route_replies(reader, pending.clone(), task_queue, message_queue, sinks));
         Ok(Client {
             sender,
             pending,
@@ -362,9 +374,11 @@ async fn route_replies(
     pending: Pending,
     task_queue: mpsc::UnboundedSender<Task>,
     message_queue: mpsc::UnboundedSender<Message>,
-    sink: Option<CompletionSink>,
+    sinks: Sinks,
 ) {
+    let Sinks { completions: sink, tasks: task_sink } = sinks;
     let mut batch = Vec::new();
+    let mut tasks = Vec::new();
     'connection: loop {
         // Wait for one frame, then take every frame that is already here,
         // and hand the tagged replies over together.
@@ -377,7 +391,18 @@ async fn route_replies(
                 Ok(Some(Frame::Accepted { id, invocation_id })) => Some((id, Ok(InvokeReply::Accepted { invocation_id }))),
                 Ok(Some(Frame::Failure { id, code, message })) => Some((id, Err(Error::new(code, message)))),
                 Ok(Some(Frame::Task { id, request_id, invoker_context, payload })) => {
-                    let _ = task_queue.send(Task { id, request_id, invoker_context, payload });
+                    let task = Task { id, request_id, invoker_context, payload };
+                    match &task_sink {
+                        Some(task_sink) => {
+                            tasks.push(task);
+                            if tasks.len() >= MAX_COMPLETION_BATCH {
+                                task_sink(std::mem::take(&mut tasks));
+                            }
+                        }
+                        None => {
+                            let _ = task_queue.send(task);
+                        }
+                    }
                     None
                 }
                 Ok(Some(Frame::Message { source, topic, payload, .. })) => {
@@ -409,6 +434,11 @@ async fn route_replies(
             }
         }
         deliver(&sink, &mut batch);
+        if let Some(task_sink) = &task_sink {
+            if !tasks.is_empty() {
+                task_sink(std::mem::take(&mut tasks));
+            }
+        }
     }
     let orphaned = pending.lock().unwrap().take();
     for (_, waiter) in orphaned.into_iter().flatten() {
@@ -420,6 +450,9 @@ async fn route_replies(
         }
     }
     deliver(&sink, &mut batch);
+    if let Some(task_sink) = &task_sink {
+        task_sink(Vec::new());
+    }
 }
 
 fn deliver(sink: &Option<CompletionSink>, batch: &mut Vec<(u64, Result<InvokeReply>)>) {
@@ -463,7 +496,7 @@ pub fn error_payload(error_type: &str, message: &str) -> Payload {
 /// with it.
 pub struct Channel {
     options: ConnectOptions,
-    sink: Option<CompletionSink>,
+    sinks: Sinks,
     connecting: tokio::sync::Mutex<()>,
     /// The connected client, readable without waiting, for the hot path.
     current: std::sync::RwLock<Option<Arc<Client>>>,
@@ -471,12 +504,12 @@ pub struct Channel {
 
 impl Channel {
     pub fn new(options: ConnectOptions) -> Channel {
-        Channel::with_sink(options, None)
+        Channel::with_sinks(options, Sinks::default())
     }
 
-    /// Tagged replies of every connection this channel makes go to `sink`.
-    pub fn with_sink(options: ConnectOptions, sink: Option<CompletionSink>) -> Channel {
-        Channel { options, sink, connecting: tokio::sync::Mutex::new(()), current: std::sync::RwLock::new(None) }
+    /// Every connection this channel makes hands over to `sinks`.
+    pub fn with_sinks(options: ConnectOptions, sinks: Sinks) -> Channel {
+        Channel { options, sinks, connecting: tokio::sync::Mutex::new(()), current: std::sync::RwLock::new(None) }
     }
 
     pub fn socket_path(&self) -> &Path {
@@ -499,7 +532,7 @@ impl Channel {
         if self.options.serve && self.current.read().unwrap().is_some() {
             return Err(connection_lost());
         }
-        let client = Arc::new(Client::connect_with_sink(&self.options, self.sink.clone()).await?);
+        let client = Arc::new(Client::connect_with_sinks(&self.options, self.sinks.clone()).await?);
         *self.current.write().unwrap() = Some(client.clone());
         Ok(client)
     }

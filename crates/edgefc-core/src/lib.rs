@@ -26,7 +26,8 @@ pub mod runtime;
 mod server;
 
 pub use client::{
-    Channel, Client, CompletionSink, ConnectOptions, Dispatch, InvokeReply, InvokeRequest, Message, Outgoing, SyncResult, Task,
+    Channel, Client, CompletionSink, ConnectOptions, Dispatch, InvokeReply, InvokeRequest, Message, Outgoing, Sinks,
+    SyncResult, Task, TaskSink,
 };
 pub use config::{function_arn, Config, FunctionSpec};
 pub use error::{Error, ErrorCode, Result};
