@@ -281,6 +281,11 @@ describe('invokeFunction without a runtime', () => {
     }
   });
 
+  it('refuses a token longer than the wire carries', async () => {
+    const fc = new FCClient({ socketPath: path.join(os.tmpdir(), 'edgefc-no-such.sock'), token: 't'.repeat(70000) });
+    await assert.rejects(fc.invokeFunction({ functionId: 'f' }), { code: 'ERR_INVALID_PARAMS' });
+  });
+
   it('says how to configure a client when nothing is configured', async () => {
     await assert.rejects(new FCClient().invokeFunction({ functionId: 'f' }), (err) => {
       assert.equal(err.code, 'ERR_RUNTIME_UNAVAILABLE');

@@ -151,6 +151,24 @@ describe('the message router', () => {
     fs.writeFileSync(path.join(gateDir, 'gate-1'), '');
   });
 
+  it('keeps the order of calls started before the connection is up', async () => {
+    const { RuntimeLink } = require('../lib/link');
+    const subscriber = new RuntimeLink({ config: runtime.configPath, connectTimeoutMs: 999 });
+    let channel;
+    await subscriber.call(async (ch) => {
+      channel = ch;
+      return (await ch.subscribe('/order/+')) || {};
+    });
+    const fresh = new FCClient({ config: runtime.configPath, connectTimeoutMs: 998 });
+    const sent = Array.from({ length: 50 }, (_, i) => `m${i}`);
+    await Promise.all(sent.map((payload) => fresh.publish({ topic: '/order/x', payload })));
+    const received = [];
+    while (received.length < sent.length) {
+      received.push(...(await channel.nextMessages()).map((m) => m.payload));
+    }
+    assert.deepEqual(received, sent);
+  });
+
   it('rejects a topic with wildcards', async () => {
     await assert.rejects(fc.publish({ topic: '/test/+', payload: 'x' }), { code: 'ERR_INVALID_PARAMS' });
   });

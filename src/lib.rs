@@ -122,10 +122,15 @@ fn payload_to_js(payload: Payload) -> Either<String, Buffer> {
 
 /// A process's connection to the runtime, shared by every `FCClient` that
 /// uses the same socket and token.
+/// Requests started while no connection is ready, in the order they were
+/// started; `Some` while one connect attempt is under way for all of them.
+type Backlog = Arc<Mutex<Option<Vec<(Outgoing, u64)>>>>;
+
 #[napi]
 pub struct NativeChannel {
     channel: Arc<Channel>,
     sink: Option<CompletionSink>,
+    backlog: Backlog,
     /// The client whose task or message queue is being read, once
     /// connected; `completeTask` is synchronous and must not wait on the
     /// channel's lock.
@@ -178,6 +183,7 @@ impl NativeChannel {
         NativeChannel {
             channel: Arc::new(Channel::with_sinks(options, Sinks { completions: sink.clone(), tasks })),
             sink,
+            backlog: Arc::new(Mutex::new(None)),
             attached: Arc::new(Mutex::new(None)),
         }
     }
@@ -205,20 +211,41 @@ impl NativeChannel {
 
     /// Frames started (or completed) on this thread are queued; the facade
     /// calls `flush` once per turn of the event loop to write them all.
+    /// Without a connection, requests wait in the backlog, in order, for
+    /// one connect attempt that sends them all or fails them all.
     fn start(&self, outgoing: Outgoing, tag: u64) -> Option<NativeFailure> {
-        if let Some(client) = self.channel.ready() {
-            return client.start(outgoing, tag, Dispatch::Queue).err().map(NativeFailure::from);
-        }
-        let (channel, sink) = (self.channel.clone(), self.sink.clone());
-        napi::bindgen_prelude::spawn(async move {
-            let started = match channel.client().await {
-                Ok(client) => client.start(outgoing, tag, Dispatch::Writer),
-                Err(error) => Err(error),
-            };
-            if let (Err(error), Some(sink)) = (started, sink) {
-                sink(vec![(tag, Err(error))]);
+        let mut backlog = self.backlog.lock().unwrap();
+        if backlog.is_none() {
+            if let Some(client) = self.channel.ready() {
+                drop(backlog);
+                return client.start(outgoing, tag, Dispatch::Queue).err().map(NativeFailure::from);
             }
-        });
+            *backlog = Some(Vec::new());
+            let (channel, sink, waiting) = (self.channel.clone(), self.sink.clone(), self.backlog.clone());
+            napi::bindgen_prelude::spawn(async move {
+                let connected = channel.client().await;
+                // Held while sending, so that nothing started meanwhile overtakes the backlog.
+                let mut waiting = waiting.lock().unwrap();
+                let mut failed = Vec::new();
+                for (outgoing, tag) in waiting.take().unwrap_or_default() {
+                    let started = match &connected {
+                        Ok(client) => client.start(outgoing, tag, Dispatch::Queue),
+                        Err(error) => Err(error.clone()),
+                    };
+                    if let Err(error) = started {
+                        failed.push((tag, Err(error)));
+                    }
+                }
+                if let Ok(client) = &connected {
+                    client.flush();
+                }
+                drop(waiting);
+                if let (false, Some(sink)) = (failed.is_empty(), sink) {
+                    sink(failed);
+                }
+            });
+        }
+        backlog.as_mut().expect("set above").push((outgoing, tag));
         None
     }
 

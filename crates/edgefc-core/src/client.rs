@@ -168,6 +168,7 @@ impl Client {
     }
 
     async fn handshake(options: &ConnectOptions, sinks: Sinks) -> Result<Client> {
+        check_field("the token", &options.token)?;
         let stream = UnixStream::connect(&options.socket_path).await.map_err(|error| {
             Error::runtime_unavailable(format!(
                 "cannot connect to the edgefc runtime at {}: {error}",
@@ -341,6 +342,9 @@ impl Client {
         } else {
             (function_error, payload)
         };
+        if self.pending.lock().unwrap().is_none() {
+            return Err(connection_lost());
+        }
         let frame = Frame::TaskDone { id: task_id, function_error, payload };
         let sent = match dispatch {
             Dispatch::Writer => self.sender.send(frame),
@@ -451,6 +455,10 @@ async fn route_replies(
     }
     deliver(&sink, &mut batch);
     if let Some(task_sink) = &task_sink {
+        // Tasks read together with the end still reach the worker, before the end does.
+        if !tasks.is_empty() {
+            task_sink(tasks);
+        }
         task_sink(Vec::new());
     }
 }

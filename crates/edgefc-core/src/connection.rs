@@ -111,6 +111,7 @@ impl FrameSender {
                 Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => break,
                 Err(_) => {
                     state.closed = true;
+                    shut_down(&shared.socket);
                     return;
                 }
             }
@@ -127,16 +128,15 @@ impl FrameSender {
     }
 }
 
-/// Encodes `frame` at the end of the write buffer. Senders check sizes
-/// before queueing; a frame that still fails to encode is dropped alone
-/// rather than taking the connection down.
+/// Encodes `frame` at the end of the write buffer; false when the connection
+/// is closed or the frame cannot be encoded (senders check sizes first, so
+/// that is a caller's bug, and it fails that frame alone).
 fn append(state: &mut WriteState, frame: &Frame) -> bool {
     if state.closed {
         return false;
     }
     let WriteState { codec, buffer, .. } = state;
-    let _ = codec.encode(frame, buffer);
-    true
+    codec.encode(frame, buffer).is_ok()
 }
 
 /// The socket send buffer asked for (the kernel caps it at
@@ -184,8 +184,9 @@ async fn write_frames(shared: Arc<WriteShared>) {
                 state.writer_busy = true;
                 std::mem::swap(&mut state.buffer, &mut chunk);
             }
-            if shared.socket.writable().await.is_err() || write_all(&shared.socket, &chunk).await.is_err() {
+            if write_all(&shared.socket, &chunk).await.is_err() {
                 shared.state.lock().unwrap().closed = true;
+                shut_down(&shared.socket);
                 return;
             }
             chunk.clear();
@@ -194,6 +195,14 @@ async fn write_frames(shared: Arc<WriteShared>) {
             }
         }
     }
+}
+
+/// After a failed write, the frames in the buffer are lost: closing both
+/// directions makes the reader see the end too, which fails the calls still
+/// waiting for replies instead of leaving them waiting.
+fn shut_down(socket: &OwnedWriteHalf) {
+    let stream: &UnixStream = socket.as_ref();
+    let _ = socket2::SockRef::from(stream).shutdown(std::net::Shutdown::Both);
 }
 
 async fn write_all(socket: &OwnedWriteHalf, mut bytes: &[u8]) -> std::io::Result<()> {
