@@ -9,6 +9,10 @@
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
+/**
+ * A process's connection to the runtime, shared by every `FCClient` that
+ * uses the same socket and token.
+ */
 export declare class NativeChannel {
   /**
    * `onCompletions(outcomes)` receives the replies to `startInvoke` and

@@ -120,12 +120,12 @@ fn payload_to_js(payload: Payload) -> Either<String, Buffer> {
     }
 }
 
-/// A process's connection to the runtime, shared by every `FCClient` that
-/// uses the same socket and token.
 /// Requests started while no connection is ready, in the order they were
 /// started; `Some` while one connect attempt is under way for all of them.
 type Backlog = Arc<Mutex<Option<Vec<(Outgoing, u64)>>>>;
 
+/// A process's connection to the runtime, shared by every `FCClient` that
+/// uses the same socket and token.
 #[napi]
 pub struct NativeChannel {
     channel: Arc<Channel>,

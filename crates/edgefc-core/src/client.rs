@@ -7,7 +7,7 @@
 //! `FCClient` calls and its handler share one connection.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -134,6 +134,21 @@ pub enum Outgoing {
     Publish { topic: String, payload: Payload },
 }
 
+impl Outgoing {
+    fn into_frame(self, id: u64) -> Frame {
+        match self {
+            Outgoing::Invoke(request) => Frame::Invoke {
+                id,
+                asynchronous: request.asynchronous,
+                target: request.target,
+                invoker_context: request.invoker_context,
+                payload: request.payload,
+            },
+            Outgoing::Publish { topic, payload } => Frame::Publish { id, topic, payload },
+        }
+    }
+}
+
 pub struct Client {
     sender: FrameSender,
     /// `None` once the connection is gone: late requests fail fast instead of
@@ -215,38 +230,16 @@ impl Client {
     }
 
     pub async fn invoke(&self, request: InvokeRequest) -> Result<InvokeReply> {
-        self.check_invoke(&request)?;
-        self.request(|id| Frame::Invoke {
-            id,
-            asynchronous: request.asynchronous,
-            target: request.target,
-            invoker_context: request.invoker_context,
-            payload: request.payload,
-        })
-        .await
+        let outgoing = Outgoing::Invoke(request);
+        self.check(&outgoing)?;
+        self.request(|id| outgoing.into_frame(id)).await
     }
 
     /// Sends a request without waiting: its reply goes to the sink given at
     /// connect time, with `tag`. Errors found before sending are returned.
     pub fn start(&self, outgoing: Outgoing, tag: u64, dispatch: Dispatch) -> Result<()> {
-        let build = match outgoing {
-            Outgoing::Invoke(request) => {
-                self.check_invoke(&request)?;
-                Box::new(move |id| Frame::Invoke {
-                    id,
-                    asynchronous: request.asynchronous,
-                    target: request.target,
-                    invoker_context: request.invoker_context,
-                    payload: request.payload,
-                }) as Box<dyn FnOnce(u64) -> Frame>
-            }
-            Outgoing::Publish { topic, payload } => {
-                self.check_payload(&payload)?;
-                check_field("the topic", &topic)?;
-                Box::new(move |id| Frame::Publish { id, topic, payload })
-            }
-        };
-        self.send_request(Waiter::Tagged(tag), build, dispatch)
+        self.check(&outgoing)?;
+        self.send_request(Waiter::Tagged(tag), |id| outgoing.into_frame(id), dispatch)
     }
 
     /// Writes the frames queued with [`Dispatch::Queue`].
@@ -254,17 +247,26 @@ impl Client {
         self.sender.flush();
     }
 
-    fn check_invoke(&self, request: &InvokeRequest) -> Result<()> {
-        self.check_payload(&request.payload)?;
-        check_field("the function id", &request.target)?;
-        check_field("invokerContext", &request.invoker_context)
+    /// The limits a request must keep before it is sent.
+    fn check(&self, outgoing: &Outgoing) -> Result<()> {
+        match outgoing {
+            Outgoing::Invoke(request) => {
+                self.check_payload(&request.payload)?;
+                check_field("the function id", &request.target)?;
+                check_field("invokerContext", &request.invoker_context)
+            }
+            Outgoing::Publish { topic, payload } => {
+                self.check_payload(payload)?;
+                check_field("the topic", topic)
+            }
+        }
     }
 
     /// Publishes a message; resolves with its id once the runtime has routed it.
     pub async fn publish(&self, topic: String, payload: Payload) -> Result<String> {
-        self.check_payload(&payload)?;
-        check_field("the topic", &topic)?;
-        match self.request(|id| Frame::Publish { id, topic, payload }).await? {
+        let outgoing = Outgoing::Publish { topic, payload };
+        self.check(&outgoing)?;
+        match self.request(|id| outgoing.into_frame(id)).await? {
             InvokeReply::Accepted { invocation_id } => Ok(invocation_id),
             InvokeReply::Completed(_) => Err(unexpected_reply()),
         }
@@ -314,11 +316,7 @@ impl Client {
             Some(pending) => pending.insert(id, waiter),
             None => return Err(connection_lost()),
         };
-        let sent = match dispatch {
-            Dispatch::Writer => self.sender.send(frame(id)),
-            Dispatch::Queue => self.sender.queue(frame(id)),
-        };
-        if !sent {
+        if !self.send_frame(frame(id), dispatch) {
             if let Some(pending) = self.pending.lock().unwrap().as_mut() {
                 pending.remove(&id);
             }
@@ -345,15 +343,18 @@ impl Client {
         if self.pending.lock().unwrap().is_none() {
             return Err(connection_lost());
         }
-        let frame = Frame::TaskDone { id: task_id, function_error, payload };
-        let sent = match dispatch {
-            Dispatch::Writer => self.sender.send(frame),
-            Dispatch::Queue => self.sender.queue(frame),
-        };
-        if sent {
+        if self.send_frame(Frame::TaskDone { id: task_id, function_error, payload }, dispatch) {
             Ok(())
         } else {
             Err(connection_lost())
+        }
+    }
+
+    /// False when the connection is closed.
+    fn send_frame(&self, frame: Frame, dispatch: Dispatch) -> bool {
+        match dispatch {
+            Dispatch::Writer => self.sender.send(frame),
+            Dispatch::Queue => self.sender.queue(frame),
         }
     }
 }
@@ -396,16 +397,13 @@ async fn route_replies(
                 Ok(Some(Frame::Failure { id, code, message })) => Some((id, Err(Error::new(code, message)))),
                 Ok(Some(Frame::Task { id, request_id, invoker_context, payload })) => {
                     let task = Task { id, request_id, invoker_context, payload };
-                    match &task_sink {
-                        Some(task_sink) => {
-                            tasks.push(task);
-                            if tasks.len() >= MAX_COMPLETION_BATCH {
-                                task_sink(std::mem::take(&mut tasks));
-                            }
+                    if task_sink.is_some() {
+                        tasks.push(task);
+                        if tasks.len() >= MAX_COMPLETION_BATCH {
+                            deliver(&task_sink, &mut tasks);
                         }
-                        None => {
-                            let _ = task_queue.send(task);
-                        }
+                    } else {
+                        let _ = task_queue.send(task);
                     }
                     None
                 }
@@ -438,11 +436,7 @@ async fn route_replies(
             }
         }
         deliver(&sink, &mut batch);
-        if let Some(task_sink) = &task_sink {
-            if !tasks.is_empty() {
-                task_sink(std::mem::take(&mut tasks));
-            }
-        }
+        deliver(&task_sink, &mut tasks);
     }
     let orphaned = pending.lock().unwrap().take();
     for (_, waiter) in orphaned.into_iter().flatten() {
@@ -454,16 +448,15 @@ async fn route_replies(
         }
     }
     deliver(&sink, &mut batch);
+    // Tasks read together with the end still reach the worker, before the end does.
+    deliver(&task_sink, &mut tasks);
     if let Some(task_sink) = &task_sink {
-        // Tasks read together with the end still reach the worker, before the end does.
-        if !tasks.is_empty() {
-            task_sink(tasks);
-        }
         task_sink(Vec::new());
     }
 }
 
-fn deliver(sink: &Option<CompletionSink>, batch: &mut Vec<(u64, Result<InvokeReply>)>) {
+/// Hands a non-empty batch to its sink, if there is one.
+fn deliver<T>(sink: &Option<Arc<dyn Fn(Vec<T>) + Send + Sync>>, batch: &mut Vec<T>) {
     if let Some(sink) = sink {
         if !batch.is_empty() {
             sink(std::mem::take(batch));
@@ -518,10 +511,6 @@ impl Channel {
     /// Every connection this channel makes hands over to `sinks`.
     pub fn with_sinks(options: ConnectOptions, sinks: Sinks) -> Channel {
         Channel { options, sinks, connecting: tokio::sync::Mutex::new(()), current: std::sync::RwLock::new(None) }
-    }
-
-    pub fn socket_path(&self) -> &Path {
-        &self.options.socket_path
     }
 
     /// The connected client, if it is still open; never waits.

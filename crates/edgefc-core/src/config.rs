@@ -169,7 +169,7 @@ impl Config {
             let id = reference.strip_prefix("function:").ok_or_else(|| {
                 Error::config(format!("{what} \"{reference}\" must look like \"function:<functionId>\""))
             })?;
-            table.get(id).copied().ok_or_else(|| Error::config(format!("{what} \"{reference}\" names no configured function")))
+            table.get(id).ok_or_else(|| Error::config(format!("{what} \"{reference}\" names no configured function")))
         };
         let routes = file
             .routes
@@ -185,7 +185,7 @@ impl Config {
             })
             .collect::<Result<Vec<_>>>()?;
         let thing_function = match &file.thing_function {
-            Some(id) => Some(table.get(id).copied().ok_or_else(|| {
+            Some(id) => Some(table.get(id).ok_or_else(|| {
                 Error::config(format!("thingFunction \"{id}\" names no configured function"))
             })?),
             None => None,
@@ -258,15 +258,16 @@ impl FunctionSpec {
     }
 }
 
-/// Finds a function by id or by ARN; both are unique across the table.
+/// Finds a function (its index in the config) by id, by ARN, or by an
+/// alias; ids and ARNs are unique across the table.
 #[derive(Debug, Clone)]
-pub struct FunctionTable<T> {
-    by_name: HashMap<String, T>,
+pub struct FunctionTable {
+    by_name: HashMap<String, usize>,
 }
 
-impl FunctionTable<usize> {
+impl FunctionTable {
     /// Maps each function's id and ARN to its index in `functions`.
-    pub fn build(functions: &[FunctionSpec]) -> Result<FunctionTable<usize>> {
+    pub fn build(functions: &[FunctionSpec]) -> Result<FunctionTable> {
         let mut by_name = HashMap::new();
         for (index, spec) in functions.iter().enumerate() {
             for name in [spec.function_id.clone(), spec.arn()] {
@@ -285,14 +286,8 @@ impl FunctionTable<usize> {
     pub fn alias(&mut self, name: &str, index: usize) {
         self.by_name.insert(name.to_string(), index);
     }
-}
 
-impl<T> FunctionTable<T> {
-    pub fn map<U>(self, mut f: impl FnMut(T) -> U) -> FunctionTable<U> {
-        FunctionTable { by_name: self.by_name.into_iter().map(|(name, value)| (name, f(value))).collect() }
-    }
-
-    pub fn get(&self, target: &str) -> Option<&T> {
-        self.by_name.get(target)
+    pub fn get(&self, target: &str) -> Option<usize> {
+        self.by_name.get(target).copied()
     }
 }

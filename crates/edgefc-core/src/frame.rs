@@ -197,10 +197,6 @@ impl FrameCodec {
     pub fn unlimited() -> FrameCodec {
         FrameCodec { max_frame_len: u32::MAX as usize }
     }
-
-    pub fn max_frame_len(&self) -> usize {
-        self.max_frame_len
-    }
 }
 
 impl Decoder for FrameCodec {

@@ -123,8 +123,4 @@ impl Router {
         }
         targets
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.routes.is_empty()
-    }
 }

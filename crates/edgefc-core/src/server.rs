@@ -66,7 +66,7 @@ struct Subscription {
 
 pub(crate) struct Shared {
     pub hosts: Vec<Arc<FunctionHost>>,
-    pub functions: FunctionTable<usize>,
+    pub functions: FunctionTable,
     pub tokens: HashMap<String, Caller>,
     pub max_payload: usize,
     pub router: Router,
@@ -79,7 +79,7 @@ pub(crate) struct Shared {
 impl Shared {
     pub fn new(
         hosts: Vec<Arc<FunctionHost>>,
-        functions: FunctionTable<usize>,
+        functions: FunctionTable,
         tokens: HashMap<String, Caller>,
         max_payload: usize,
         router: Router,
@@ -287,7 +287,7 @@ async fn run_invocation(shared: &Shared, sender: &FrameSender, caller: Caller, r
     if request.target == ROUTER_FUNCTION_ID {
         return publish_through_router_function(shared, sender, caller, request);
     }
-    let index = *shared.functions.get(&request.target).ok_or_else(|| {
+    let index = shared.functions.get(&request.target).ok_or_else(|| {
         Error::new(ErrorCode::FunctionNotFound, format!("function {} does not exist", request.target))
     })?;
     let host = &shared.hosts[index];
