@@ -1,9 +1,9 @@
 'use strict';
 
-const CredentialProviderChain = require('./lib/credential-provider-chain');
-const FCClient = require('./lib/fc');
-const IoTData = require('./lib/iot');
-const { EdgeFCError, ErrorCode } = require('./lib/errors');
+const CredentialProviderChain = require('./lib/linkedge/credential-provider-chain');
+const FCClient = require('./lib/linkedge/fc');
+const IoTData = require('./lib/linkedge/iot');
+const { EdgeFCError, ErrorCode } = require('./lib/core/errors');
 const { Runtime, startRuntime } = require('./lib/runtime');
 
 module.exports = {

@@ -9,44 +9,6 @@
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
-/**
- * A process's connection to the runtime, shared by every `FCClient` that
- * uses the same socket and token.
- */
-export declare class NativeChannel {
-  /**
-   * `onCompletions(outcomes)` receives the replies to `startInvoke` and
-   * `startPublish`, batched; `onTasks(tasks)` the tasks of a serving
-   * channel. Neither keeps the process alive.
-   */
-  constructor(socketPath: string, token: string, serve: boolean, connectTimeoutMs: number, onCompletions?: CompletionCallback | undefined | null, onTasks?: TaskCallback | undefined | null)
-  /**
-   * Sends an invocation; its outcome comes to `onCompletions` with `tag`.
-   * Returns a failure found before sending (e.g. a payload over the limit).
-   */
-  startInvoke(tag: number, target: string, asynchronous: boolean, invokerContext: string, payload: string | Buffer): NativeFailure | null
-  /** Publishes; the outcome (the message id as `invocationId`) comes to `onCompletions`. */
-  startPublish(tag: number, topic: string, payload: string | Buffer): NativeFailure | null
-  /** Connects (serving) and returns a failure, or `null` once connected. */
-  open(): Promise<NativeFailure | null>
-  /** Asks the runtime for a service (`credentials`, `stats`); the outcome's payload is JSON. */
-  query(operation: string): Promise<InvokeOutcome>
-  /** Writes every frame queued by `startInvoke`, `startPublish` and `completeTask`. */
-  flush(): void
-  /** Subscribes this channel to a topic filter; messages come from `nextMessages`. */
-  subscribe(topicFilter: string): Promise<NativeFailure | null>
-  /**
-   * The messages that are ready (at least one), or `null` once the
-   * connection is closed.
-   */
-  nextMessages(): Promise<Array<NativeMessage> | null>
-  /**
-   * Reports a finished task: `functionError` is 0 (none), 1 (Handled) or
-   * 2 (Unhandled).
-   */
-  completeTask(id: number, functionError: number, payload: string | Buffer): NativeFailure | null
-}
-
 export declare class NativeRuntime {
   get socketPath(): string
   get adminToken(): string
@@ -54,24 +16,50 @@ export declare class NativeRuntime {
   stop(): Promise<void>
 }
 
-/** The codes every failure carries, for the facade's typed errors. */
-export declare function errorCodes(): Array<string>
-
-/**
- * What an invocation gave: either `code` and `message` (it failed), or the
- * result of a Sync call, or the id of an accepted Async call.
- */
-export interface InvokeOutcome {
-  /** The tag the request was started with (`startInvoke`, `startPublish`). */
-  tag?: number
-  code?: string
-  message?: string
-  functionError?: string
-  statusCode?: number
-  payload?: string | Buffer
-  invocationId?: string
+export declare class NativeSession {
+  /**
+   * `onCompletions(outcomes)` receives the outcomes of `submitInvoke` and
+   * `submitPublish`, batched; `onTasks(tasks)` the tasks of a serving
+   * session. Neither keeps the process alive.
+   */
+  constructor(socketPath: string, token: string, serve: boolean, connectTimeoutMs: number, onCompletions: (outcomes: Outcome[]) => void, onTasks?: ((tasks: NativeTask[]) => void) | undefined | null)
+  /**
+   * Sends an invocation; its outcome comes to `onCompletions` with `tag`.
+   * Throws what is wrong before sending (a payload over the limit, say).
+   */
+  submitInvoke(tag: number, target: string, asynchronous: boolean, invokerContext: string, payload: string | Buffer): void
+  /** Publishes; the outcome (the message id as `acceptedId`) comes to `onCompletions`. */
+  submitPublish(tag: number, topic: string, payload: string | Buffer): void
+  /**
+   * Writes every frame queued by `submitInvoke`, `submitPublish` and
+   * `completeTask`; the facade calls it once per turn of the event loop.
+   */
+  flush(): void
+  /** Connects (a worker: and starts receiving tasks). */
+  open(): Promise<void>
+  /** Asks the runtime for a service (`credentials`, `stats`); resolves with its JSON. */
+  query(operation: string): Promise<string>
+  /** Subscribes to a topic filter; the messages come from `nextMessages`. */
+  subscribe(topicFilter: string): Promise<void>
+  /**
+   * The messages that are ready (at least one), or `null` once the
+   * connection is closed.
+   */
+  nextMessages(): Promise<Array<NativeMessage> | null>
+  /**
+   * Reports a finished task: `functionError` is 0 (none), 1 (Handled) or
+   * 2 (Unhandled). Written with the next `flush`.
+   */
+  completeTask(id: number, functionError: number, payload: string | Buffer): void
 }
 
+/** Every code an error can carry, for the facade's `ErrorCode` and the generated type declarations. */
+export declare function errorCodes(): Array<string>
+
+/** The ARN the upstream SDK builds from a service and function name. */
+export declare function functionArn(serviceName: string, functionName: string): string
+
+/** A failure inside a batch of outcomes. */
 export interface NativeFailure {
   code: string
   message: string
@@ -94,10 +82,25 @@ export interface NativeTask {
 }
 
 /**
- * Where the runtime started from `configPath` listens and keeps its admin
- * token, so the CLI and scripts can reach it.
+ * The outcome of one submitted request: `failure`, or the result of a
+ * Sync call, or the id the runtime gave what it accepted.
  */
-export declare function runtimeEndpoint(configPath: string): RuntimeEndpoint | NativeFailure
+export interface Outcome {
+  /** The tag the request was submitted with. */
+  tag: number
+  failure?: NativeFailure
+  functionError?: string
+  statusCode?: number
+  payload?: string | Buffer
+  /** An Async invocation's id, or a published message's id. */
+  acceptedId?: string
+}
+
+/**
+ * Where the runtime started from `configPath` listens and keeps its admin
+ * token, so the CLI and scripts can reach it. Throws `ERR_CONFIG`.
+ */
+export declare function runtimeEndpoint(configPath: string): RuntimeEndpoint
 
 export interface RuntimeEndpoint {
   socketPath: string
@@ -105,8 +108,8 @@ export interface RuntimeEndpoint {
 }
 
 /**
- * Loads `configPath` and starts a runtime in this process. Rejects with a
- * message that names the problem (bad config, socket in use).
+ * Loads `configPath` and starts a runtime in this process. Rejects with
+ * `ERR_CONFIG` when the file is wrong or the socket is taken by a live runtime.
  */
 export declare function startRuntime(configPath: string, worker: WorkerSetup): Promise<NativeRuntime>
 

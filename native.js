@@ -835,8 +835,9 @@ function __napiStampBindingTarget(exportsObject, target) {
 // linked import resolves to `undefined`.
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
-module.exports.NativeChannel = nativeBinding.NativeChannel
 module.exports.NativeRuntime = nativeBinding.NativeRuntime
+module.exports.NativeSession = nativeBinding.NativeSession
 module.exports.errorCodes = nativeBinding.errorCodes
+module.exports.functionArn = nativeBinding.functionArn
 module.exports.runtimeEndpoint = nativeBinding.runtimeEndpoint
 module.exports.startRuntime = nativeBinding.startRuntime

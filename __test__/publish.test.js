@@ -71,8 +71,8 @@ describe('the message router', () => {
   });
 
   const collected = async (count) => JSON.parse((await fc.invokeFunction({ functionId: 'collector', payload: `wait:${count}` })).payload);
-  const stats = async () => JSON.parse((await new (require('../lib/link').RuntimeLink)({ config: runtime.configPath })
-    .call((channel) => channel.query('stats'))).payload);
+  const stats = () => new (require('../lib/core/link').RuntimeLink)({ config: runtime.configPath })
+    .call((session) => session.query('stats'));
 
   it('delivers what a long-lived function publishes at start to an on-demand subscriber', async () => {
     const [first] = await collected(1);
@@ -152,7 +152,7 @@ describe('the message router', () => {
   });
 
   it('keeps the order of calls started before the connection is up', async () => {
-    const { RuntimeLink } = require('../lib/link');
+    const { RuntimeLink } = require('../lib/core/link');
     const subscriber = new RuntimeLink({ config: runtime.configPath, connectTimeoutMs: 999 });
     let channel;
     await subscriber.call(async (ch) => {

@@ -6,7 +6,7 @@ const fs = require('fs');
 const { parseArgs } = require('util');
 
 const { FCClient, EdgeFCError } = require('..');
-const { RuntimeLink } = require('../lib/link');
+const { RuntimeLink } = require('../lib/core/link');
 const { runtimeCommand } = require('../lib/runtime');
 
 const USAGE = `Usage:
@@ -151,11 +151,10 @@ function formatMessage(message) {
 async function subscribe(values, positionals) {
   const topicFilter = onlyArgument(positionals, 'topic filter');
   const link = new RuntimeLink({ config: configPath(values) });
-  let channel;
-  await link.call(async (ch) => {
-    channel = ch;
-    const failure = await ch.subscribe(topicFilter);
-    return failure || {};
+  let session;
+  await link.call((s) => {
+    session = s;
+    return s.subscribe(topicFilter);
   });
   console.error(`edgefc: subscribed to ${topicFilter}`);
   const interrupted = new Promise((resolve) => {
@@ -163,8 +162,7 @@ async function subscribe(values, positionals) {
     process.once('SIGTERM', resolve);
   }).then(() => null);
   for (;;) {
-    // eslint-disable-next-line no-await-in-loop
-    const messages = await Promise.race([channel.nextMessages(), interrupted]);
+    const messages = await Promise.race([session.nextMessages(), interrupted]);
     if (messages === null) {
       // The pending nextMessages() call would keep the process alive.
       process.exit(0);
@@ -177,8 +175,8 @@ async function subscribe(values, positionals) {
 
 async function stats(values) {
   const link = new RuntimeLink({ config: configPath(values) });
-  const outcome = await link.call((channel) => channel.query('stats'));
-  process.stdout.write(`${outcome.payload}\n`);
+  const stats = await link.call((session) => session.query('stats'));
+  process.stdout.write(`${JSON.stringify(stats)}\n`);
   return 0;
 }
 

@@ -3,9 +3,9 @@
 const path = require('path');
 
 const native = require('../native.js');
-const { EdgeFCError, ErrorCode } = require('./errors');
-const FCClient = require('./fc');
-const { RuntimeLink } = require('./link');
+const { fromNative } = require('./core/errors');
+const { RuntimeLink } = require('./core/link');
+const FCClient = require('./linkedge/fc');
 
 /** A runtime started in this process by `startRuntime`. Like a listening
  * server, it keeps the process alive until it is stopped. */
@@ -26,7 +26,7 @@ class Runtime {
   /** What the message router has done: `{published, delivered, droppedNoRoute, refusedQueueFull}`. */
   async stats() {
     const link = new RuntimeLink({ socketPath: this.socketPath, token: this.adminToken });
-    return JSON.parse((await link.call((channel) => channel.query('stats'))).payload);
+    return link.call((session) => session.query('stats'));
   }
 
   /** Stops every worker, closes the socket and removes it. */
@@ -36,15 +36,10 @@ class Runtime {
   }
 }
 
-/**
- * Starts the runtime described by the edgefc.json at `configPath` inside
- * this process. Rejects with ERR_CONFIG when the file is wrong or the socket
- * is taken by a live runtime.
- */
 /** How the runtime starts a worker: this Node, the bootstrap, and the directory that makes `linkedge-core-sdk` resolve here. */
 const WORKER_SETUP = {
   node: process.execPath,
-  bootstrap: path.join(__dirname, 'worker.js'),
+  bootstrap: path.join(__dirname, 'core', 'worker.js'),
   moduleDir: path.join(__dirname, 'node_path'),
 };
 
@@ -61,14 +56,17 @@ function runtimeCommand(configPath) {
   ]];
 }
 
+/**
+ * Starts the runtime described by the edgefc.json at `configPath` inside
+ * this process. Rejects with ERR_CONFIG when the file is wrong or the socket
+ * is taken by a live runtime.
+ */
 async function startRuntime(configPath) {
-  let handle;
   try {
-    handle = await native.startRuntime(path.resolve(String(configPath)), WORKER_SETUP);
+    return new Runtime(await native.startRuntime(path.resolve(String(configPath)), WORKER_SETUP));
   } catch (err) {
-    throw new EdgeFCError(ErrorCode.CONFIG, err.message);
+    throw fromNative(err);
   }
-  return new Runtime(handle);
 }
 
 module.exports = { Runtime, startRuntime, runtimeCommand };

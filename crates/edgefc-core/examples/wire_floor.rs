@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use edgefc_core::connection::{self, FrameSender};
-use edgefc_core::{Frame, FrameCodec, FunctionError, Payload};
+use edgefc_core::proto::{Frame, FrameCodec, FunctionError, Payload};
+use edgefc_core::transport::{self, FrameSender, PendingTable};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{oneshot, Mutex};
 
@@ -23,7 +23,7 @@ fn codec() -> FrameCodec {
 
 /// Echoes every Task back as TaskDone.
 async fn worker(stream: UnixStream) {
-    let (mut reader, sender) = connection::split(stream, codec());
+    let (mut reader, sender) = transport::split(stream, codec());
     while let Ok(Some(Frame::Task { id, payload, .. })) = reader.read_frame().await {
         sender.send(Frame::TaskDone { id, function_error: FunctionError::None, payload });
     }
@@ -31,8 +31,8 @@ async fn worker(stream: UnixStream) {
 
 /// Forwards Invoke → Task and TaskDone → Result, as the runtime does.
 async fn broker(client: UnixStream, worker: UnixStream) {
-    let (mut from_client, to_client) = connection::split(client, codec());
-    let (mut from_worker, to_worker) = connection::split(worker, codec());
+    let (mut from_client, to_client) = transport::split(client, codec());
+    let (mut from_worker, to_worker) = transport::split(worker, codec());
     let back = tokio::spawn(async move {
         while let Ok(Some(Frame::TaskDone { id, function_error, payload })) = from_worker.read_frame().await {
             to_client.send(Frame::Result { id, status: 200, function_error, payload });
@@ -44,12 +44,18 @@ async fn broker(client: UnixStream, worker: UnixStream) {
     back.abort();
 }
 
-type Waiting = Arc<std::sync::Mutex<std::collections::HashMap<u64, oneshot::Sender<()>>>>;
+type Waiting = Arc<PendingTable<oneshot::Sender<()>>>;
 
-async fn call(sender: &FrameSender, waiting: &Waiting, id: u64, payload: &Payload) {
+async fn call(sender: &FrameSender, waiting: &Waiting, payload: &Payload) {
     let (done, wait) = oneshot::channel();
-    waiting.lock().unwrap().insert(id, done);
-    sender.send(Frame::Invoke { id, asynchronous: false, target: "echo".into(), invoker_context: String::new(), payload: payload.clone() });
+    let id = waiting.register(done).expect("open");
+    sender.send(Frame::Invoke {
+        id,
+        asynchronous: false,
+        target: "echo".into(),
+        invoker_context: String::new(),
+        payload: payload.clone(),
+    });
     let _ = wait.await;
 }
 
@@ -62,42 +68,41 @@ async fn main() {
     let dir = std::env::temp_dir().join(format!("edgefc-floor-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let (client_path, worker_path) = (dir.join("c.sock"), dir.join("w.sock"));
-    let (client_listener, worker_listener) = (UnixListener::bind(&client_path).unwrap(), UnixListener::bind(&worker_path).unwrap());
+    let (client_listener, worker_listener) =
+        (UnixListener::bind(&client_path).unwrap(), UnixListener::bind(&worker_path).unwrap());
     tokio::spawn(worker(UnixStream::connect(&worker_path).await.unwrap()));
     let (to_worker, _) = worker_listener.accept().await.unwrap();
     let client = UnixStream::connect(&client_path).await.unwrap();
     let (from_client, _) = client_listener.accept().await.unwrap();
     tokio::spawn(broker(from_client, to_worker));
 
-    let (mut replies, sender) = connection::split(client, codec());
+    let (mut replies, sender) = transport::split(client, codec());
     let waiting: Waiting = Default::default();
     let router = waiting.clone();
     tokio::spawn(async move {
         while let Ok(Some(Frame::Result { id, .. })) = replies.read_frame().await {
-            if let Some(done) = router.lock().unwrap().remove(&id) {
+            if let Some(done) = router.take(id) {
                 let _ = done.send(());
             }
         }
     });
 
     let payload = Payload::Binary(Bytes::from(vec![7u8; size]));
-    let next_id = Arc::new(std::sync::atomic::AtomicU64::new(1));
     // Warm up: connections, allocator, caches.
     for _ in 0..50 {
-        call(&sender, &waiting, next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed), &payload).await;
+        call(&sender, &waiting, &payload).await;
     }
     let samples = Arc::new(Mutex::new(Vec::new()));
     let deadline = Instant::now() + Duration::from_millis(duration_ms as u64);
     let started = Instant::now();
     let lanes: Vec<_> = (0..in_flight)
         .map(|_| {
-            let (sender, waiting, payload, next_id, samples) =
-                (sender.clone(), waiting.clone(), payload.clone(), next_id.clone(), samples.clone());
+            let (sender, waiting, payload, samples) = (sender.clone(), waiting.clone(), payload.clone(), samples.clone());
             tokio::spawn(async move {
                 let mut mine = Vec::new();
                 while Instant::now() < deadline {
                     let begun = Instant::now();
-                    call(&sender, &waiting, next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed), &payload).await;
+                    call(&sender, &waiting, &payload).await;
                     mine.push(begun.elapsed().as_secs_f64() * 1e6);
                 }
                 samples.lock().await.extend(mine);
@@ -111,11 +116,6 @@ async fn main() {
     let mut samples = samples.lock().await.clone();
     samples.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let at = |p: f64| samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)];
-    println!(
-        "{{\"calls\":{},\"seconds\":{seconds:.4},\"p50_us\":{:.2},\"p99_us\":{:.2}}}",
-        samples.len(),
-        at(0.50),
-        at(0.99)
-    );
+    println!("{{\"calls\":{},\"seconds\":{seconds:.4},\"p50_us\":{:.2},\"p99_us\":{:.2}}}", samples.len(), at(0.50), at(0.99));
     let _ = std::fs::remove_dir_all(&dir);
 }

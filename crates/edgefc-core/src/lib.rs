@@ -1,36 +1,59 @@
 //! The edgefc engine: everything that is not Node-specific.
 //!
-//! Layout, one module per concern:
+//! # Layers
 //!
-//! - [`frame`]: the binary wire format and its codec.
-//! - [`connection`]: a socket split into a frame reader and a batching writer.
-//! - [`client`]: the multiplexed caller side, used by the Node addon for
-//!   `FCClient` calls and by hosted workers to receive their tasks.
-//! - [`config`]: the runtime's `edgefc.json` and the function table.
-//! - [`launcher`]: how a function's worker process is started.
-//! - [`router`]: topic filters and the routes that deliver published messages.
-//! - [`host`]: one hosted function: worker lifecycle, concurrency, timeouts.
-//! - [`server`]: accepting and authenticating connections, routing invocations.
-//! - [`runtime`]: starting and stopping all of it.
-//! - [`error`]: the stable error codes shared with the Node facade.
+//! Imports run one way, from the wire up; nothing below imports what is above it:
+//!
+//! ```text
+//!  client (caller, worker)        runtime (server, hosts, bus)
+//!          \                         /
+//!           +------ transport ------+      sockets, batching writer, pending calls
+//!                       |
+//!                     proto                 frames, messages, limits
+//!                       |
+//!                     error                 the one list of error codes
+//! ```
+//!
+//! - [`error`]: [`Error`] and the stable [`ErrorCode`]s that cross every boundary.
+//! - [`proto`]: the wire: the binary frame codec ([`proto::frame`]), the
+//!   requests, replies and tasks it carries ([`proto::message`]), and the size
+//!   rules both sides check ([`proto::limits`]).
+//! - [`transport`]: a Unix socket as a frame reader and a batching writer
+//!   ([`transport::connection`]), and the table of requests awaiting replies
+//!   ([`transport::pending`]).
+//! - [`client`]: what a caller or a worker process uses: [`client::Client`]
+//!   (one connection) and [`client::Session`] (connect on first use,
+//!   reconnect, keep order), which the Node binding wraps.
+//! - [`runtime`]: the daemon: configuration, accepting and authenticating
+//!   connections, invocations, the message bus and router, one host per
+//!   function, worker supervision and launching, logging.
+//!
+//! # The path of one Sync invoke
+//!
+//! 1. The caller's [`client::Session::submit`] checks the request against
+//!    [`proto::limits`], files it in the connection's
+//!    [`transport::PendingTable`] and queues an `Invoke` frame
+//!    ([`proto::frame`]) on its [`transport::FrameSender`].
+//! 2. The runtime's `runtime::server` reads it, and `runtime::invoke` looks
+//!    the target up in the [`runtime::FunctionTable`], takes a place in the
+//!    function's queue (`runtime::host`) and waits for a permit.
+//! 3. `runtime::supervisor` gives it the function's worker, launching one
+//!    through the [`runtime::WorkerLauncher`] if none is connected; the host
+//!    files the run in the worker's pending table and sends a `Task` frame.
+//! 4. The worker's client reads the `Task` and hands it to the task sink
+//!    (the Node handler); its `TaskDone` comes back, the host's waiter takes
+//!    it, and `runtime::invoke` answers with a `Result` frame.
+//! 5. The caller's reader (`client::replies`) takes the waiter out of the
+//!    pending table and hands the reply, with its tag, to the completion sink.
+//!
+//! A publish follows steps 1 and 2 as a `Publish` frame; `runtime::bus`
+//! shows it to matching subscribers and queues it, along the routes
+//! ([`runtime::router`]), for each target function as in steps 3 to 4.
 
 pub mod client;
-pub mod config;
-pub mod connection;
 pub mod error;
-pub mod frame;
-pub mod host;
-pub mod launcher;
-pub mod router;
+pub mod proto;
 pub mod runtime;
-mod server;
+pub mod transport;
 
-pub use client::{
-    Channel, Client, CompletionSink, ConnectOptions, Dispatch, InvokeReply, InvokeRequest, Message, Outgoing, Sinks,
-    SyncResult, Task, TaskSink,
-};
-pub use config::{function_arn, Config, FunctionSpec};
 pub use error::{Error, ErrorCode, Result};
-pub use frame::{Frame, FrameCodec, FunctionError, Payload};
-pub use launcher::{LaunchSpec, NodeLauncher, WorkerLauncher, WorkerProcess};
-pub use runtime::RuntimeHandle;

@@ -7,14 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use edgefc_core::runtime::{self, RuntimeHandle};
-use edgefc_core::{
-    Client, Config, ConnectOptions, Dispatch, ErrorCode, FunctionError, InvokeReply, InvokeRequest, LaunchSpec, Payload, SyncResult,
-    WorkerLauncher, WorkerProcess,
-};
+use edgefc_core::client::{Client, ConnectOptions, Dispatch, Sinks, TaskSink};
+use edgefc_core::proto::{FunctionError, InvokeRequest, Payload, Reply, Request, SyncResult, Task};
+use edgefc_core::runtime::{self, Config, LaunchSpec, RuntimeHandle, WorkerLauncher, WorkerProcess};
+use edgefc_core::ErrorCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
-use tokio::sync::{watch, Notify};
+use tokio::sync::{mpsc, watch, Notify};
 
 /// Hosts every function in-process. The handler answers by payload:
 /// "hang" never answers, "fail" is a Handled error, "gate" waits for
@@ -48,12 +47,18 @@ impl WorkerLauncher for InProcess {
         let (running, peak, gate) = (self.running.clone(), self.peak.clone(), self.gate.clone());
         let (exit_tx, exit_rx) = watch::channel(None);
         let worker = tokio::spawn(async move {
-            let Ok(client) = Client::connect(&options).await else {
+            let (task_queue, mut tasks) = mpsc::unbounded_channel::<Vec<Task>>();
+            let task_sink: TaskSink = Arc::new(move |batch| {
+                let _ = task_queue.send(batch);
+            });
+            let sinks = Sinks { tasks: Some(task_sink), ..Sinks::default() };
+            let Ok(client) = Client::connect(&options, sinks).await else {
                 return;
             };
             let client = Arc::new(client);
-            while let Some(tasks) = client.next_tasks().await {
-                for task in tasks {
+            // An empty batch: the connection has closed.
+            while let Some(batch) = tasks.recv().await.filter(|batch| !batch.is_empty()) {
+                for task in batch {
                     let (client, running, peak, gate) = (client.clone(), running.clone(), peak.clone(), gate.clone());
                     tokio::spawn(async move {
                         let now = running.fetch_add(1, Ordering::SeqCst) + 1;
@@ -111,7 +116,7 @@ impl Fixture {
     }
 
     async fn client(&self) -> Client {
-        Client::connect(&ConnectOptions::new(self.handle().socket_path(), self.handle().admin_token()))
+        Client::connect(&ConnectOptions::new(self.handle().socket_path(), self.handle().admin_token()), Sinks::default())
             .await
             .expect("connects")
     }
@@ -127,9 +132,13 @@ fn sync(target: &str, payload: Payload) -> InvokeRequest {
     InvokeRequest { target: target.into(), asynchronous: false, invoker_context: String::new(), payload }
 }
 
+async fn invoke(client: &Client, request: InvokeRequest) -> edgefc_core::Result<Reply> {
+    client.call(Request::Invoke(request)).await
+}
+
 async fn completed(client: &Client, request: InvokeRequest) -> SyncResult {
-    match client.invoke(request).await.expect("invocation succeeds") {
-        InvokeReply::Completed(result) => result,
+    match invoke(client, request).await.expect("invocation succeeds") {
+        Reply::Completed(result) => result,
         other => panic!("expected a result, got {other:?}"),
     }
 }
@@ -162,8 +171,8 @@ async fn async_invocations_are_accepted_with_an_id() {
     let fixture = Fixture::start("").await;
     let client = fixture.client().await;
     let request = InvokeRequest { asynchronous: true, ..sync("echo", Payload::text("later")) };
-    match client.invoke(request).await.unwrap() {
-        InvokeReply::Accepted { invocation_id } => assert_eq!(invocation_id.len(), 36),
+    match invoke(&client, request).await.unwrap() {
+        Reply::Accepted { accepted_id } => assert_eq!(accepted_id.len(), 36),
         other => panic!("expected Accepted, got {other:?}"),
     }
     fixture.stop().await;
@@ -172,7 +181,7 @@ async fn async_invocations_are_accepted_with_an_id() {
 #[tokio::test]
 async fn unknown_functions_are_reported() {
     let fixture = Fixture::start("").await;
-    let error = fixture.client().await.invoke(sync("missing", Payload::empty_text())).await.unwrap_err();
+    let error = invoke(&fixture.client().await, sync("missing", Payload::empty_text())).await.unwrap_err();
     assert_eq!(error.code, ErrorCode::FunctionNotFound);
     fixture.stop().await;
 }
@@ -180,7 +189,8 @@ async fn unknown_functions_are_reported() {
 #[tokio::test]
 async fn a_wrong_token_is_refused() {
     let fixture = Fixture::start("").await;
-    let error = Client::connect(&ConnectOptions::new(fixture.handle().socket_path(), "wrong")).await.err().unwrap();
+    let error =
+        Client::connect(&ConnectOptions::new(fixture.handle().socket_path(), "wrong"), Sinks::default()).await.err().unwrap();
     assert_eq!(error.code, ErrorCode::Unauthorized);
     fixture.stop().await;
 }
@@ -190,7 +200,7 @@ async fn the_admin_token_cannot_serve_tasks() {
     let fixture = Fixture::start("").await;
     let mut options = ConnectOptions::new(fixture.handle().socket_path(), fixture.handle().admin_token());
     options.serve = true;
-    assert_eq!(Client::connect(&options).await.err().unwrap().code, ErrorCode::Unauthorized);
+    assert_eq!(Client::connect(&options, Sinks::default()).await.err().unwrap().code, ErrorCode::Unauthorized);
     fixture.stop().await;
 }
 
@@ -201,7 +211,7 @@ async fn oversized_payloads_fail_alone() {
     assert_eq!(client.max_payload(), 1000);
     let exact = Payload::Binary(vec![1; 1000].into());
     assert_eq!(completed(&client, sync("echo", exact.clone())).await.payload, exact);
-    let error = client.invoke(sync("echo", Payload::Binary(vec![1; 1001].into()))).await.unwrap_err();
+    let error = invoke(&client, sync("echo", Payload::Binary(vec![1; 1001].into()))).await.unwrap_err();
     assert_eq!(error.code, ErrorCode::PayloadTooLarge);
     assert_eq!(completed(&client, sync("echo", Payload::text("after"))).await.payload, Payload::text("after"));
     fixture.stop().await;
@@ -212,9 +222,9 @@ async fn a_malformed_frame_closes_only_its_own_connection() {
     let fixture = Fixture::start("").await;
     let good = fixture.client().await;
     for garbage in [
-        &[5u8, 0, 0, 0, 1, 2, 3, 4, 5][..],                          // shorter than a header
-        &[0xff, 0xff, 0xff, 0x7f][..],                                // oversized
-        &[12, 0, 0, 0, 99, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0][..],      // unknown kind
+        &[5u8, 0, 0, 0, 1, 2, 3, 4, 5][..],                      // shorter than a header
+        &[0xff, 0xff, 0xff, 0x7f][..],                           // oversized
+        &[12, 0, 0, 0, 99, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0][..], // unknown kind
     ] {
         let mut raw = UnixStream::connect(fixture.handle().socket_path()).await.unwrap();
         raw.write_all(garbage).await.unwrap();
@@ -252,7 +262,9 @@ async fn concurrency_is_limited_per_function_and_the_rest_queue() {
     let calls: Vec<_> = (0..6)
         .map(|_| {
             let client = client.clone();
-            tokio::spawn(async move { completed(&client, sync("acs:fc:::service:S:function:narrow", Payload::text("gate"))).await })
+            tokio::spawn(
+                async move { completed(&client, sync("acs:fc:::service:S:function:narrow", Payload::text("gate"))).await },
+            )
         })
         .collect();
     // Open the gate one waiter at a time until every call has finished.
@@ -275,7 +287,7 @@ async fn a_full_queue_is_refused() {
     let calls: Vec<_> = (0..4)
         .map(|_| {
             let client = client.clone();
-            tokio::spawn(async move { client.invoke(sync("acs:fc:::service:S:function:narrow", Payload::text("gate"))).await })
+            tokio::spawn(async move { invoke(&client, sync("acs:fc:::service:S:function:narrow", Payload::text("gate"))).await })
         })
         .collect();
     let (first, _, mut pending) = futures_util::future::select_all(calls).await;
@@ -283,7 +295,7 @@ async fn a_full_queue_is_refused() {
     while !pending.is_empty() {
         fixture.launcher.gate.notify_one();
         let (done, _, rest) = futures_util::future::select_all(pending).await;
-        assert!(matches!(done.unwrap(), Ok(InvokeReply::Completed(_))));
+        assert!(matches!(done.unwrap(), Ok(Reply::Completed(_))));
         pending = rest;
     }
     fixture.stop().await;
@@ -296,7 +308,7 @@ async fn stopping_the_runtime_fails_waiting_callers_and_removes_the_socket() {
     let socket = fixture.handle().socket_path().to_path_buf();
     let waiting = {
         let client = client.clone();
-        tokio::spawn(async move { client.invoke(sync("echo", Payload::text("gate"))).await })
+        tokio::spawn(async move { invoke(&client, sync("echo", Payload::text("gate"))).await })
     };
     while fixture.launcher.running.load(Ordering::SeqCst) < 1 {
         tokio::task::yield_now().await;
@@ -305,7 +317,7 @@ async fn stopping_the_runtime_fails_waiting_callers_and_removes_the_socket() {
     let error = waiting.await.unwrap().unwrap_err();
     assert_eq!(error.code, ErrorCode::RuntimeUnavailable);
     assert!(!socket.exists());
-    let error = Client::connect(&ConnectOptions::new(&socket, "t")).await.err().unwrap();
+    let error = Client::connect(&ConnectOptions::new(&socket, "t"), Sinks::default()).await.err().unwrap();
     assert_eq!(error.code, ErrorCode::RuntimeUnavailable);
 }
 
@@ -326,12 +338,30 @@ async fn overlong_fields_are_refused_before_sending_and_long_error_messages_are_
     let fixture = Fixture::start("").await;
     let client = fixture.client().await;
     let request = InvokeRequest { invoker_context: "c".repeat(70_000), ..sync("echo", Payload::empty_text()) };
-    assert_eq!(client.invoke(request).await.unwrap_err().code, ErrorCode::InvalidParams);
+    assert_eq!(invoke(&client, request).await.unwrap_err().code, ErrorCode::InvalidParams);
     // The runtime's "does not exist" message quotes the name: it must still arrive.
-    let error = client.invoke(sync(&"z".repeat(65_530), Payload::empty_text())).await.unwrap_err();
+    let error = invoke(&client, sync(&"z".repeat(65_530), Payload::empty_text())).await.unwrap_err();
     assert_eq!(error.code, ErrorCode::FunctionNotFound);
     assert!(error.message.len() <= u16::MAX as usize);
     fixture.stop().await;
+}
+
+async fn subscribe(client: &Client, topic_filter: &str) {
+    client.call(Request::Subscribe { topic_filter: topic_filter.into() }).await.expect("subscribed");
+}
+
+async fn publish(client: &Client, topic: &str, payload: Payload) -> String {
+    match client.call(Request::Publish { topic: topic.into(), payload }).await.expect("published") {
+        Reply::Accepted { accepted_id } => accepted_id,
+        other => panic!("expected Accepted, got {other:?}"),
+    }
+}
+
+async fn query(client: &Client, operation: &str) -> edgefc_core::Result<serde_json::Value> {
+    match client.call(Request::Query { operation: operation.into() }).await? {
+        Reply::Completed(result) => Ok(serde_json::from_slice(result.payload.bytes()).expect("JSON")),
+        other => panic!("expected a result, got {other:?}"),
+    }
 }
 
 #[tokio::test]
@@ -339,33 +369,47 @@ async fn messages_reach_subscribers_and_subscriptions_end_with_their_connection(
     let fixture = Fixture::start("").await;
     let admin = fixture.client().await;
     let subscriber = fixture.client().await;
-    subscriber.subscribe("/hello/+".into()).await.unwrap();
-    admin.publish("/hello/world".into(), Payload::Binary(Bytes::from_static(&[0, 1, 2]))).await.unwrap();
-    admin.publish("/other".into(), Payload::text("unseen")).await.unwrap();
+    subscribe(&subscriber, "/hello/+").await;
+    publish(&admin, "/hello/world", Payload::Binary(Bytes::from_static(&[0, 1, 2]))).await;
+    publish(&admin, "/other", Payload::text("unseen")).await;
     let messages = subscriber.next_messages().await.unwrap();
     assert_eq!(messages.len(), 1);
     assert_eq!(messages[0].topic, "/hello/world");
     assert_eq!(messages[0].source, "local");
     assert_eq!(messages[0].payload, Payload::Binary(Bytes::from_static(&[0, 1, 2])));
-    let stats: serde_json::Value = serde_json::from_str(&admin.query("stats").await.unwrap()).unwrap();
+    let stats = query(&admin, "stats").await.unwrap();
     assert_eq!(stats["subscriptions"], 1);
     assert_eq!(stats["published"], 2);
     assert_eq!(stats["droppedNoRoute"], 2);
     drop(subscriber);
-    loop {
-        let stats: serde_json::Value = serde_json::from_str(&admin.query("stats").await.unwrap()).unwrap();
-        if stats["subscriptions"] == 0 {
-            break;
-        }
+    while query(&admin, "stats").await.unwrap()["subscriptions"] != 0 {
         tokio::task::yield_now().await;
     }
     fixture.stop().await;
 }
 
 #[tokio::test]
+async fn a_connection_whose_filters_overlap_gets_each_message_once() {
+    let fixture = Fixture::start("").await;
+    let admin = fixture.client().await;
+    let subscriber = fixture.client().await;
+    subscribe(&subscriber, "/hello/+").await;
+    subscribe(&subscriber, "/hello/#").await;
+    publish(&admin, "/hello/world", Payload::text("first")).await;
+    publish(&admin, "/hello/world", Payload::text("second")).await;
+    let mut received = Vec::new();
+    while received.len() < 2 {
+        received.extend(subscriber.next_messages().await.unwrap());
+    }
+    let payloads: Vec<_> = received.iter().map(|message| message.payload.clone()).collect();
+    assert_eq!(payloads, vec![Payload::text("first"), Payload::text("second")], "each message once, in order");
+    fixture.stop().await;
+}
+
+#[tokio::test]
 async fn credentials_are_served_to_functions_only() {
     let fixture = Fixture::start("").await;
-    let error = fixture.client().await.query("credentials").await.unwrap_err();
+    let error = query(&fixture.client().await, "credentials").await.unwrap_err();
     assert_eq!(error.code, ErrorCode::Unauthorized);
     fixture.stop().await;
 }
@@ -378,15 +422,27 @@ fn config_errors_name_the_problem() {
         (r#"{"functions": [{"serviceName": "", "functionName": "f", "codeDir": "."}]}"#, "non-empty serviceName"),
         (r#"{"functions": [{"serviceName": "S", "functionName": "f", "codeDir": ".", "maxConcurrency": 0}]}"#, "maxConcurrency"),
         (r#"{"functions": [], "maxPayloadBytes": 0}"#, "maxPayloadBytes"),
-        (r#"{"functions": [{"serviceName": "S", "functionName": "f", "codeDir": ".", "functionId": "x"},
-                           {"serviceName": "S", "functionName": "g", "codeDir": ".", "functionId": "x"}]}"#, "both named x"),
+        (
+            r#"{"functions": [{"serviceName": "S", "functionName": "f", "codeDir": ".", "functionId": "x"},
+                           {"serviceName": "S", "functionName": "g", "codeDir": ".", "functionId": "x"}]}"#,
+            "both named x",
+        ),
         (r#"{"functions": "#, "EOF"),
-        (r#"{"functions": [], "routes": [{"source": "any", "topicFilter": "/a", "target": "function:nope"}]}"#, "names no configured function"),
+        (
+            r#"{"functions": [], "routes": [{"source": "any", "topicFilter": "/a", "target": "function:nope"}]}"#,
+            "names no configured function",
+        ),
         (r#"{"functions": [], "routes": [{"source": "any", "topicFilter": "/a", "target": "x"}]}"#, "must look like"),
-        (r#"{"functions": [{"serviceName": "S", "functionName": "f", "codeDir": "."}],
-             "routes": [{"source": "any", "topicFilter": "/a/#/b", "target": "function:acs:fc:::service:S:function:f"}]}"#, "last level"),
+        (
+            r#"{"functions": [{"serviceName": "S", "functionName": "f", "codeDir": "."}],
+             "routes": [{"source": "any", "topicFilter": "/a/#/b", "target": "function:acs:fc:::service:S:function:f"}]}"#,
+            "last level",
+        ),
         (r#"{"functions": [], "thingFunction": "nope"}"#, "thingFunction"),
-        (r#"{"functions": [{"serviceName": "S", "functionName": "f", "codeDir": ".", "runMode": "sometimes"}]}"#, "unknown variant"),
+        (
+            r#"{"functions": [{"serviceName": "S", "functionName": "f", "codeDir": ".", "runMode": "sometimes"}]}"#,
+            "unknown variant",
+        ),
     ];
     for (text, expected) in cases {
         let error = Config::parse(text, dir.path()).unwrap_err();

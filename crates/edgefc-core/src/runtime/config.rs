@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::router::{Route, RouteSource, Router, TopicFilter};
+use crate::runtime::router::{Route, RouteSource, Router, TopicFilter};
 
 pub const DEFAULT_MAX_PAYLOAD: usize = 6 * 1024 * 1024;
 pub const DEFAULT_TIMEOUT_MS: u64 = 5_000;
@@ -85,6 +85,26 @@ struct FunctionEntry {
     idle_timeout_ms: Option<u64>,
 }
 
+impl RouteEntry {
+    fn resolve(&self, table: &FunctionTable) -> Result<Route> {
+        let source = match self.source.as_str() {
+            "any" => RouteSource::Any,
+            other => RouteSource::Function(function_named(table, other, "route source")?),
+        };
+        let filter = TopicFilter::parse(&self.topic_filter)
+            .map_err(|error| Error::config(format!("route topicFilter: {}", error.message)))?;
+        Ok(Route { source, filter, target: function_named(table, &self.target, "route target")? })
+    }
+}
+
+/// The function a route names as `function:<functionId>`.
+fn function_named(table: &FunctionTable, reference: &str, what: &str) -> Result<usize> {
+    let id = reference
+        .strip_prefix("function:")
+        .ok_or_else(|| Error::config(format!("{what} \"{reference}\" must look like \"function:<functionId>\"")))?;
+    table.get(id).ok_or_else(|| Error::config(format!("{what} \"{reference}\" names no configured function")))
+}
+
 fn default_handler() -> String {
     "index.handler".to_string()
 }
@@ -125,6 +145,8 @@ pub fn function_arn(service_name: &str, function_name: &str) -> String {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub functions: Vec<FunctionSpec>,
+    /// Every name a function answers to, with the thing function's alias.
+    pub table: FunctionTable,
     pub state_dir: PathBuf,
     pub max_payload: usize,
     pub router: Router,
@@ -164,34 +186,20 @@ impl Config {
             .into_iter()
             .map(|entry| FunctionSpec::from_entry(entry, &base, max_queued))
             .collect::<Result<Vec<_>>>()?;
-        let table = FunctionTable::build(&functions)?;
-        let function_named = |reference: &str, what: &str| -> Result<usize> {
-            let id = reference.strip_prefix("function:").ok_or_else(|| {
-                Error::config(format!("{what} \"{reference}\" must look like \"function:<functionId>\""))
-            })?;
-            table.get(id).ok_or_else(|| Error::config(format!("{what} \"{reference}\" names no configured function")))
-        };
-        let routes = file
-            .routes
-            .iter()
-            .map(|entry| {
-                let source = match entry.source.as_str() {
-                    "any" => RouteSource::Any,
-                    other => RouteSource::Function(function_named(other, "route source")?),
-                };
-                let filter = TopicFilter::parse(&entry.topic_filter)
-                    .map_err(|error| Error::config(format!("route topicFilter: {}", error.message)))?;
-                Ok(Route { source, filter, target: function_named(&entry.target, "route target")? })
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let mut table = FunctionTable::build(&functions)?;
+        let routes = file.routes.iter().map(|entry| entry.resolve(&table)).collect::<Result<Vec<_>>>()?;
         let thing_function = match &file.thing_function {
-            Some(id) => Some(table.get(id).ok_or_else(|| {
-                Error::config(format!("thingFunction \"{id}\" names no configured function"))
-            })?),
+            Some(id) => {
+                let index =
+                    table.get(id).ok_or_else(|| Error::config(format!("thingFunction \"{id}\" names no configured function")))?;
+                table.alias(THING_FUNCTION_ALIAS, index);
+                Some(index)
+            }
             None => None,
         };
         let config = Config {
             functions,
+            table,
             state_dir,
             max_payload,
             router: Router::new(routes),

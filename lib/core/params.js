@@ -1,5 +1,6 @@
 'use strict';
 
+const native = require('../../native.js');
 const { invalidParams } = require('./errors');
 
 /** Upstream's rule: a parameter that is absent, undefined, null or '' is missing. */
@@ -12,10 +13,6 @@ function getRequiredParameter(params, property) {
     return undefined;
   }
   return value;
-}
-
-function functionArn(serviceName, functionName) {
-  return `acs:fc:::service:${serviceName}:function:${functionName}`;
 }
 
 function checkString(name, value) {
@@ -58,7 +55,7 @@ function invokeRequest(params) {
       throw invalidParams('Can\'t find "functionId" or "functionName". Function can be '
         + 'invoked via either "functionId" or "serviceName" and "functionName".');
     }
-    target = functionArn(checkString('serviceName', serviceName), checkString('functionName', functionName));
+    target = native.functionArn(checkString('serviceName', serviceName), checkString('functionName', functionName));
   } else {
     checkString('functionId', target);
   }
@@ -130,9 +127,45 @@ function thingsWithTagsRequest(params) {
   return thingRequest('/sys/things///services/getthingswithtags', JSON.stringify(payload));
 }
 
+/**
+ * A client's options: where the runtime is (`{config}` or `{socketPath,
+ * token}`, else the environment) and how long to wait. Returns them with
+ * absent values as `undefined`.
+ */
+function clientOptions(options) {
+  if (options === undefined || options === null) {
+    return {};
+  }
+  if (typeof options !== 'object') {
+    throw invalidParams(`the client options must be an object, got ${typeof options}`);
+  }
+  if (options.socketPath !== undefined || options.token !== undefined) {
+    if (typeof options.socketPath !== 'string' || typeof options.token !== 'string') {
+      throw invalidParams('options "socketPath" and "token" must both be strings');
+    }
+  }
+  const timeoutMs = options.timeoutMs === null ? undefined : options.timeoutMs;
+  if (timeoutMs !== undefined && !(typeof timeoutMs === 'number' && timeoutMs > 0)) {
+    throw invalidParams(`option "timeoutMs" must be a positive number, got ${timeoutMs}`);
+  }
+  const { connectTimeoutMs } = options;
+  if (connectTimeoutMs !== undefined && !(Number.isInteger(connectTimeoutMs) && connectTimeoutMs > 0 && connectTimeoutMs < 2 ** 32)) {
+    throw invalidParams(`option "connectTimeoutMs" must be a positive whole number of milliseconds, got ${connectTimeoutMs}`);
+  }
+  return { ...options, timeoutMs };
+}
+
+/** A callback is a function, or absent (then the call returns a Promise). */
+function checkCallback(callback) {
+  if (callback !== undefined && callback !== null && typeof callback !== 'function') {
+    throw invalidParams(`callback must be a function, got ${typeof callback}`);
+  }
+}
+
 module.exports = {
   getRequiredParameter,
-  functionArn,
+  clientOptions,
+  checkCallback,
   invokeRequest,
   publishRequest,
   thingServiceRequest,

@@ -6,7 +6,7 @@
 
 const path = require('path');
 
-const { servingChannel } = require('./channel');
+const { servingSession } = require('./session');
 
 const NO_ERROR = 0;
 const HANDLED = 1;
@@ -16,7 +16,6 @@ function loadHandler(codeDir, handlerName) {
   const dot = handlerName.lastIndexOf('.');
   const file = path.resolve(codeDir, handlerName.slice(0, dot));
   const exportName = handlerName.slice(dot + 1);
-  // eslint-disable-next-line global-require, import/no-dynamic-require
   const module = require(file);
   const handler = module[exportName];
   if (typeof handler !== 'function') {
@@ -65,21 +64,17 @@ function encodeResult(result) {
   return json === undefined ? '' : json;
 }
 
-function runTask(channel, handler, task, identity) {
+function runTask(session, handler, task, identity) {
   let finished = false;
   const finish = (functionError, body) => {
     if (finished) {
       return;
     }
     finished = true;
-    let failure;
     try {
-      failure = channel.completeTask(task.id, functionError, body);
+      session.completeTask(task.id, functionError, body);
     } catch (err) {
-      failure = err;
-    }
-    if (failure) {
-      console.error(`edgefc: could not report request ${task.requestId}: ${failure.message}`);
+      console.error(`edgefc: could not report request ${task.requestId}: ${err.message}`);
     }
   };
   const succeed = (result) => {
@@ -138,13 +133,14 @@ async function main() {
       return;
     }
     for (const task of tasks) {
-      runTask(channel, handler, task, identity);
+      runTask(session, handler, task, identity);
     }
   };
-  const channel = servingChannel({ socketPath: env.EDGEFC_SOCKET, token: env.AUTH_TOKEN }, onTasks);
-  const failure = await channel.open();
-  if (failure) {
-    console.error(`edgefc: the worker cannot connect to the runtime: ${failure.message}`);
+  const session = servingSession({ socketPath: env.EDGEFC_SOCKET, token: env.AUTH_TOKEN }, onTasks);
+  try {
+    await session.open();
+  } catch (err) {
+    console.error(`edgefc: the worker cannot connect to the runtime: ${err.message}`);
     process.exit(1);
   }
   try {
@@ -159,7 +155,7 @@ async function main() {
     };
   }
   for (const task of backlog.splice(0)) {
-    runTask(channel, handler, task, identity);
+    runTask(session, handler, task, identity);
   }
 }
 

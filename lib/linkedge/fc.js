@@ -1,8 +1,8 @@
 'use strict';
 
-const { settle } = require('./callback');
-const { RuntimeLink } = require('./link');
-const { invokeRequest, publishRequest } = require('./params');
+const { settle } = require('../core/callback');
+const { RuntimeLink } = require('../core/link');
+const { invokeRequest, publishRequest } = require('../core/params');
 
 class FCClient {
   /**
@@ -24,11 +24,11 @@ class FCClient {
   invokeFunction(params, callback) {
     return settle(callback, async () => {
       const request = invokeRequest(params);
-      const outcome = await this._link.call((channel) => channel.invoke(
+      const outcome = await this._link.call((session) => session.invoke(
         request.target, request.asynchronous, request.invokerContext, request.payload,
       ));
       if (request.asynchronous) {
-        return outcome.invocationId;
+        return outcome.acceptedId;
       }
       return {
         functionError: outcome.functionError,
@@ -45,8 +45,8 @@ class FCClient {
   publish(params, callback) {
     return settle(callback, async () => {
       const { topic, payload } = publishRequest(params);
-      const outcome = await this._link.call((channel) => channel.publish(topic, payload));
-      return outcome.invocationId;
+      const outcome = await this._link.call((session) => session.publish(topic, payload));
+      return outcome.acceptedId;
     });
   }
 }

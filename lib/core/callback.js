@@ -1,6 +1,6 @@
 'use strict';
 
-const { invalidParams } = require('./errors');
+const { checkCallback } = require('./params');
 
 /**
  * Settles `work` (a function returning a Promise) the way the upstream SDK
@@ -9,9 +9,7 @@ const { invalidParams } = require('./errors');
  * the Promise chain, so an exception it throws is not swallowed.
  */
 function settle(callback, work) {
-  if (callback !== undefined && callback !== null && typeof callback !== 'function') {
-    throw invalidParams(`callback must be a function, got ${typeof callback}`);
-  }
+  checkCallback(callback);
   let promise;
   try {
     promise = Promise.resolve(work());

@@ -10,7 +10,8 @@ use std::process::Stdio;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::sync::{oneshot, watch};
 
-use crate::config::{FunctionSpec, ROUTER_FUNCTION_ID, THING_FUNCTION_ALIAS};
+use super::config::{FunctionSpec, ROUTER_FUNCTION_ID, THING_FUNCTION_ALIAS};
+use super::log::{self, OutputStream};
 
 /// What a launcher needs to start a worker that can connect back.
 pub struct LaunchSpec<'a> {
@@ -111,8 +112,8 @@ impl WorkerLauncher for NodeLauncher {
             .spawn()?;
         let label = function.function_name.clone();
         let forwarders = [
-            child.stdout.take().map(|stdout| tokio::spawn(forward_lines(stdout, label.clone(), false))),
-            child.stderr.take().map(|stderr| tokio::spawn(forward_lines(stderr, label.clone(), true))),
+            child.stdout.take().map(|stdout| tokio::spawn(forward_lines(stdout, label.clone(), OutputStream::Stdout))),
+            child.stderr.take().map(|stderr| tokio::spawn(forward_lines(stderr, label.clone(), OutputStream::Stderr))),
         ];
         let pid = child.id();
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
@@ -150,7 +151,7 @@ fn describe_exit(status: std::process::ExitStatus) -> String {
 /// Forwards output line by line; bytes that are not UTF-8 are shown lossily
 /// rather than ending the forwarding (which would fill the pipe and block the
 /// worker).
-async fn forward_lines(stream: impl AsyncRead + Unpin, label: String, is_stderr: bool) {
+async fn forward_lines(stream: impl AsyncRead + Unpin, label: String, output: OutputStream) {
     let mut reader = BufReader::new(stream);
     let mut line = Vec::new();
     loop {
@@ -161,10 +162,6 @@ async fn forward_lines(stream: impl AsyncRead + Unpin, label: String, is_stderr:
         }
         let text = String::from_utf8_lossy(&line);
         let text = text.trim_end_matches(['\n', '\r']);
-        if is_stderr {
-            eprintln!("[{label}] {text}");
-        } else {
-            println!("[{label}] {text}");
-        }
+        log::function_output(&label, output, text);
     }
 }

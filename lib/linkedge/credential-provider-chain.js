@@ -1,6 +1,6 @@
 'use strict';
 
-const { RuntimeLink } = require('./link');
+const { RuntimeLink } = require('../core/link');
 
 /**
  * Resolves the credentials configured in the runtime's edgefc.json
@@ -14,8 +14,7 @@ class CredentialProviderChain {
 
   /** A Promise of `{accessKeyId, accessKeySecret, securityToken}`; rejects with ERR_CREDENTIALS_UNAVAILABLE when none are configured. */
   async resolvePromise() {
-    const outcome = await this._link.call((channel) => channel.query('credentials'));
-    return JSON.parse(outcome.payload);
+    return this._link.call((session) => session.query('credentials'));
   }
 }
 

@@ -1,12 +1,12 @@
 'use strict';
 
-const { settle } = require('./callback');
-const { EdgeFCError, ErrorCode } = require('./errors');
+const { settle } = require('../core/callback');
+const { EdgeFCError, ErrorCode } = require('../core/errors');
 const FCClient = require('./fc');
-const { RuntimeLink } = require('./link');
+const { RuntimeLink } = require('../core/link');
 const {
   thingPropertiesRequest, thingServiceRequest, thingsWithTagsRequest,
-} = require('./params');
+} = require('../core/params');
 
 /** Outside the runtime there is no THING_FUNCTION_ID; the runtime knows this name too. */
 const THING_FUNCTION_ALIAS = 'edgefc:thing-function';
@@ -49,7 +49,7 @@ class IoTData {
 
   async _callThing({ invokerContext, payload }) {
     const target = process.env.THING_FUNCTION_ID || THING_FUNCTION_ALIAS;
-    const outcome = await this._link.call((channel) => channel.invoke(target, false, invokerContext, payload));
+    const outcome = await this._link.call((session) => session.invoke(target, false, invokerContext, payload));
     const text = outcome.payload.toString();
     if (outcome.functionError) {
       // Upstream's message: the function's error body, as it returned it.

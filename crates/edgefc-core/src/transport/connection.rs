@@ -13,7 +13,7 @@ use tokio::net::UnixStream;
 use tokio::sync::Notify;
 use tokio_util::codec::{Encoder, FramedRead};
 
-use crate::frame::{Frame, FrameCodec, FrameError};
+use crate::proto::frame::{Frame, FrameCodec, FrameError};
 
 /// A write buffer that grew past four times this while a burst was written
 /// is given back.
@@ -218,8 +218,9 @@ async fn write_all(socket: &OwnedWriteHalf, mut bytes: &[u8]) -> std::io::Result
 }
 
 impl FrameReader {
-    /// Replaces the codec, e.g. once the handshake has told the payload limit.
-    pub(crate) fn set_codec(&mut self, codec: FrameCodec) {
-        *self.inner.decoder_mut() = codec;
+    /// Admits payloads up to `max_payload` from now on, e.g. once the
+    /// handshake has told the limit.
+    pub fn set_max_payload(&mut self, max_payload: usize) {
+        *self.inner.decoder_mut() = FrameCodec::for_max_payload(max_payload);
     }
 }

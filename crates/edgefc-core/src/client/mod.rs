@@ -1,0 +1,226 @@
+//! What a caller or worker process uses: one multiplexed connection to the
+//! runtime per process.
+//!
+//! Every request carries an id; a reader task ([`replies`]) routes each reply
+//! to whoever waits for it, so any number of requests share one socket. A
+//! connection opened with `serve` also receives the tasks of the function it
+//! hosts (the worker side), which is how a hosted function's own `FCClient`
+//! calls and its handler share one connection.
+//!
+//! - [`Client`]: one connection: connect, send requests, report tasks.
+//! - [`Session`]: a process's connection as the binding holds it: connects on
+//!   first use, keeps the order of requests sent meanwhile, reconnects after
+//!   the runtime restarts.
+
+mod replies;
+mod session;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::UnixStream;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::{Error, ErrorCode, Result};
+use crate::proto::frame::{Frame, FrameCodec, FunctionError, Payload, PROTOCOL_VERSION};
+use crate::proto::limits::{check_field, check_request, payload_too_large};
+use crate::proto::message::{error_payload, Message, Reply, Request, Task};
+use crate::transport::{self, FrameSender, PendingTable};
+
+pub use session::Session;
+
+/// How long connecting plus the handshake may take before the runtime is
+/// declared unavailable.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// A client does not know the runtime's payload limit before the handshake;
+/// this bounds what it is willing to read until then.
+const HANDSHAKE_MAX_PAYLOAD: usize = 0;
+
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    pub socket_path: PathBuf,
+    pub token: String,
+    /// Receive the tasks of the function this token belongs to.
+    pub serve: bool,
+    pub connect_timeout: Duration,
+}
+
+impl ConnectOptions {
+    pub fn new(socket_path: impl Into<PathBuf>, token: impl Into<String>) -> ConnectOptions {
+        ConnectOptions {
+            socket_path: socket_path.into(),
+            token: token.into(),
+            serve: false,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+        }
+    }
+}
+
+/// Receives the replies to requests sent with [`Client::submit`], each with
+/// the tag it was sent with, as many at a time as arrived together, so that
+/// a binding can hand them over in one crossing (one wake-up of the
+/// JavaScript thread for a whole batch).
+pub type CompletionSink = Arc<dyn Fn(Vec<(u64, Result<Reply>)>) + Send + Sync>;
+
+/// Receives a serving connection's tasks in batches; an empty batch means
+/// the connection has closed.
+pub type TaskSink = Arc<dyn Fn(Vec<Task>) + Send + Sync>;
+
+/// Where a connection hands over what it reads.
+#[derive(Clone, Default)]
+pub struct Sinks {
+    /// Replies to submitted requests; without it they are dropped.
+    pub completions: Option<CompletionSink>,
+    /// Tasks, for a serving connection; without it they are dropped.
+    pub tasks: Option<TaskSink>,
+}
+
+/// How a frame leaves: through the connection's writer task, or queued for
+/// the caller's own [`Client::flush`] (a thread outside tokio that flushes
+/// once per turn of its event loop saves a thread wake-up per frame).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dispatch {
+    Writer,
+    Queue,
+}
+
+/// Who waits for a reply: an awaiting [`Client::call`], or a tag whose reply
+/// goes to the connection's [`CompletionSink`] in a batch.
+enum Waiter {
+    Call(oneshot::Sender<Result<Reply>>),
+    Tagged(u64),
+}
+
+pub struct Client {
+    sender: FrameSender,
+    pending: Arc<PendingTable<Waiter>>,
+    max_payload: usize,
+    messages: tokio::sync::Mutex<mpsc::UnboundedReceiver<Message>>,
+}
+
+impl Client {
+    /// Connects and authenticates; replies to submitted requests and tasks go
+    /// to `sinks`. Fails with `ERR_RUNTIME_UNAVAILABLE` when nothing answers
+    /// within `connect_timeout`, `ERR_UNAUTHORIZED` when the token is refused.
+    pub async fn connect(options: &ConnectOptions, sinks: Sinks) -> Result<Client> {
+        let handshake = Client::handshake(options, sinks);
+        match tokio::time::timeout(options.connect_timeout, handshake).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::runtime_unavailable(format!(
+                "the runtime at {} did not answer within {} ms",
+                options.socket_path.display(),
+                options.connect_timeout.as_millis()
+            ))),
+        }
+    }
+
+    async fn handshake(options: &ConnectOptions, sinks: Sinks) -> Result<Client> {
+        check_field("the token", &options.token)?;
+        let stream = UnixStream::connect(&options.socket_path).await.map_err(|error| {
+            Error::runtime_unavailable(format!(
+                "cannot connect to the edgefc runtime at {}: {error}",
+                options.socket_path.display()
+            ))
+        })?;
+        let (mut reader, sender) = transport::split(stream, FrameCodec::for_max_payload(HANDSHAKE_MAX_PAYLOAD));
+        sender.send(Frame::Hello { version: PROTOCOL_VERSION, serve: options.serve, token: options.token.clone() });
+        let max_payload = match reader.read_frame().await {
+            Ok(Some(Frame::Welcome { version: PROTOCOL_VERSION, max_payload })) => max_payload as usize,
+            Ok(Some(Frame::Welcome { version, .. })) => {
+                return Err(Error::new(
+                    ErrorCode::Protocol,
+                    format!("the runtime speaks protocol version {version}, this client {PROTOCOL_VERSION}"),
+                ))
+            }
+            Ok(Some(Frame::Failure { code, message, .. })) => return Err(Error::new(code, message)),
+            Ok(Some(_)) => return Err(Error::new(ErrorCode::Protocol, "unexpected frame during the handshake")),
+            Ok(None) => return Err(Error::runtime_unavailable("the runtime closed the connection during the handshake")),
+            Err(error) => return Err(Error::runtime_unavailable(format!("handshake with the runtime failed: {error}"))),
+        };
+        reader.set_max_payload(max_payload);
+        let pending = Arc::new(PendingTable::new());
+        let (message_queue, messages) = mpsc::unbounded_channel();
+        tokio::spawn(replies::route(reader, pending.clone(), message_queue, sinks));
+        Ok(Client { sender, pending, max_payload, messages: tokio::sync::Mutex::new(messages) })
+    }
+
+    /// The largest payload the runtime accepts, learned in the handshake.
+    pub fn max_payload(&self) -> usize {
+        self.max_payload
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.sender.is_closed() || self.pending.is_closed()
+    }
+
+    /// Sends a request without waiting: its reply goes to the completion
+    /// sink with `tag`. A request that breaks a limit fails here, unsent.
+    pub fn submit(&self, request: Request, tag: u64, dispatch: Dispatch) -> Result<()> {
+        check_request(&request, self.max_payload)?;
+        self.send_request(Waiter::Tagged(tag), request, dispatch)
+    }
+
+    /// Sends a request and waits for its reply.
+    pub async fn call(&self, request: Request) -> Result<Reply> {
+        check_request(&request, self.max_payload)?;
+        let (reply_to, reply) = oneshot::channel();
+        self.send_request(Waiter::Call(reply_to), request, Dispatch::Writer)?;
+        reply.await.unwrap_or_else(|_| Err(connection_lost()))
+    }
+
+    fn send_request(&self, waiter: Waiter, request: Request, dispatch: Dispatch) -> Result<()> {
+        let id = self.pending.register(waiter).ok_or_else(connection_lost)?;
+        if !self.send_frame(request.into_frame(id), dispatch) {
+            self.pending.take(id);
+            return Err(connection_lost());
+        }
+        Ok(())
+    }
+
+    /// Writes the frames queued with [`Dispatch::Queue`].
+    pub fn flush(&self) {
+        self.sender.flush();
+    }
+
+    /// Waits for at least one message of this connection's subscriptions and
+    /// returns every message that is ready, or `None` once the connection is
+    /// closed.
+    pub async fn next_messages(&self) -> Option<Vec<Message>> {
+        let mut queue = self.messages.lock().await;
+        let first = queue.recv().await?;
+        let mut batch = vec![first];
+        while let Ok(message) = queue.try_recv() {
+            batch.push(message);
+        }
+        Some(batch)
+    }
+
+    /// Reports a finished task. A result over the payload limit is replaced
+    /// by an `Unhandled` error so that the caller learns why.
+    pub fn complete(&self, task_id: u64, function_error: FunctionError, payload: Payload, dispatch: Dispatch) -> Result<()> {
+        let (function_error, payload) = if payload.len() > self.max_payload {
+            let error = payload_too_large(payload.len(), self.max_payload);
+            (FunctionError::Unhandled, error_payload("PayloadTooLarge", &error.message))
+        } else {
+            (function_error, payload)
+        };
+        if self.pending.is_closed() || !self.send_frame(Frame::TaskDone { id: task_id, function_error, payload }, dispatch) {
+            return Err(connection_lost());
+        }
+        Ok(())
+    }
+
+    /// False when the connection is closed.
+    fn send_frame(&self, frame: Frame, dispatch: Dispatch) -> bool {
+        match dispatch {
+            Dispatch::Writer => self.sender.send(frame),
+            Dispatch::Queue => self.sender.queue(frame),
+        }
+    }
+}
+
+fn connection_lost() -> Error {
+    Error::runtime_unavailable("the connection to the edgefc runtime was lost")
+}

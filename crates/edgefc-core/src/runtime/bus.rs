@@ -1,0 +1,159 @@
+//! Published messages: shown to the subscribers whose filter matches, then
+//! queued for every function a route names, without ever waiting on either.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use base64::Engine;
+use serde::Serialize;
+
+use super::router::{check_topic, Router, TopicFilter};
+use super::{invoke, Caller, Shared};
+use crate::error::{Error, ErrorCode, Result};
+use crate::proto::frame::{Frame, Payload};
+use crate::proto::limits::check_payload;
+use crate::transport::FrameSender;
+
+pub(super) struct Bus {
+    router: Router,
+    subscriptions: Mutex<Vec<Subscription>>,
+    counters: Counters,
+}
+
+struct Subscription {
+    connection_id: u64,
+    sender: FrameSender,
+    /// The id of the Subscribe request; its messages carry it.
+    request_id: u64,
+    filter: TopicFilter,
+}
+
+/// What the bus has done, for `edgefc stats` and the tests.
+#[derive(Default)]
+struct Counters {
+    published: AtomicU64,
+    delivered: AtomicU64,
+    dropped_no_route: AtomicU64,
+    refused_queue_full: AtomicU64,
+}
+
+/// The JSON of `edgefc stats` and `runtime.stats()`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct BusStats {
+    published: u64,
+    delivered: u64,
+    dropped_no_route: u64,
+    refused_queue_full: u64,
+    subscriptions: usize,
+}
+
+impl Bus {
+    pub(super) fn new(router: Router) -> Bus {
+        Bus { router, subscriptions: Mutex::new(Vec::new()), counters: Counters::default() }
+    }
+
+    pub(super) fn stats(&self) -> BusStats {
+        let count = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        BusStats {
+            published: count(&self.counters.published),
+            delivered: count(&self.counters.delivered),
+            dropped_no_route: count(&self.counters.dropped_no_route),
+            refused_queue_full: count(&self.counters.refused_queue_full),
+            subscriptions: self.subscriptions.lock().unwrap().len(),
+        }
+    }
+
+    /// Adds a subscription of the admin connection `connection_id`.
+    pub(super) fn subscribe(
+        &self,
+        caller: Caller,
+        connection_id: u64,
+        sender: &FrameSender,
+        request_id: u64,
+        topic_filter: &str,
+    ) -> Result<()> {
+        if let Caller::Function(_) = caller {
+            return Err(Error::new(
+                ErrorCode::Unauthorized,
+                "functions receive messages through routes; subscribing needs the admin token",
+            ));
+        }
+        let filter = TopicFilter::parse(topic_filter)?;
+        let subscription = Subscription { connection_id, sender: sender.clone(), request_id, filter };
+        self.subscriptions.lock().unwrap().push(subscription);
+        Ok(())
+    }
+
+    /// Ends the subscriptions of a connection that closed.
+    pub(super) fn unsubscribe_connection(&self, connection_id: u64) {
+        self.subscriptions.lock().unwrap().retain(|subscription| subscription.connection_id != connection_id);
+    }
+
+    /// A connection gets a message once, however many of its filters match.
+    fn notify_subscribers(&self, source: &str, topic: &str, payload: &Payload) {
+        let subscriptions = self.subscriptions.lock().unwrap();
+        let mut notified = Vec::new();
+        for subscription in subscriptions.iter().filter(|subscription| subscription.filter.matches(topic)) {
+            if notified.contains(&subscription.connection_id) {
+                continue;
+            }
+            notified.push(subscription.connection_id);
+            subscription.sender.send(Frame::Message {
+                id: subscription.request_id,
+                source: source.to_string(),
+                topic: topic.to_string(),
+                payload: payload.clone(),
+            });
+        }
+    }
+}
+
+/// Routes one message and returns its id. A target whose queue is full is
+/// skipped and named in the `ERR_QUEUE_FULL` error; the others still get it.
+pub(super) fn publish(shared: &Shared, caller: Caller, topic: String, payload: Payload) -> Result<String> {
+    check_topic(&topic)?;
+    check_payload(&payload, shared.max_payload)?;
+    let bus = &shared.bus;
+    let message_id = uuid::Uuid::new_v4().to_string();
+    bus.counters.published.fetch_add(1, Ordering::Relaxed);
+    let source = shared.source_name(caller);
+    bus.notify_subscribers(source, &topic, &payload);
+    let publisher = match caller {
+        Caller::Admin => None,
+        Caller::Function(index) => Some(index),
+    };
+    let targets = bus.router.targets(publisher, &topic);
+    if targets.is_empty() {
+        bus.counters.dropped_no_route.fetch_add(1, Ordering::Relaxed);
+        return Ok(message_id);
+    }
+    let invoker_context = routed_context(source, &topic);
+    let mut full = Vec::new();
+    for target in targets {
+        let host = &shared.hosts[target];
+        match host.admit() {
+            Ok(admission) => {
+                bus.counters.delivered.fetch_add(1, Ordering::Relaxed);
+                tokio::spawn(invoke::run_detached(host.clone(), admission, invoker_context.clone(), payload.clone()));
+            }
+            Err(_) => {
+                bus.counters.refused_queue_full.fetch_add(1, Ordering::Relaxed);
+                full.push(host.spec.function_id.as_str());
+            }
+        }
+    }
+    if !full.is_empty() {
+        return Err(Error::new(
+            ErrorCode::QueueFull,
+            format!("the queue of {} is full; the message on {topic} was not delivered there", full.join(", ")),
+        ));
+    }
+    Ok(message_id)
+}
+
+/// What a routed message's handler finds in `context.invokerContext`.
+fn routed_context(source: &str, topic: &str) -> String {
+    let context = serde_json::json!({ "custom": { "source": source, "topic": topic } }).to_string();
+    base64::engine::general_purpose::STANDARD.encode(context)
+}

@@ -1,0 +1,174 @@
+//! One hosted function: who may run it, how many at once, and for how long.
+//! Up to `maxConcurrency` invocations run at once and `maxQueuedInvocations`
+//! more wait; an invocation that runs past `timeoutMs` ends as an
+//! `Unhandled` error and its worker is replaced. The worker process itself
+//! is the supervisor's business (`supervisor.rs`).
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use tokio::sync::{oneshot, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use super::config::FunctionSpec;
+use super::launcher::WorkerLauncher;
+use super::supervisor::{PendingLaunch, WorkerLink};
+use crate::error::{Error, ErrorCode, Result};
+use crate::proto::frame::{Frame, Payload};
+use crate::proto::message::SyncResult;
+
+/// What every host of one runtime shares.
+pub(super) struct HostSettings {
+    pub socket_path: PathBuf,
+    pub launcher: Arc<dyn WorkerLauncher>,
+    /// Given to workers as `THING_FUNCTION_ID`.
+    pub thing_function_id: Option<String>,
+}
+
+pub(super) struct FunctionHost {
+    pub spec: FunctionSpec,
+    pub(super) token: String,
+    pub(super) settings: Arc<HostSettings>,
+    pub(super) permits: Semaphore,
+    /// Invocations admitted and not yet finished: running plus queued.
+    admitted: AtomicUsize,
+    max_admitted: usize,
+    /// The connected worker, if any; locked while one is being launched.
+    pub(super) worker: tokio::sync::Mutex<Option<Arc<WorkerLink>>>,
+    /// Set while a worker is being launched: the connection that
+    /// authenticates with this function's token, asks to serve and comes
+    /// from the launched process is handed over through it.
+    pub(super) launching: Mutex<Option<PendingLaunch>>,
+    pub(super) last_activity: Mutex<Instant>,
+    pub(super) stopping: AtomicBool,
+    pub(super) stopped: CancellationToken,
+}
+
+/// Holds a place among the admitted invocations until dropped.
+pub(super) struct Admission {
+    host: Arc<FunctionHost>,
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        self.host.admitted.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl FunctionHost {
+    pub(super) fn new(spec: FunctionSpec, token: String, settings: Arc<HostSettings>) -> FunctionHost {
+        FunctionHost {
+            permits: Semaphore::new(spec.max_concurrency),
+            max_admitted: spec.max_concurrency.saturating_add(spec.max_queued),
+            spec,
+            token,
+            settings,
+            admitted: AtomicUsize::new(0),
+            worker: tokio::sync::Mutex::new(None),
+            launching: Mutex::new(None),
+            last_activity: Mutex::new(Instant::now()),
+            stopping: AtomicBool::new(false),
+            stopped: CancellationToken::new(),
+        }
+    }
+
+    pub(super) fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// Takes a place in the function's queue, or fails with `ERR_QUEUE_FULL`.
+    pub(super) fn admit(self: &Arc<Self>) -> Result<Admission> {
+        let before = self.admitted.fetch_add(1, Ordering::AcqRel);
+        let admission = Admission { host: self.clone() };
+        if before >= self.max_admitted {
+            return Err(Error::new(
+                ErrorCode::QueueFull,
+                format!("function {} already has {} invocations running or queued", self.spec.function_id, self.max_admitted),
+            ));
+        }
+        Ok(admission)
+    }
+
+    /// Runs one invocation to its end. Errors are only for invocations that
+    /// never reached the function (the runtime is stopping); whatever
+    /// happens to the function itself is an `Unhandled` result.
+    pub(super) async fn run(
+        &self,
+        _admission: Admission,
+        request_id: String,
+        invoker_context: String,
+        payload: Payload,
+    ) -> Result<SyncResult> {
+        let _permit = self.permits.acquire().await.map_err(|_| Error::runtime_unavailable("the runtime is stopping"))?;
+        self.touch();
+        let result = self.run_admitted(request_id, invoker_context, payload).await;
+        self.touch();
+        result
+    }
+
+    async fn run_admitted(&self, request_id: String, invoker_context: String, payload: Payload) -> Result<SyncResult> {
+        let link = match self.ensure_worker().await {
+            Ok(link) => link,
+            Err(_) if self.is_stopping() => {
+                return Err(Error::runtime_unavailable("the runtime stopped before the invocation started"))
+            }
+            Err(message) => return Ok(SyncResult::unhandled("WorkerStartError", &message)),
+        };
+        let (done_tx, done) = oneshot::channel();
+        let Some(task_id) = link.pending.register(done_tx) else {
+            return Ok(worker_lost());
+        };
+        link.sender.send(Frame::Task { id: task_id, request_id, invoker_context, payload });
+        match tokio::time::timeout(self.spec.timeout, done).await {
+            Ok(Ok(result)) => Ok(result),
+            Ok(Err(_)) if self.is_stopping() => {
+                Err(Error::runtime_unavailable("the runtime stopped before the invocation finished"))
+            }
+            Ok(Err(_)) => Ok(worker_lost()),
+            Err(_) => {
+                // The handler may be stuck in a loop; only a new process is sure to be free of it.
+                link.kill();
+                Ok(SyncResult::unhandled(
+                    "TimeoutError",
+                    &format!("function {} timed out after {} ms", self.spec.function_id, self.spec.timeout.as_millis()),
+                ))
+            }
+        }
+    }
+
+    pub(super) fn touch(&self) {
+        *self.last_activity.lock().unwrap() = Instant::now();
+    }
+
+    pub(super) fn is_idle(&self) -> bool {
+        self.permits.available_permits() == self.spec.max_concurrency
+    }
+
+    pub(super) fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+
+    /// From now on, an invocation whose worker goes away failed because the
+    /// runtime is stopping, not because the function crashed.
+    pub(super) fn begin_stop(&self) {
+        self.stopping.store(true, Ordering::Release);
+    }
+
+    /// Stops the worker and refuses further invocations.
+    pub(super) async fn stop(&self) {
+        self.begin_stop();
+        self.stopped.cancel();
+        self.permits.close();
+        self.launching.lock().unwrap().take();
+        let link = self.worker.lock().await.take();
+        if let Some(link) = link {
+            link.stop().await;
+        }
+    }
+}
+
+fn worker_lost() -> SyncResult {
+    SyncResult::unhandled("WorkerExited", "the function's worker process exited before the invocation finished")
+}

@@ -1,0 +1,95 @@
+//! An `Invoke` frame, from the function table to the reply: a Sync
+//! invocation is answered with its result, an Async one with `Accepted` as
+//! soon as it has a place in the function's queue.
+
+use std::sync::Arc;
+
+use base64::Engine;
+
+use super::config::ROUTER_FUNCTION_ID;
+use super::host::{Admission, FunctionHost};
+use super::{bus, log, Caller, Shared};
+use crate::error::{Error, ErrorCode, Result};
+use crate::proto::frame::{Frame, FunctionError, Payload};
+use crate::proto::limits::check_payload;
+use crate::proto::message::{InvokeRequest, SyncResult};
+use crate::transport::FrameSender;
+
+/// Runs one `Invoke` frame (request id `id`) and sends its reply.
+pub(super) async fn handle(shared: Arc<Shared>, sender: FrameSender, caller: Caller, id: u64, request: InvokeRequest) {
+    let reply = match run(&shared, &sender, caller, id, request).await {
+        Ok(Some(result)) => result.into_frame(id),
+        Ok(None) => return,
+        Err(error) => super::server::failure(id, error),
+    };
+    sender.send(reply);
+}
+
+/// `Ok(None)` for an Async invocation, which was answered when accepted.
+async fn run(
+    shared: &Shared,
+    sender: &FrameSender,
+    caller: Caller,
+    id: u64,
+    request: InvokeRequest,
+) -> Result<Option<SyncResult>> {
+    check_payload(&request.payload, shared.max_payload)?;
+    if request.target == ROUTER_FUNCTION_ID {
+        return publish_through_router_function(shared, sender, caller, id, request);
+    }
+    let index = shared
+        .functions
+        .get(&request.target)
+        .ok_or_else(|| Error::new(ErrorCode::FunctionNotFound, format!("function {} does not exist", request.target)))?;
+    let host = &shared.hosts[index];
+    let admission = host.admit()?;
+    let request_id = uuid::Uuid::new_v4().to_string();
+    if !request.asynchronous {
+        return host.run(admission, request_id, request.invoker_context, request.payload).await.map(Some);
+    }
+    sender.send(Frame::Accepted { id, accepted_id: request_id.clone() });
+    let outcome = host.run(admission, request_id.clone(), request.invoker_context, request.payload).await;
+    log_async_outcome(host, &request_id, outcome);
+    Ok(None)
+}
+
+/// Runs an invocation nobody waits for (a routed message), and logs how it failed, if it did.
+pub(super) async fn run_detached(host: Arc<FunctionHost>, admission: Admission, invoker_context: String, payload: Payload) {
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let outcome = host.run(admission, request_id.clone(), invoker_context, payload).await;
+    log_async_outcome(&host, &request_id, outcome);
+}
+
+fn log_async_outcome(host: &FunctionHost, request_id: &str, outcome: Result<SyncResult>) {
+    match outcome {
+        Ok(result) if result.function_error != FunctionError::None => {
+            let detail = String::from_utf8_lossy(result.payload.bytes());
+            log::warn(format_args!("async invocation {request_id} of {} failed: {detail}", host.spec.function_id));
+        }
+        Ok(_) => {}
+        Err(error) => log::warn(format_args!("async invocation {request_id} of {} was dropped: {error}", host.spec.function_id)),
+    }
+}
+
+/// Upstream's `publish` invokes `ROUTER_FUNCTION_ID` with the topic in the
+/// invoker context; code that does so directly keeps working.
+fn publish_through_router_function(
+    shared: &Shared,
+    sender: &FrameSender,
+    caller: Caller,
+    id: u64,
+    request: InvokeRequest,
+) -> Result<Option<SyncResult>> {
+    let topic = base64::engine::general_purpose::STANDARD
+        .decode(&request.invoker_context)
+        .ok()
+        .and_then(|json| serde_json::from_slice::<serde_json::Value>(&json).ok())
+        .and_then(|context| context.pointer("/custom/topic").and_then(|topic| topic.as_str()).map(str::to_string))
+        .ok_or_else(|| Error::new(ErrorCode::InvalidParams, "a message for the router needs invokerContext.custom.topic"))?;
+    let message_id = bus::publish(shared, caller, topic, request.payload)?;
+    if request.asynchronous {
+        sender.send(Frame::Accepted { id, accepted_id: message_id });
+        return Ok(None);
+    }
+    Ok(Some(SyncResult::ok(Payload::empty_text())))
+}

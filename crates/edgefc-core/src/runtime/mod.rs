@@ -1,0 +1,151 @@
+//! The local runtime: hosts functions in worker processes and routes
+//! invocations and published messages between them.
+//!
+//! - [`config`]: `edgefc.json` and the function table built from it.
+//! - `server`: accepts connections, authenticates them, and hands each frame
+//!   to the module that answers it.
+//! - `invoke`: an `Invoke` frame, from the function table to the reply.
+//! - `bus`: a `Publish` frame, to subscribers and along the routes.
+//! - [`router`]: topic filters and the routes they select.
+//! - `services`: `Request` frames (credentials, stats).
+//! - `host`: one function: admission, concurrency, timeouts.
+//! - `supervisor`: that function's worker process: launch, attach, restart, idle stop.
+//! - [`launcher`]: how a worker process is started (Node in production).
+//! - [`log`]: where the runtime's and the functions' output goes.
+//! - `state_dir`: the socket and token files, owner-only.
+
+mod bus;
+pub mod config;
+mod host;
+mod invoke;
+pub mod launcher;
+pub mod log;
+pub mod router;
+mod server;
+mod services;
+mod state_dir;
+mod supervisor;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio::net::UnixListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{Error, Result};
+use bus::Bus;
+pub use config::{function_arn, Config, Credentials, FunctionSpec, FunctionTable};
+use host::{FunctionHost, HostSettings};
+pub use launcher::{LaunchSpec, NodeLauncher, WorkerLauncher, WorkerProcess};
+
+/// `context.invokerContext.custom.source` of messages published by the CLI
+/// and scripts (admin token) rather than by a function.
+pub const ADMIN_SOURCE: &str = "local";
+
+/// Who a token belongs to.
+#[derive(Clone, Copy)]
+enum Caller {
+    /// The CLI and local scripts, with the admin token.
+    Admin,
+    /// A hosted function (its index), with its own token.
+    Function(usize),
+}
+
+/// What every connection of one runtime sees.
+struct Shared {
+    hosts: Vec<Arc<FunctionHost>>,
+    functions: FunctionTable,
+    tokens: HashMap<String, Caller>,
+    max_payload: usize,
+    credentials: Option<Credentials>,
+    bus: Bus,
+}
+
+impl Shared {
+    fn source_name(&self, caller: Caller) -> &str {
+        match caller {
+            Caller::Admin => ADMIN_SOURCE,
+            Caller::Function(index) => &self.hosts[index].spec.function_id,
+        }
+    }
+}
+
+/// A running runtime. Dropping the handle does not stop it; call [`stop`](RuntimeHandle::stop).
+pub struct RuntimeHandle {
+    socket_path: PathBuf,
+    admin_token_path: PathBuf,
+    admin_token: String,
+    shutdown: CancellationToken,
+    server: JoinHandle<()>,
+    hosts: Vec<Arc<FunctionHost>>,
+}
+
+/// Binds the socket and starts serving. Must be called on a tokio runtime.
+pub async fn start(config: Config, launcher: Arc<dyn WorkerLauncher>) -> Result<RuntimeHandle> {
+    let socket_path = config.socket_path();
+    state_dir::prepare(&config.state_dir)?;
+    state_dir::remove_stale_socket(&socket_path).await?;
+    let listener = UnixListener::bind(&socket_path)
+        .map_err(|error| Error::config(format!("cannot listen on {}: {error}", socket_path.display())))?;
+    state_dir::restrict_to_owner(&socket_path)?;
+
+    let admin_token = state_dir::new_token();
+    let admin_token_path = config.admin_token_path();
+    state_dir::write_owner_only(&admin_token_path, admin_token.as_bytes())?;
+
+    let settings = Arc::new(HostSettings {
+        socket_path: socket_path.clone(),
+        launcher,
+        thing_function_id: config.thing_function.map(|index| config.functions[index].function_id.clone()),
+    });
+    let hosts: Vec<Arc<FunctionHost>> = config
+        .functions
+        .iter()
+        .map(|spec| Arc::new(FunctionHost::new(spec.clone(), state_dir::new_token(), settings.clone())))
+        .collect();
+    let mut tokens = HashMap::from([(admin_token.clone(), Caller::Admin)]);
+    for (index, host) in hosts.iter().enumerate() {
+        tokens.insert(host.token().to_string(), Caller::Function(index));
+    }
+    let shared = Arc::new(Shared {
+        hosts: hosts.clone(),
+        functions: config.table,
+        tokens,
+        max_payload: config.max_payload,
+        credentials: config.credentials,
+        bus: Bus::new(config.router),
+    });
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn(server::serve(listener, shared, shutdown.clone()));
+    for host in &hosts {
+        tokio::spawn(host.clone().supervise());
+    }
+    Ok(RuntimeHandle { socket_path, admin_token_path, admin_token, shutdown, server, hosts })
+}
+
+impl RuntimeHandle {
+    pub fn socket_path(&self) -> &Path {
+        &self.socket_path
+    }
+
+    pub fn admin_token(&self) -> &str {
+        &self.admin_token
+    }
+
+    /// Stops accepting, ends every connection and worker, and removes the
+    /// socket and the admin token file.
+    pub async fn stop(self) {
+        for host in &self.hosts {
+            host.begin_stop();
+        }
+        self.shutdown.cancel();
+        let _ = self.server.await;
+        for host in &self.hosts {
+            host.stop().await;
+        }
+        let _ = std::fs::remove_file(&self.socket_path);
+        let _ = std::fs::remove_file(&self.admin_token_path);
+    }
+}

@@ -1,0 +1,230 @@
+//! A hosted function's worker process: launched by the first invocation (or
+//! with the runtime, when long-lived), attached when it connects back from
+//! that very process, replaced after it crashes or times out, restarted with
+//! back-off when long-lived, stopped after `idleTimeoutMs` when on demand.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+
+use super::config::RunMode;
+use super::host::FunctionHost;
+use super::launcher::{LaunchSpec, WorkerProcess};
+use super::log;
+use crate::proto::message::SyncResult;
+use crate::transport::{FrameSender, PendingTable};
+
+/// How long a new worker may take to load and connect.
+const WORKER_START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Restart delays of a long-lived worker that keeps ending: doubling from the
+/// first to the last, and back to the first once a worker has stayed up for
+/// `STABLE_RUN`.
+const FIRST_RESTART_DELAY: Duration = Duration::from_millis(100);
+const LAST_RESTART_DELAY: Duration = Duration::from_secs(30);
+const STABLE_RUN: Duration = Duration::from_secs(60);
+
+/// A worker that has connected: where its tasks go and who waits for them.
+pub(super) struct WorkerLink {
+    pub(super) sender: FrameSender,
+    /// The tasks sent and not yet done; closing it fails their waiters.
+    pub(super) pending: PendingTable<oneshot::Sender<SyncResult>>,
+    process: Mutex<Option<WorkerProcess>>,
+    closed: CancellationToken,
+}
+
+impl WorkerLink {
+    fn is_closed(&self) -> bool {
+        self.sender.is_closed() || self.pending.is_closed()
+    }
+
+    /// Fails every task still running on this worker.
+    pub(super) fn close(&self) {
+        self.pending.close();
+        self.closed.cancel();
+    }
+
+    /// Stops the worker process; its connection closes with it.
+    pub(super) fn kill(&self) {
+        self.close();
+        if let Some(process) = self.process.lock().unwrap().as_mut() {
+            process.stop();
+        }
+    }
+
+    /// Stops the worker and waits (briefly) until it has ended and its
+    /// output has been forwarded.
+    pub(super) async fn stop(&self) {
+        self.kill();
+        let exit = self.process.lock().unwrap().as_ref().map(WorkerProcess::exit);
+        if let Some(exit) = exit {
+            let _ = tokio::time::timeout(Duration::from_secs(2), exit).await;
+        }
+    }
+
+    /// Resolves when the worker's connection is gone, and says how the process ended.
+    async fn ended(&self) -> String {
+        self.closed.cancelled().await;
+        let exit = self.process.lock().unwrap().as_ref().map(WorkerProcess::exit);
+        match exit {
+            Some(exit) => exit.await,
+            None => "stopped".to_string(),
+        }
+    }
+
+    /// A task finished; a result for an unknown or timed-out task is dropped.
+    pub(super) fn complete(&self, task_id: u64, result: SyncResult) {
+        if let Some(waiting) = self.pending.take(task_id) {
+            let _ = waiting.send(result);
+        }
+    }
+}
+
+/// A worker being launched: which process it is and who waits for it.
+pub(super) struct PendingLaunch {
+    attached: oneshot::Sender<Arc<WorkerLink>>,
+    pid: Option<u32>,
+}
+
+/// The right to become the function's worker, claimed during the handshake.
+pub(super) struct ClaimedLaunch(oneshot::Sender<Arc<WorkerLink>>);
+
+impl ClaimedLaunch {
+    /// Hands the new worker's connection to the invocation that launched it.
+    pub(super) fn attach(self, sender: FrameSender) -> Option<Arc<WorkerLink>> {
+        let link = Arc::new(WorkerLink {
+            sender,
+            pending: PendingTable::new(),
+            process: Mutex::new(None),
+            closed: CancellationToken::new(),
+        });
+        self.0.send(link.clone()).ok()?;
+        Some(link)
+    }
+}
+
+impl FunctionHost {
+    /// The connected worker, launching one first if there is none.
+    pub(super) async fn ensure_worker(&self) -> Result<Arc<WorkerLink>, String> {
+        let mut current = self.worker.lock().await;
+        if let Some(link) = current.as_ref().filter(|link| !link.is_closed()) {
+            return Ok(link.clone());
+        }
+        current.take();
+        if self.is_stopping() {
+            return Err("the runtime is stopping".to_string());
+        }
+        let (attach_tx, attached) = oneshot::channel();
+        // The slot stays locked while launching, so that no connection can
+        // claim it before it knows which process to expect.
+        let process = {
+            let mut launching = self.launching.lock().unwrap();
+            let process = self
+                .settings
+                .launcher
+                .launch(&LaunchSpec {
+                    function: &self.spec,
+                    token: &self.token,
+                    socket_path: &self.settings.socket_path,
+                    thing_function_id: self.settings.thing_function_id.as_deref(),
+                })
+                .map_err(|error| format!("cannot start the worker of {}: {error}", self.spec.function_id))?;
+            *launching = Some(PendingLaunch { attached: attach_tx, pid: process.pid() });
+            process
+        };
+        let outcome = tokio::select! {
+            link = attached => link.map_err(|_| "the runtime is stopping".to_string()),
+            how = process.exit() => {
+                Err(format!("the worker of {} ended during start ({how}); its output above says why", self.spec.function_id))
+            }
+            _ = tokio::time::sleep(WORKER_START_TIMEOUT) => {
+                Err(format!("the worker of {} did not connect within {} s", self.spec.function_id, WORKER_START_TIMEOUT.as_secs()))
+            }
+        };
+        self.launching.lock().unwrap().take();
+        let link = outcome?;
+        *link.process.lock().unwrap() = Some(process);
+        *current = Some(link.clone());
+        Ok(link)
+    }
+
+    /// Called by the server when a connection authenticated with this
+    /// function's token asks to serve. `None` when no worker is being
+    /// launched or the connection comes from another process (`peer_pid`),
+    /// so that a stray process holding the token (a child of the worker,
+    /// say) cannot steal invocations.
+    pub(super) fn claim_launch(&self, peer_pid: Option<u32>) -> Option<ClaimedLaunch> {
+        let mut launching = self.launching.lock().unwrap();
+        let expected = launching.as_ref()?.pid;
+        if expected.is_some() && expected != peer_pid {
+            return None;
+        }
+        launching.take().map(|launch| ClaimedLaunch(launch.attached))
+    }
+
+    /// Keeps the function's worker in the shape its run mode asks for, until
+    /// the runtime stops: a long-lived worker is (re)started, an idle
+    /// on-demand worker is stopped.
+    pub(super) async fn supervise(self: Arc<Self>) {
+        match self.spec.run_mode {
+            RunMode::LongLived => self.keep_alive().await,
+            RunMode::OnDemand => self.stop_when_idle().await,
+        }
+    }
+
+    async fn keep_alive(&self) {
+        let mut delay = FIRST_RESTART_DELAY;
+        while !self.stopping.load(Ordering::Acquire) {
+            let started = Instant::now();
+            match self.ensure_worker().await {
+                Ok(link) => {
+                    let how = tokio::select! {
+                        how = link.ended() => how,
+                        _ = self.stopped.cancelled() => return,
+                    };
+                    if self.is_stopping() {
+                        return;
+                    }
+                    log::warn(format_args!("long-lived function {} ended ({how}); restarting", self.spec.function_id));
+                }
+                Err(message) => log::warn(format_args!("{message}; retrying")),
+            }
+            if started.elapsed() >= STABLE_RUN {
+                delay = FIRST_RESTART_DELAY;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = self.stopped.cancelled() => return,
+            }
+            delay = (delay * 2).min(LAST_RESTART_DELAY);
+        }
+    }
+
+    async fn stop_when_idle(&self) {
+        loop {
+            let idle_since = *self.last_activity.lock().unwrap();
+            let deadline = idle_since + self.spec.idle_timeout;
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline.into()) => {}
+                _ = self.stopped.cancelled() => return,
+            }
+            // Holding the worker slot: an invocation that already has a
+            // permit keeps the worker busy; one that has not will start a new worker.
+            let mut current = self.worker.lock().await;
+            let quiet = *self.last_activity.lock().unwrap() == idle_since;
+            if quiet {
+                if self.is_idle() {
+                    if let Some(link) = current.take() {
+                        drop(current);
+                        link.stop().await;
+                    }
+                }
+                // Busy with one long invocation counts as active: look again a whole timeout later.
+                self.touch();
+            }
+        }
+    }
+}

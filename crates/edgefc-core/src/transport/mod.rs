@@ -1,0 +1,10 @@
+//! Moving frames over a Unix socket, for callers, workers and the runtime alike.
+//!
+//! - [`connection`]: a socket split into a frame reader and a batching writer.
+//! - [`pending`]: the table of requests sent on a connection and not yet answered.
+
+pub mod connection;
+pub mod pending;
+
+pub use connection::{split, FrameReader, FrameSender};
+pub use pending::PendingTable;

@@ -1,0 +1,94 @@
+'use strict';
+
+const fs = require('fs');
+const path = require('path');
+
+const native = require('../../native.js');
+const { EdgeFCError, ErrorCode, fromNative } = require('./errors');
+const { clientOptions } = require('./params');
+const { sessionFor } = require('./session');
+
+/** Codes after which a client that found its runtime through a config looks again (it may have restarted). */
+const STALE_ENDPOINT_CODES = new Set([ErrorCode.RUNTIME_UNAVAILABLE, ErrorCode.UNAUTHORIZED]);
+
+/**
+ * Where to connect and with which token, from (in order) the client's
+ * options `{socketPath, token}`, its option `{config}` (the runtime's
+ * edgefc.json: its socket and admin token), or the environment
+ * (`EDGEFC_SOCKET`, and `EDGEFC_TOKEN` or upstream's `AUTH_TOKEN`), which
+ * is how hosted functions are set up.
+ */
+function resolveEndpoint(options) {
+  if (options.socketPath !== undefined) {
+    return { socketPath: options.socketPath, token: options.token };
+  }
+  if (options.config !== undefined) {
+    return endpointFromConfig(options.config);
+  }
+  const socketPath = process.env.EDGEFC_SOCKET;
+  const token = process.env.EDGEFC_TOKEN || process.env.AUTH_TOKEN;
+  if (!socketPath || !token) {
+    throw new EdgeFCError(ErrorCode.RUNTIME_UNAVAILABLE, 'no edgefc runtime is configured: '
+      + 'pass {config} or {socketPath, token} to the client, or set EDGEFC_SOCKET and EDGEFC_TOKEN');
+  }
+  return { socketPath, token };
+}
+
+function endpointFromConfig(configPath) {
+  let found;
+  try {
+    found = native.runtimeEndpoint(path.resolve(String(configPath)));
+  } catch (err) {
+    throw fromNative(err);
+  }
+  let token;
+  try {
+    token = fs.readFileSync(found.adminTokenPath, 'utf8').trim();
+  } catch (err) {
+    throw new EdgeFCError(ErrorCode.RUNTIME_UNAVAILABLE,
+      `the edgefc runtime of ${configPath} is not running (no admin token at ${found.adminTokenPath})`);
+  }
+  return { socketPath: found.socketPath, token };
+}
+
+/**
+ * What every client class shares: finding the runtime (lazily, so a client
+ * can be built at module load before the runtime is up), and the per-call
+ * timeout.
+ */
+class RuntimeLink {
+  constructor(options) {
+    this.options = clientOptions(options);
+    this._endpoint = null;
+  }
+
+  /** Runs `call(session)` and returns what it resolves with; rejects with an EdgeFCError. */
+  async call(call) {
+    if (this._endpoint === null) {
+      this._endpoint = resolveEndpoint(this.options);
+    }
+    try {
+      return await this._withTimeout(call(sessionFor(this._endpoint, this.options.connectTimeoutMs)));
+    } catch (err) {
+      if (STALE_ENDPOINT_CODES.has(err.code)) {
+        this._endpoint = null;
+      }
+      throw err;
+    }
+  }
+
+  _withTimeout(call) {
+    const { timeoutMs } = this.options;
+    if (timeoutMs === undefined) {
+      return call;
+    }
+    let timer;
+    const expired = new Promise((resolve, reject) => {
+      timer = setTimeout(() => reject(new EdgeFCError(ErrorCode.TIMEOUT,
+        `no answer from the edgefc runtime within ${timeoutMs} ms`)), timeoutMs);
+    });
+    return Promise.race([call, expired]).finally(() => clearTimeout(timer));
+  }
+}
+
+module.exports = { RuntimeLink };

@@ -1,0 +1,165 @@
+'use strict';
+
+const native = require('../../native.js');
+const { fromNative } = require('./errors');
+
+/** Connecting plus the handshake; past this the runtime counts as unavailable. */
+const DEFAULT_CONNECT_TIMEOUT_MS = 1000;
+
+/** One session per process and endpoint (and connect timeout), shared by every client. */
+const sessions = new Map();
+
+function noop() {}
+
+/**
+ * Frames queued in one turn of the event loop are written together at its
+ * end, or as soon as this many have gathered: under load, the runtime can
+ * start on the first ones while this thread is still busy with the rest.
+ */
+const FLUSH_EVERY = 32;
+
+/**
+ * A process's connection to the runtime. Invocations and publishes are
+ * submitted with one synchronous native call each; their outcomes come back
+ * in batches through one callback (one wake-up of this thread for every
+ * reply that arrived together), and settle the Promise of each call.
+ * Every method resolves with its value or rejects with an EdgeFCError.
+ */
+class Session {
+  /** `onTasks(tasks)`, for a worker's serving session: its tasks, batched; `[]` when the connection closed. */
+  constructor(endpoint, serve, connectTimeoutMs, onTasks) {
+    this._pending = new Map();
+    this._nextTag = 1;
+    // The native callback does not keep the process alive; this timer does,
+    // while calls are outstanding (like an open socket with a request on it).
+    this._keepAlive = setInterval(noop, 1 << 30);
+    this._keepAlive.unref();
+    this.native = new native.NativeSession(endpoint.socketPath, endpoint.token, serve, connectTimeoutMs,
+      (outcomes) => this._complete(outcomes), onTasks);
+    this._flushScheduled = false;
+    this._queued = 0;
+    this._flush = () => {
+      this._flushScheduled = false;
+      this._queued = 0;
+      this.native.flush();
+    };
+  }
+
+  /** See FLUSH_EVERY. */
+  scheduleFlush() {
+    this._queued += 1;
+    if (this._queued >= FLUSH_EVERY) {
+      this._queued = 0;
+      this.native.flush();
+    } else if (!this._flushScheduled) {
+      this._flushScheduled = true;
+      queueMicrotask(this._flush);
+    }
+  }
+
+  /** The worker's report of a finished task; written with this turn's other frames. Throws an EdgeFCError. */
+  completeTask(id, functionError, body) {
+    try {
+      this.native.completeTask(id, functionError, body);
+    } finally {
+      this.scheduleFlush();
+    }
+  }
+
+  open() {
+    return this._native(() => this.native.open());
+  }
+
+  /** Resolves with the outcome: `{functionError, statusCode, payload}` of a Sync call, `{acceptedId}` of an Async one. */
+  invoke(target, asynchronous, invokerContext, payload) {
+    return this._submit((tag) => this.native.submitInvoke(tag, target, asynchronous, invokerContext, payload));
+  }
+
+  /** Resolves with `{acceptedId}`, the message id. */
+  publish(topic, payload) {
+    return this._submit((tag) => this.native.submitPublish(tag, topic, payload));
+  }
+
+  /** Resolves with the parsed JSON answer of a runtime service. */
+  async query(operation) {
+    return JSON.parse(await this._native(() => this.native.query(operation)));
+  }
+
+  subscribe(topicFilter) {
+    return this._native(() => this.native.subscribe(topicFilter));
+  }
+
+  nextMessages() {
+    return this.native.nextMessages();
+  }
+
+  async _native(call) {
+    try {
+      return await call();
+    } catch (err) {
+      throw fromNative(err);
+    }
+  }
+
+  _submit(send) {
+    const tag = this._nextTag;
+    this._nextTag += 1;
+    return new Promise((resolve, reject) => {
+      try {
+        send(tag);
+      } catch (err) {
+        reject(fromNative(err));
+        return;
+      }
+      if (this._pending.size === 0) {
+        this._keepAlive.ref();
+      }
+      this._pending.set(tag, { resolve, reject });
+      this.scheduleFlush();
+    });
+  }
+
+  _complete(outcomes) {
+    for (const outcome of outcomes) {
+      const waiting = this._pending.get(outcome.tag);
+      if (waiting !== undefined) {
+        this._pending.delete(outcome.tag);
+        if (outcome.failure) {
+          waiting.reject(fromNative(outcome.failure));
+        } else {
+          waiting.resolve(outcome);
+        }
+      }
+    }
+    if (this._pending.size === 0) {
+      this._keepAlive.unref();
+    }
+  }
+}
+
+function key(endpoint, connectTimeoutMs) {
+  return `${endpoint.socketPath}\0${endpoint.token}\0${connectTimeoutMs}`;
+}
+
+function sessionFor(endpoint, connectTimeoutMs = DEFAULT_CONNECT_TIMEOUT_MS) {
+  const id = key(endpoint, connectTimeoutMs);
+  let session = sessions.get(id);
+  if (session === undefined) {
+    session = new Session(endpoint, false, connectTimeoutMs);
+    sessions.set(id, session);
+  }
+  return session;
+}
+
+/**
+ * The worker's session, which also receives its function's tasks through
+ * `onTasks`. It is registered first so that the function's own FCClient
+ * calls share it.
+ */
+function servingSession(endpoint, onTasks) {
+  const session = new Session(endpoint, true, DEFAULT_CONNECT_TIMEOUT_MS, onTasks);
+  sessions.set(key(endpoint, DEFAULT_CONNECT_TIMEOUT_MS), session);
+  return session;
+}
+
+module.exports = { sessionFor, servingSession };

@@ -1,0 +1,65 @@
+//! The one place where an engine error becomes a JavaScript one.
+//!
+//! Every failure reaches JavaScript as an `Error` whose `code` is the
+//! engine's stable code (`ERR_TIMEOUT`, ...) and whose `message` is the
+//! engine's message, in one of two ways:
+//! - a method throws it (synchronous) or rejects with it (asynchronous);
+//! - an outcome delivered in a batch to a callback carries it as
+//!   `failure: {code, message}`, since a batch cannot throw.
+
+use std::future::Future;
+
+use edgefc_core::Error;
+use napi::bindgen_prelude::{PromiseRaw, ToNapiValue};
+use napi::{Env, JsError};
+use napi_derive::napi;
+
+/// A stable error code, as the `code` of a thrown JavaScript error.
+pub struct Code(&'static str);
+
+impl AsRef<str> for Code {
+    fn as_ref(&self) -> &str {
+        self.0
+    }
+}
+
+/// What a throwing method returns.
+pub type Result<T> = napi::Result<T, Code>;
+
+/// The error a method throws for `error`.
+pub fn to_js(error: Error) -> napi::Error<Code> {
+    napi::Error::new(Code(error.code.as_str()), error.message)
+}
+
+/// A failure inside a batch of outcomes.
+#[napi(object)]
+pub struct NativeFailure {
+    pub code: String,
+    pub message: String,
+}
+
+impl From<Error> for NativeFailure {
+    fn from(error: Error) -> NativeFailure {
+        NativeFailure { code: error.code.as_str().to_string(), message: error.message }
+    }
+}
+
+/// Runs `work` on the addon's runtime and returns a Promise of its value,
+/// converted on the JavaScript thread by `convert`, or rejected with the
+/// error [`to_js`] makes of its failure.
+pub fn promise<T, V>(
+    env: &Env,
+    work: impl Future<Output = edgefc_core::Result<T>> + Send + 'static,
+    convert: impl FnOnce(T) -> V + 'static,
+) -> napi::Result<PromiseRaw<'_, V>>
+where
+    T: Send + 'static,
+    V: ToNapiValue,
+{
+    env.spawn_future_with_callback(async move { Ok(work.await) }, move |env, outcome| match outcome {
+        Ok(value) => Ok(convert(value)),
+        // Rejecting with a JS error built here keeps its `code`: the napi
+        // layer rethrows the referenced object as it is.
+        Err(error) => Err(napi::Error::from(JsError::from(to_js(error)).into_unknown(*env))),
+    })
+}

@@ -1,0 +1,139 @@
+//! `NativeSession`: a process's connection to the runtime
+//! ([`edgefc_core::client::Session`]), shared by every client object that
+//! uses the same socket and token.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use edgefc_core::client::{CompletionSink, ConnectOptions, Session, Sinks, TaskSink};
+use edgefc_core::proto::{InvokeRequest, Reply, Request};
+use edgefc_core::{Error, ErrorCode};
+use napi::bindgen_prelude::{BufferSlice, Either, PromiseRaw};
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use napi::{Env, Status};
+use napi_derive::napi;
+
+use crate::convert::{function_error_from_js, payload_from_js, NativeMessage, NativeTask, Outcome};
+use crate::error::{self, to_js};
+
+/// Called on the JavaScript thread with every outcome that arrived together.
+type CompletionCallback = ThreadsafeFunction<Vec<Outcome>, (), Vec<Outcome>, Status, false, true>;
+
+/// Called on the JavaScript thread with the tasks that arrived together; an
+/// empty array means the connection closed.
+type TaskCallback = ThreadsafeFunction<Vec<NativeTask>, (), Vec<NativeTask>, Status, false, true>;
+
+#[napi]
+pub struct NativeSession {
+    session: Arc<Session>,
+}
+
+#[napi]
+impl NativeSession {
+    /// `onCompletions(outcomes)` receives the outcomes of `submitInvoke` and
+    /// `submitPublish`, batched; `onTasks(tasks)` the tasks of a serving
+    /// session. Neither keeps the process alive.
+    #[napi(constructor)]
+    pub fn new(
+        socket_path: String,
+        token: String,
+        serve: bool,
+        connect_timeout_ms: u32,
+        #[napi(ts_arg_type = "(outcomes: Outcome[]) => void")] on_completions: CompletionCallback,
+        #[napi(ts_arg_type = "((tasks: NativeTask[]) => void) | undefined | null")] on_tasks: Option<TaskCallback>,
+    ) -> NativeSession {
+        let options = ConnectOptions {
+            socket_path: PathBuf::from(socket_path),
+            token,
+            serve,
+            connect_timeout: Duration::from_millis(u64::from(connect_timeout_ms.max(1))),
+        };
+        let completions: CompletionSink = Arc::new(move |batch| {
+            let outcomes = batch.into_iter().map(|(tag, reply)| Outcome::of(tag, reply)).collect();
+            on_completions.call(outcomes, ThreadsafeFunctionCallMode::NonBlocking);
+        });
+        let tasks = on_tasks.map(|callback| {
+            Arc::new(move |batch: Vec<edgefc_core::proto::Task>| {
+                callback.call(batch.into_iter().map(NativeTask::from).collect(), ThreadsafeFunctionCallMode::NonBlocking);
+            }) as TaskSink
+        });
+        let sinks = Sinks { completions: Some(completions), tasks };
+        NativeSession { session: Session::new(options, sinks, crate::engine()) }
+    }
+
+    /// Sends an invocation; its outcome comes to `onCompletions` with `tag`.
+    /// Throws what is wrong before sending (a payload over the limit, say).
+    #[napi]
+    pub fn submit_invoke(
+        &self,
+        tag: i64,
+        target: String,
+        asynchronous: bool,
+        invoker_context: String,
+        payload: Either<String, BufferSlice>,
+    ) -> error::Result<()> {
+        let request = InvokeRequest { target, asynchronous, invoker_context, payload: payload_from_js(payload) };
+        self.submit(Request::Invoke(request), tag)
+    }
+
+    /// Publishes; the outcome (the message id as `acceptedId`) comes to `onCompletions`.
+    #[napi]
+    pub fn submit_publish(&self, tag: i64, topic: String, payload: Either<String, BufferSlice>) -> error::Result<()> {
+        self.submit(Request::Publish { topic, payload: payload_from_js(payload) }, tag)
+    }
+
+    fn submit(&self, request: Request, tag: i64) -> error::Result<()> {
+        self.session.submit(request, tag as u64).map_err(to_js)
+    }
+
+    /// Writes every frame queued by `submitInvoke`, `submitPublish` and
+    /// `completeTask`; the facade calls it once per turn of the event loop.
+    #[napi]
+    pub fn flush(&self) {
+        self.session.flush();
+    }
+
+    /// Connects (a worker: and starts receiving tasks).
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn open<'env>(&self, env: &'env Env) -> napi::Result<PromiseRaw<'env, ()>> {
+        let session = self.session.clone();
+        error::promise(env, async move { session.attach().await.map(drop) }, |()| ())
+    }
+
+    /// Asks the runtime for a service (`credentials`, `stats`); resolves with its JSON.
+    #[napi(ts_return_type = "Promise<string>")]
+    pub fn query<'env>(&self, env: &'env Env, operation: String) -> napi::Result<PromiseRaw<'env, String>> {
+        let session = self.session.clone();
+        let work = async move {
+            match session.client().await?.call(Request::Query { operation }).await? {
+                Reply::Completed(result) => Ok(String::from_utf8_lossy(result.payload.bytes()).into_owned()),
+                Reply::Accepted { .. } => Err(Error::new(ErrorCode::Protocol, "the runtime answered a query with Accepted")),
+            }
+        };
+        error::promise(env, work, |json| json)
+    }
+
+    /// Subscribes to a topic filter; the messages come from `nextMessages`.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn subscribe<'env>(&self, env: &'env Env, topic_filter: String) -> napi::Result<PromiseRaw<'env, ()>> {
+        let session = self.session.clone();
+        let work = async move { session.attach().await?.call(Request::Subscribe { topic_filter }).await.map(drop) };
+        error::promise(env, work, |()| ())
+    }
+
+    /// The messages that are ready (at least one), or `null` once the
+    /// connection is closed.
+    #[napi]
+    pub async fn next_messages(&self) -> Option<Vec<NativeMessage>> {
+        let messages = self.session.next_messages().await?;
+        Some(messages.into_iter().map(NativeMessage::from).collect())
+    }
+
+    /// Reports a finished task: `functionError` is 0 (none), 1 (Handled) or
+    /// 2 (Unhandled). Written with the next `flush`.
+    #[napi]
+    pub fn complete_task(&self, id: i64, function_error: u32, payload: Either<String, BufferSlice>) -> error::Result<()> {
+        self.session.complete(id as u64, function_error_from_js(function_error), payload_from_js(payload)).map_err(to_js)
+    }
+}
