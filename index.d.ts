@@ -1,34 +1,11 @@
 /// <reference types="node" />
 
-/** Every code an {@link EdgeFCError} can carry. */
-export type ErrorCodeValue =
-  | 'ERR_INVALID_PARAMS'
-  | 'ERR_FUNCTION_NOT_FOUND'
-  | 'ERR_TIMEOUT'
-  | 'ERR_RUNTIME_UNAVAILABLE'
-  | 'ERR_UNAUTHORIZED'
-  | 'ERR_PAYLOAD_TOO_LARGE'
-  | 'ERR_QUEUE_FULL'
-  | 'ERR_PROTOCOL'
-  | 'ERR_CONFIG'
-  | 'ERR_INTERNAL'
-  | 'ERR_FUNCTION_FAILED'
-  | 'ERR_CREDENTIALS_UNAVAILABLE'
+import type { ErrorCodeMap, ErrorCodeValue } from './lib/core/error-codes'
 
-export declare const ErrorCode: {
-  readonly INVALID_PARAMS: 'ERR_INVALID_PARAMS'
-  readonly FUNCTION_NOT_FOUND: 'ERR_FUNCTION_NOT_FOUND'
-  readonly TIMEOUT: 'ERR_TIMEOUT'
-  readonly RUNTIME_UNAVAILABLE: 'ERR_RUNTIME_UNAVAILABLE'
-  readonly UNAUTHORIZED: 'ERR_UNAUTHORIZED'
-  readonly PAYLOAD_TOO_LARGE: 'ERR_PAYLOAD_TOO_LARGE'
-  readonly QUEUE_FULL: 'ERR_QUEUE_FULL'
-  readonly PROTOCOL: 'ERR_PROTOCOL'
-  readonly CONFIG: 'ERR_CONFIG'
-  readonly INTERNAL: 'ERR_INTERNAL'
-  readonly FUNCTION_FAILED: 'ERR_FUNCTION_FAILED'
-  readonly CREDENTIALS_UNAVAILABLE: 'ERR_CREDENTIALS_UNAVAILABLE'
-}
+/** Every code an {@link EdgeFCError} can carry (generated from the Rust core's list). */
+export type { ErrorCodeValue }
+
+export declare const ErrorCode: ErrorCodeMap
 
 /** The one error type of this package: `code` is stable, `message` is for people. */
 export declare class EdgeFCError extends Error {

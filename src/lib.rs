@@ -34,6 +34,13 @@ pub fn function_arn(service_name: String, function_name: String) -> String {
     edgefc_core::runtime::function_arn(&service_name, &function_name)
 }
 
+/// The name that always reaches the configured thing function, for callers
+/// outside the runtime, which have no `THING_FUNCTION_ID`.
+#[napi]
+pub fn thing_function_alias() -> String {
+    edgefc_core::runtime::config::THING_FUNCTION_ALIAS.to_string()
+}
+
 /// One worker thread for the addon's async work: a process talks to the
 /// runtime over one connection, so more threads only add hand-offs (and
 /// wake-ups) between them.

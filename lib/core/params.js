@@ -97,6 +97,14 @@ function publishRequest(params) {
   return { topic: checkString('topic', topic), payload: toPayload(payload) };
 }
 
+/** Outside the runtime there is no THING_FUNCTION_ID; the runtime's alias reaches the thing function all the same. */
+const THING_FUNCTION_ALIAS = native.thingFunctionAlias();
+
+/** Where thing operations go. */
+function thingFunctionTarget() {
+  return process.env.THING_FUNCTION_ID || THING_FUNCTION_ALIAS;
+}
+
 /** The request a thing operation sends to the thing function. */
 function thingRequest(topic, payload) {
   const invokerContext = Buffer.from(JSON.stringify({ custom: { topic } })).toString('base64');
@@ -168,6 +176,7 @@ module.exports = {
   checkCallback,
   invokeRequest,
   publishRequest,
+  thingFunctionTarget,
   thingServiceRequest,
   thingPropertiesRequest,
   thingsWithTagsRequest,

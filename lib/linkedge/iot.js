@@ -5,11 +5,8 @@ const { EdgeFCError, ErrorCode } = require('../core/errors');
 const FCClient = require('./fc');
 const { RuntimeLink } = require('../core/link');
 const {
-  thingPropertiesRequest, thingServiceRequest, thingsWithTagsRequest,
+  thingFunctionTarget, thingPropertiesRequest, thingServiceRequest, thingsWithTagsRequest,
 } = require('../core/params');
-
-/** Outside the runtime there is no THING_FUNCTION_ID; the runtime knows this name too. */
-const THING_FUNCTION_ALIAS = 'edgefc:thing-function';
 
 /**
  * Publishing and thing operations, as upstream's IoTData. Thing operations
@@ -48,7 +45,7 @@ class IoTData {
   }
 
   async _callThing({ invokerContext, payload }) {
-    const target = process.env.THING_FUNCTION_ID || THING_FUNCTION_ALIAS;
+    const target = thingFunctionTarget();
     const outcome = await this._link.call((session) => session.invoke(target, false, invokerContext, payload));
     const text = outcome.payload.toString();
     if (outcome.functionError) {
