@@ -113,6 +113,12 @@ export interface RuntimeEndpoint {
  */
 export declare function startRuntime(configPath: string, worker: WorkerSetup): Promise<NativeRuntime>
 
+/**
+ * The name that always reaches the configured thing function, for callers
+ * outside the runtime, which have no `THING_FUNCTION_ID`.
+ */
+export declare function thingFunctionAlias(): string
+
 /** Where the worker bootstrap lives and what runs it; the JS side knows. */
 export interface WorkerSetup {
   node: string

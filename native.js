@@ -841,3 +841,4 @@ module.exports.errorCodes = nativeBinding.errorCodes
 module.exports.functionArn = nativeBinding.functionArn
 module.exports.runtimeEndpoint = nativeBinding.runtimeEndpoint
 module.exports.startRuntime = nativeBinding.startRuntime
+module.exports.thingFunctionAlias = nativeBinding.thingFunctionAlias

@@ -48,20 +48,18 @@ async fn run(
         return host.run(admission, request_id, request.invoker_context, request.payload).await.map(Some);
     }
     sender.send(Frame::Accepted { id, accepted_id: request_id.clone() });
-    let outcome = host.run(admission, request_id.clone(), request.invoker_context, request.payload).await;
-    log_async_outcome(host, &request_id, outcome);
+    run_unawaited(host, admission, request_id, request.invoker_context, request.payload).await;
     Ok(None)
 }
 
-/// Runs an invocation nobody waits for (a routed message), and logs how it failed, if it did.
+/// Runs a routed message's invocation, which nobody waits for.
 pub(super) async fn run_detached(host: Arc<FunctionHost>, admission: Admission, invoker_context: String, payload: Payload) {
-    let request_id = uuid::Uuid::new_v4().to_string();
-    let outcome = host.run(admission, request_id.clone(), invoker_context, payload).await;
-    log_async_outcome(&host, &request_id, outcome);
+    run_unawaited(&host, admission, uuid::Uuid::new_v4().to_string(), invoker_context, payload).await;
 }
 
-fn log_async_outcome(host: &FunctionHost, request_id: &str, outcome: Result<SyncResult>) {
-    match outcome {
+/// Runs an invocation nobody waits for, and logs how it failed, if it did.
+async fn run_unawaited(host: &FunctionHost, admission: Admission, request_id: String, invoker_context: String, payload: Payload) {
+    match host.run(admission, request_id.clone(), invoker_context, payload).await {
         Ok(result) if result.function_error != FunctionError::None => {
             let detail = String::from_utf8_lossy(result.payload.bytes());
             log::warn(format_args!("async invocation {request_id} of {} failed: {detail}", host.spec.function_id));
