@@ -2,6 +2,7 @@
 'use strict';
 
 const { spawn } = require('child_process');
+const { once } = require('events');
 const fs = require('fs');
 const { parseArgs } = require('util');
 
@@ -28,6 +29,8 @@ The config may also come from the EDGEFC_CONFIG environment variable.`;
 const EXIT_FAILED = 1;
 const EXIT_USAGE = 2;
 const EXIT_FUNCTION_ERROR = 3;
+/** What the signal promise of `subscribe` resolves to. */
+const INTERRUPTED = Symbol('interrupted');
 
 class UsageError extends Error {}
 
@@ -160,15 +163,26 @@ async function subscribe(values, positionals) {
   const interrupted = new Promise((resolve) => {
     process.once('SIGINT', resolve);
     process.once('SIGTERM', resolve);
-  }).then(() => null);
+  }).then(() => INTERRUPTED);
   for (;;) {
     const messages = await Promise.race([session.nextMessages(), interrupted]);
-    if (messages === null) {
+    if (messages === INTERRUPTED) {
       // The pending nextMessages() call would keep the process alive.
       process.exit(0);
     }
+    if (messages === null) {
+      console.error('edgefc: the runtime closed the subscription');
+      process.exit(1);
+    }
+    let room = true;
     for (const message of messages) {
-      process.stdout.write(formatMessage(message));
+      room = process.stdout.write(formatMessage(message));
+    }
+    // Take no more messages than stdout can hold: the rest wait in the
+    // bounded queue of the connection, then in the runtime, which drops
+    // (and counts) what a stalled subscriber cannot take.
+    if (!room && (await Promise.race([once(process.stdout, 'drain'), interrupted])) === INTERRUPTED) {
+      process.exit(0);
     }
   }
 }

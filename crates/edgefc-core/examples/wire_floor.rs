@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use edgefc_core::proto::{Frame, FrameCodec, FunctionError, Payload};
-use edgefc_core::transport::{self, FrameSender, PendingTable};
+use edgefc_core::transport::{self, FrameSender, OutputBound, PendingTable};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{oneshot, Mutex};
 
@@ -23,7 +23,7 @@ fn codec() -> FrameCodec {
 
 /// Echoes every Task back as TaskDone.
 async fn worker(stream: UnixStream) {
-    let (mut reader, sender) = transport::split(stream, codec());
+    let (mut reader, sender) = transport::split(stream, codec(), OutputBound::unbounded());
     while let Ok(Some(Frame::Task { id, payload, .. })) = reader.read_frame().await {
         sender.send(Frame::TaskDone { id, function_error: FunctionError::None, payload });
     }
@@ -31,8 +31,8 @@ async fn worker(stream: UnixStream) {
 
 /// Forwards Invoke → Task and TaskDone → Result, as the runtime does.
 async fn broker(client: UnixStream, worker: UnixStream) {
-    let (mut from_client, to_client) = transport::split(client, codec());
-    let (mut from_worker, to_worker) = transport::split(worker, codec());
+    let (mut from_client, to_client) = transport::split(client, codec(), OutputBound::unbounded());
+    let (mut from_worker, to_worker) = transport::split(worker, codec(), OutputBound::unbounded());
     let back = tokio::spawn(async move {
         while let Ok(Some(Frame::TaskDone { id, function_error, payload })) = from_worker.read_frame().await {
             to_client.send(Frame::Result { id, status: 200, function_error, payload });
@@ -76,7 +76,7 @@ async fn main() {
     let (from_client, _) = client_listener.accept().await.unwrap();
     tokio::spawn(broker(from_client, to_worker));
 
-    let (mut replies, sender) = transport::split(client, codec());
+    let (mut replies, sender) = transport::split(client, codec(), OutputBound::unbounded());
     let waiting: Waiting = Default::default();
     let router = waiting.clone();
     tokio::spawn(async move {

@@ -22,10 +22,12 @@ pub enum ErrorCode {
     /// A thing operation's function reported an error.
     FunctionFailed = 11,
     CredentialsUnavailable = 12,
+    /// The runtime already serves `connections.max` connections.
+    TooManyConnections = 13,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 12] = [
+    pub const ALL: [ErrorCode; 13] = [
         ErrorCode::InvalidParams,
         ErrorCode::FunctionNotFound,
         ErrorCode::Timeout,
@@ -38,6 +40,7 @@ impl ErrorCode {
         ErrorCode::Internal,
         ErrorCode::FunctionFailed,
         ErrorCode::CredentialsUnavailable,
+        ErrorCode::TooManyConnections,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -54,6 +57,7 @@ impl ErrorCode {
             ErrorCode::Internal => "ERR_INTERNAL",
             ErrorCode::FunctionFailed => "ERR_FUNCTION_FAILED",
             ErrorCode::CredentialsUnavailable => "ERR_CREDENTIALS_UNAVAILABLE",
+            ErrorCode::TooManyConnections => "ERR_TOO_MANY_CONNECTIONS",
         }
     }
 

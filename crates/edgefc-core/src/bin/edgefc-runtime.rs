@@ -1,6 +1,7 @@
 //! The runtime as a standalone process, without Node in it: what
 //! `edgefc run` starts. Node is only needed for the workers it launches.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -30,27 +31,33 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let _log = log::init_standalone();
+    let config = match Config::load(&args.config) {
+        Ok(config) => config,
+        Err(error) => return fail(error),
+    };
+    let _log = log::init_standalone(config.limits.log.max_waiting_lines);
     // One thread: the runtime moves frames rather than computing, and every
     // hand-off between threads costs a wake-up that is dearer than the work
     // (measured by `npm run bench`).
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
     let result = match runtime {
-        Ok(runtime) => runtime.block_on(run(args)),
+        Ok(runtime) => runtime.block_on(run(args, config)),
         Err(error) => Err(Error::new(edgefc_core::ErrorCode::Internal, format!("cannot start the async runtime: {error}"))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            // Printed directly: the process is about to exit, and this line must not be lost.
-            eprintln!("edgefc: {}: {}", error.code, error.message);
-            ExitCode::from(1)
-        }
+        Err(error) => fail(error),
     }
 }
 
-async fn run(args: Args) -> Result<(), Error> {
-    let config = Config::load(&args.config)?;
+fn fail(error: Error) -> ExitCode {
+    // Written directly: the process is about to exit, and this line must not
+    // be lost; a closed stderr is no reason to panic.
+    let _ = writeln!(std::io::stderr(), "edgefc: {}: {}", error.code, error.message);
+    ExitCode::from(1)
+}
+
+async fn run(args: Args, config: Config) -> Result<(), Error> {
     let (mut interrupt, mut terminate) = match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
         (Ok(interrupt), Ok(terminate)) => (interrupt, terminate),
         _ => return Err(Error::new(edgefc_core::ErrorCode::Internal, "cannot install signal handlers")),

@@ -20,13 +20,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::UnixStream;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
 use crate::error::{Error, ErrorCode, Result};
 use crate::proto::frame::{Frame, FrameCodec, FunctionError, Payload, PROTOCOL_VERSION};
 use crate::proto::limits::{check_field, check_request, payload_too_large};
 use crate::proto::message::{error_payload, Message, Reply, Request, Task};
-use crate::transport::{self, FrameSender, PendingTable};
+use crate::transport::{self, FrameSender, OutputBound, PendingTable};
 
 pub use session::Session;
 
@@ -37,6 +37,13 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// A client does not know the runtime's payload limit before the handshake;
 /// this bounds what it is willing to read until then.
 const HANDSHAKE_MAX_PAYLOAD: usize = 0;
+
+/// Messages of this connection's subscriptions that may wait to be taken
+/// with [`Client::next_messages`], by count and by payload bytes. Past
+/// either, the connection is not read until some are taken, and the runtime
+/// holds, then drops (and counts), what follows.
+pub const MAX_WAITING_MESSAGES: usize = 1024;
+pub const MAX_WAITING_MESSAGE_BYTES: usize = 8 << 20;
 
 #[derive(Debug, Clone)]
 pub struct ConnectOptions {
@@ -97,7 +104,14 @@ pub struct Client {
     sender: FrameSender,
     pending: Arc<PendingTable<Waiter>>,
     max_payload: usize,
-    messages: tokio::sync::Mutex<mpsc::UnboundedReceiver<Message>>,
+    messages: tokio::sync::Mutex<mpsc::Receiver<WaitingMessage>>,
+}
+
+/// A message waiting for [`Client::next_messages`], holding its share of
+/// [`MAX_WAITING_MESSAGE_BYTES`].
+pub(crate) struct WaitingMessage {
+    message: Message,
+    _bytes: OwnedSemaphorePermit,
 }
 
 impl Client {
@@ -124,7 +138,8 @@ impl Client {
                 options.socket_path.display()
             ))
         })?;
-        let (mut reader, sender) = transport::split(stream, FrameCodec::for_max_payload(HANDSHAKE_MAX_PAYLOAD));
+        let (mut reader, sender) =
+            transport::split(stream, FrameCodec::for_max_payload(HANDSHAKE_MAX_PAYLOAD), OutputBound::unbounded());
         sender.send(Frame::Hello { version: PROTOCOL_VERSION, serve: options.serve, token: options.token.clone() });
         let max_payload = match reader.read_frame().await {
             Ok(Some(Frame::Welcome { version: PROTOCOL_VERSION, max_payload })) => max_payload as usize,
@@ -141,8 +156,10 @@ impl Client {
         };
         reader.set_max_payload(max_payload);
         let pending = Arc::new(PendingTable::new());
-        let (message_queue, messages) = mpsc::unbounded_channel();
-        tokio::spawn(replies::route(reader, pending.clone(), message_queue, sinks));
+        let (message_queue, messages) = mpsc::channel(MAX_WAITING_MESSAGES);
+        let message_bytes = Arc::new(Semaphore::new(MAX_WAITING_MESSAGE_BYTES));
+        let waiting = replies::MessageQueue { queue: message_queue, bytes: message_bytes };
+        tokio::spawn(replies::route(reader, pending.clone(), waiting, sinks));
         Ok(Client { sender, pending, max_payload, messages: tokio::sync::Mutex::new(messages) })
     }
 
@@ -190,9 +207,9 @@ impl Client {
     pub async fn next_messages(&self) -> Option<Vec<Message>> {
         let mut queue = self.messages.lock().await;
         let first = queue.recv().await?;
-        let mut batch = vec![first];
-        while let Ok(message) = queue.try_recv() {
-            batch.push(message);
+        let mut batch = vec![first.message];
+        while let Ok(waiting) = queue.try_recv() {
+            batch.push(waiting.message);
         }
         Some(batch)
     }

@@ -5,9 +5,9 @@
 use std::sync::Arc;
 
 use futures_util::FutureExt;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 
-use super::{connection_lost, Sinks, Waiter};
+use super::{connection_lost, Sinks, Waiter, WaitingMessage, MAX_WAITING_MESSAGE_BYTES};
 use crate::error::{Error, Result};
 use crate::proto::frame::Frame;
 use crate::proto::message::{Message, Reply, SyncResult, Task};
@@ -60,6 +60,24 @@ impl Batches {
     }
 }
 
+/// Where messages wait for `next_messages`, bounded by count (the channel)
+/// and bytes (the semaphore's permits).
+pub(super) struct MessageQueue {
+    pub(super) queue: mpsc::Sender<WaitingMessage>,
+    pub(super) bytes: Arc<Semaphore>,
+}
+
+impl MessageQueue {
+    /// Waits for room, which stops the reading of the connection meanwhile.
+    async fn push(&self, message: Message) {
+        let share = message.payload.len().clamp(1, MAX_WAITING_MESSAGE_BYTES) as u32;
+        let Ok(bytes) = self.bytes.clone().acquire_many_owned(share).await else {
+            return;
+        };
+        let _ = self.queue.send(WaitingMessage { message, _bytes: bytes }).await;
+    }
+}
+
 /// What a frame from the runtime is for; `None` for a frame the runtime
 /// never sends, after which the connection cannot be trusted.
 enum Incoming {
@@ -85,12 +103,7 @@ fn classify(frame: Frame) -> Option<Incoming> {
 
 /// Reads until the connection ends, then fails every request still waiting
 /// and, for a serving connection, tells the task sink with an empty batch.
-pub(super) async fn route(
-    mut reader: FrameReader,
-    pending: Arc<PendingTable<Waiter>>,
-    messages: mpsc::UnboundedSender<Message>,
-    sinks: Sinks,
-) {
+pub(super) async fn route(mut reader: FrameReader, pending: Arc<PendingTable<Waiter>>, messages: MessageQueue, sinks: Sinks) {
     let mut batches = Batches { sinks, replies: Vec::new(), tasks: Vec::new() };
     'connection: loop {
         // Wait for one frame, then take every frame that is already here,
@@ -110,7 +123,9 @@ pub(super) async fn route(
                 },
                 Incoming::Task(task) => batches.push_task(task),
                 Incoming::Message(message) => {
-                    let _ = messages.send(message);
+                    // Replies gathered so far go first: the wait may be long.
+                    batches.hand_over();
+                    messages.push(message).await;
                 }
             }
             match reader.read_frame().now_or_never() {

@@ -237,6 +237,12 @@ impl FrameCodec {
         FrameCodec { max_frame_len: HEADER_LEN + MAX_FIELDS_LEN + max_payload }
     }
 
+    /// A codec that admits frames up to `max_frame_len` bytes in all, e.g.
+    /// a Hello, before anything else is allowed.
+    pub fn for_max_frame(max_frame_len: usize) -> FrameCodec {
+        FrameCodec { max_frame_len }
+    }
+
     /// A codec for the sending side, bounded only by the `u32` length field:
     /// senders check the peer's payload limit before queueing a frame.
     pub fn unlimited() -> FrameCodec {

@@ -1,22 +1,31 @@
 //! Published messages: shown to the subscribers whose filter matches, then
 //! queued for every function a route names, without ever waiting on either.
+//! A subscriber more than `connections.maxOutputBytes` behind misses
+//! messages (or is disconnected, per `connections.slowSubscriber`); a
+//! function whose queue is full misses them too; both are counted.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::time::Duration;
 
 use base64::Engine;
 use serde::Serialize;
 
+use super::config::SlowSubscriber;
+use super::log::Throttle;
 use super::router::{check_topic, Router, TopicFilter};
 use super::{invoke, Caller, Shared};
 use crate::error::{Error, ErrorCode, Result};
 use crate::proto::frame::{Frame, Payload};
 use crate::proto::limits::check_payload;
-use crate::transport::FrameSender;
+use crate::transport::{FrameSender, Offer};
+
+static SLOW_SUBSCRIBER: Throttle = Throttle::new(Duration::from_secs(10));
 
 pub(super) struct Bus {
     router: Router,
     subscriptions: Mutex<Vec<Subscription>>,
+    slow_subscriber: SlowSubscriber,
     counters: Counters,
 }
 
@@ -35,6 +44,8 @@ struct Counters {
     delivered: AtomicU64,
     dropped_no_route: AtomicU64,
     refused_queue_full: AtomicU64,
+    dropped_slow_subscriber: AtomicU64,
+    disconnected_slow_subscriber: AtomicU64,
 }
 
 /// The JSON of `edgefc stats` and `runtime.stats()`.
@@ -45,12 +56,14 @@ pub(super) struct BusStats {
     delivered: u64,
     dropped_no_route: u64,
     refused_queue_full: u64,
+    dropped_slow_subscriber: u64,
+    disconnected_slow_subscriber: u64,
     subscriptions: usize,
 }
 
 impl Bus {
-    pub(super) fn new(router: Router) -> Bus {
-        Bus { router, subscriptions: Mutex::new(Vec::new()), counters: Counters::default() }
+    pub(super) fn new(router: Router, slow_subscriber: SlowSubscriber) -> Bus {
+        Bus { router, subscriptions: Mutex::new(Vec::new()), slow_subscriber, counters: Counters::default() }
     }
 
     pub(super) fn stats(&self) -> BusStats {
@@ -60,6 +73,8 @@ impl Bus {
             delivered: count(&self.counters.delivered),
             dropped_no_route: count(&self.counters.dropped_no_route),
             refused_queue_full: count(&self.counters.refused_queue_full),
+            dropped_slow_subscriber: count(&self.counters.dropped_slow_subscriber),
+            disconnected_slow_subscriber: count(&self.counters.disconnected_slow_subscriber),
             subscriptions: self.subscriptions.lock().unwrap().len(),
         }
     }
@@ -99,13 +114,34 @@ impl Bus {
                 continue;
             }
             notified.push(subscription.connection_id);
-            subscription.sender.send(Frame::Message {
+            let message = Frame::Message {
                 id: subscription.request_id,
                 source: source.to_string(),
                 topic: topic.to_string(),
                 payload: payload.clone(),
-            });
+            };
+            if subscription.sender.offer(message) == Offer::Full {
+                self.behind(&subscription.sender);
+            }
         }
+    }
+
+    /// A subscriber too far behind: drop the message, or the subscriber.
+    fn behind(&self, subscriber: &FrameSender) {
+        let what = match self.slow_subscriber {
+            SlowSubscriber::Drop => {
+                self.counters.dropped_slow_subscriber.fetch_add(1, Ordering::Relaxed);
+                "a message was dropped"
+            }
+            SlowSubscriber::Disconnect => {
+                subscriber.close();
+                self.counters.disconnected_slow_subscriber.fetch_add(1, Ordering::Relaxed);
+                "it was disconnected"
+            }
+        };
+        SLOW_SUBSCRIBER.warn(format_args!(
+            "a subscriber is more than connections.maxOutputBytes behind; {what} (connections.slowSubscriber)"
+        ));
     }
 }
 
@@ -132,7 +168,7 @@ pub(super) fn publish(shared: &Shared, caller: Caller, topic: String, payload: P
     let mut full = Vec::new();
     for target in targets {
         let host = &shared.hosts[target];
-        match host.admit() {
+        match host.admit(payload.len()) {
             Ok(admission) => {
                 bus.counters.delivered.fetch_add(1, Ordering::Relaxed);
                 tokio::spawn(invoke::run_detached(host.clone(), admission, invoker_context.clone(), payload.clone()));

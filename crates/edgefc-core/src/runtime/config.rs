@@ -14,6 +14,10 @@ pub const DEFAULT_MAX_PAYLOAD: usize = 6 * 1024 * 1024;
 pub const DEFAULT_TIMEOUT_MS: u64 = 5_000;
 pub const DEFAULT_MAX_CONCURRENCY: usize = 100;
 pub const DEFAULT_MAX_QUEUED: usize = 10_000;
+/// Payload bytes one function's running and waiting invocations may hold.
+pub const DEFAULT_MAX_QUEUED_BYTES: usize = 32 << 20;
+pub const DEFAULT_MAX_TOTAL_QUEUED: usize = 20_000;
+pub const DEFAULT_MAX_TOTAL_QUEUED_BYTES: usize = 64 << 20;
 pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = 300_000;
 /// What `ROUTER_FUNCTION_ID` holds: invoking it Async publishes, as upstream.
 pub const ROUTER_FUNCTION_ID: &str = "edgefc:router";
@@ -34,6 +38,13 @@ struct ConfigFile {
     state_dir: Option<PathBuf>,
     max_payload_bytes: Option<usize>,
     max_queued_invocations: Option<usize>,
+    max_queued_bytes: Option<usize>,
+    max_total_queued_invocations: Option<usize>,
+    max_total_queued_bytes: Option<usize>,
+    #[serde(default)]
+    connections: ConnectionsEntry,
+    #[serde(default)]
+    log: LogEntry,
     #[serde(default)]
     routes: Vec<RouteEntry>,
     thing_function: Option<String>,
@@ -80,6 +91,7 @@ struct FunctionEntry {
     timeout_ms: Option<u64>,
     max_concurrency: Option<usize>,
     max_queued_invocations: Option<usize>,
+    max_queued_bytes: Option<usize>,
     #[serde(default)]
     run_mode: RunMode,
     idle_timeout_ms: Option<u64>,
@@ -123,6 +135,8 @@ pub struct FunctionSpec {
     pub max_concurrency: usize,
     /// Invocations and messages that may wait beyond `max_concurrency`.
     pub max_queued: usize,
+    /// Payload bytes the running and waiting invocations may hold together.
+    pub max_queued_bytes: usize,
     pub run_mode: RunMode,
     pub idle_timeout: Duration,
 }
@@ -153,6 +167,131 @@ pub struct Config {
     /// Index of the function that serves thing operations.
     pub thing_function: Option<usize>,
     pub credentials: Option<Credentials>,
+    pub limits: Limits,
+}
+
+/// The runtime-wide bounds; each has a config key, a default and a range.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Invocations admitted (running or waiting) across every function.
+    pub max_total_queued: usize,
+    /// Their payload bytes.
+    pub max_total_queued_bytes: usize,
+    pub connections: ConnectionLimits,
+    pub log: LogLimits,
+}
+
+/// `"connections"` in edgefc.json.
+#[derive(Debug, Clone)]
+pub struct ConnectionLimits {
+    /// Authenticated connections open at once; more are refused.
+    pub max: usize,
+    /// Connections that have not said Hello yet; a new one closes the oldest.
+    pub max_unauthenticated: usize,
+    pub hello_timeout: Duration,
+    /// The whole Hello frame, token included.
+    pub max_hello_bytes: usize,
+    /// Unwritten output past which the runtime stops reading the peer's
+    /// requests and drops (or disconnects, per `slow_subscriber`) its messages.
+    pub max_output_bytes: usize,
+    /// Unwritten output past which a peer that does not read is disconnected.
+    pub close_output_bytes: usize,
+    /// Requests of one connection being answered at once; the runtime reads no more until one is.
+    pub max_in_flight: usize,
+    pub slow_subscriber: SlowSubscriber,
+}
+
+/// What happens to a subscriber whose connection is `max_output_bytes` behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum SlowSubscriber {
+    /// Its messages are dropped (and counted) until it catches up.
+    #[default]
+    Drop,
+    /// It is disconnected.
+    Disconnect,
+}
+
+/// `"log"` in edgefc.json.
+#[derive(Debug, Clone)]
+pub struct LogLimits {
+    /// A function's output line longer than this is split.
+    pub max_line_bytes: usize,
+    /// Lines waiting for a slow stdout (or stderr) before new ones are dropped.
+    pub max_waiting_lines: usize,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ConnectionsEntry {
+    max: Option<usize>,
+    max_unauthenticated: Option<usize>,
+    hello_timeout_ms: Option<u64>,
+    max_hello_bytes: Option<usize>,
+    max_output_bytes: Option<usize>,
+    close_output_bytes: Option<usize>,
+    max_in_flight: Option<usize>,
+    #[serde(default)]
+    slow_subscriber: SlowSubscriber,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct LogEntry {
+    max_line_bytes: Option<usize>,
+    max_waiting_lines: Option<usize>,
+}
+
+const KIB: usize = 1 << 10;
+const MIB: usize = 1 << 20;
+const GIB: usize = 1 << 30;
+
+/// `value` (or `default` when unset) if it lies in `range`; otherwise a
+/// one-line error naming `key`.
+fn bounded<T>(key: &str, value: Option<T>, default: T, range: std::ops::RangeInclusive<T>) -> Result<T>
+where
+    T: PartialOrd + Copy + std::fmt::Display,
+{
+    let value = value.unwrap_or(default);
+    if !range.contains(&value) {
+        return Err(Error::config(format!("{key} must be between {} and {}; got {value}", range.start(), range.end())));
+    }
+    Ok(value)
+}
+
+impl ConnectionsEntry {
+    fn limits(self) -> Result<ConnectionLimits> {
+        let max_output_bytes = bounded("connections.maxOutputBytes", self.max_output_bytes, 4 * MIB, 64 * KIB..=GIB)?;
+        Ok(ConnectionLimits {
+            max: bounded("connections.max", self.max, 1000, 1..=100_000)?,
+            max_unauthenticated: bounded("connections.maxUnauthenticated", self.max_unauthenticated, 64, 1..=10_000)?,
+            hello_timeout: Duration::from_millis(bounded(
+                "connections.helloTimeoutMs",
+                self.hello_timeout_ms,
+                3_000,
+                1..=60_000,
+            )?),
+            max_hello_bytes: bounded("connections.maxHelloBytes", self.max_hello_bytes, 4 * KIB, 256..=MIB)?,
+            max_output_bytes,
+            close_output_bytes: bounded(
+                "connections.closeOutputBytes",
+                self.close_output_bytes,
+                (32 * MIB).max(max_output_bytes),
+                max_output_bytes..=4 * GIB,
+            )?,
+            max_in_flight: bounded("connections.maxInFlight", self.max_in_flight, 1024, 1..=65_536)?,
+            slow_subscriber: self.slow_subscriber,
+        })
+    }
+}
+
+impl LogEntry {
+    fn limits(self) -> Result<LogLimits> {
+        Ok(LogLimits {
+            max_line_bytes: bounded("log.maxLineBytes", self.max_line_bytes, 64 * KIB, 256..=16 * MIB)?,
+            max_waiting_lines: bounded("log.maxWaitingLines", self.max_waiting_lines, 4096, 16..=1_000_000)?,
+        })
+    }
 }
 
 impl Config {
@@ -176,15 +315,31 @@ impl Config {
         let file: ConfigFile = serde_json::from_str(text).map_err(|error| Error::config(error.to_string()))?;
         let base = std::path::absolute(base).map_err(|error| Error::config(error.to_string()))?;
         let state_dir = base.join(file.state_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR)));
-        let max_payload = file.max_payload_bytes.unwrap_or(DEFAULT_MAX_PAYLOAD);
-        if max_payload == 0 || max_payload > u32::MAX as usize / 2 {
-            return Err(Error::config("maxPayloadBytes must be between 1 and 2147483647"));
-        }
-        let max_queued = file.max_queued_invocations.unwrap_or(DEFAULT_MAX_QUEUED);
+        let max_payload = bounded("maxPayloadBytes", file.max_payload_bytes, DEFAULT_MAX_PAYLOAD, 1..=64 * MIB)?;
+        let defaults = QueueDefaults {
+            max_queued: bounded("maxQueuedInvocations", file.max_queued_invocations, DEFAULT_MAX_QUEUED, 0..=1_000_000)?,
+            max_queued_bytes: bounded("maxQueuedBytes", file.max_queued_bytes, DEFAULT_MAX_QUEUED_BYTES, KIB..=16 * GIB)?,
+        };
+        let limits = Limits {
+            max_total_queued: bounded(
+                "maxTotalQueuedInvocations",
+                file.max_total_queued_invocations,
+                DEFAULT_MAX_TOTAL_QUEUED,
+                1..=10_000_000,
+            )?,
+            max_total_queued_bytes: bounded(
+                "maxTotalQueuedBytes",
+                file.max_total_queued_bytes,
+                DEFAULT_MAX_TOTAL_QUEUED_BYTES,
+                KIB..=16 * GIB,
+            )?,
+            connections: file.connections.limits()?,
+            log: file.log.limits()?,
+        };
         let functions = file
             .functions
             .into_iter()
-            .map(|entry| FunctionSpec::from_entry(entry, &base, max_queued))
+            .map(|entry| FunctionSpec::from_entry(entry, &base, &defaults))
             .collect::<Result<Vec<_>>>()?;
         let mut table = FunctionTable::build(&functions)?;
         let routes = file.routes.iter().map(|entry| entry.resolve(&table)).collect::<Result<Vec<_>>>()?;
@@ -205,6 +360,7 @@ impl Config {
             router: Router::new(routes),
             thing_function,
             credentials: file.credentials,
+            limits,
         };
         config.check_socket_path()?;
         Ok(config)
@@ -222,8 +378,14 @@ impl Config {
     }
 }
 
+/// What a function's queue gets when its entry does not say.
+struct QueueDefaults {
+    max_queued: usize,
+    max_queued_bytes: usize,
+}
+
 impl FunctionSpec {
-    fn from_entry(entry: FunctionEntry, base: &Path, default_max_queued: usize) -> Result<FunctionSpec> {
+    fn from_entry(entry: FunctionEntry, base: &Path, defaults: &QueueDefaults) -> Result<FunctionSpec> {
         let label = format!("function {}/{}", entry.service_name, entry.function_name);
         if entry.service_name.is_empty() || entry.function_name.is_empty() {
             return Err(Error::config("every function needs a non-empty serviceName and functionName"));
@@ -233,14 +395,16 @@ impl FunctionSpec {
             .rsplit_once('.')
             .filter(|(file, export)| !file.is_empty() && !export.is_empty())
             .ok_or_else(|| Error::config(format!("{label}: handler must look like \"index.handler\"")))?;
-        let max_concurrency = entry.max_concurrency.unwrap_or(DEFAULT_MAX_CONCURRENCY);
-        if max_concurrency == 0 {
-            return Err(Error::config(format!("{label}: maxConcurrency must be at least 1")));
-        }
-        let timeout_ms = entry.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS);
-        if timeout_ms == 0 {
-            return Err(Error::config(format!("{label}: timeoutMs must be at least 1")));
-        }
+        let in_function = |error: Error| Error::config(format!("{label}: {}", error.message));
+        let max_concurrency =
+            bounded("maxConcurrency", entry.max_concurrency, DEFAULT_MAX_CONCURRENCY, 1..=10_000).map_err(in_function)?;
+        let timeout_ms = bounded("timeoutMs", entry.timeout_ms, DEFAULT_TIMEOUT_MS, 1..=3_600_000).map_err(in_function)?;
+        let idle_timeout_ms =
+            bounded("idleTimeoutMs", entry.idle_timeout_ms, DEFAULT_IDLE_TIMEOUT_MS, 1..=86_400_000).map_err(in_function)?;
+        let max_queued = bounded("maxQueuedInvocations", entry.max_queued_invocations, defaults.max_queued, 0..=1_000_000)
+            .map_err(in_function)?;
+        let max_queued_bytes =
+            bounded("maxQueuedBytes", entry.max_queued_bytes, defaults.max_queued_bytes, KIB..=16 * GIB).map_err(in_function)?;
         let code_dir = base.join(&entry.code_dir);
         if !code_dir.is_dir() {
             return Err(Error::config(format!("{label}: codeDir {} is not a directory", code_dir.display())));
@@ -259,9 +423,10 @@ impl FunctionSpec {
             handler_export: handler_export.to_string(),
             timeout: Duration::from_millis(timeout_ms),
             max_concurrency,
-            max_queued: entry.max_queued_invocations.unwrap_or(default_max_queued),
+            max_queued,
+            max_queued_bytes,
             run_mode: entry.run_mode,
-            idle_timeout: Duration::from_millis(entry.idle_timeout_ms.unwrap_or(DEFAULT_IDLE_TIMEOUT_MS).max(1)),
+            idle_timeout: Duration::from_millis(idle_timeout_ms),
         })
     }
 }

@@ -1,17 +1,19 @@
 //! One hosted function: who may run it, how many at once, and for how long.
 //! Up to `maxConcurrency` invocations run at once and `maxQueuedInvocations`
-//! more wait; an invocation that runs past `timeoutMs` ends as an
+//! more wait, while their payloads fit in `maxQueuedBytes` and the runtime's
+//! own budget (`maxTotalQueued*`); an invocation that runs past `timeoutMs` ends as an
 //! `Unhandled` error and its worker is replaced. The worker process itself
 //! is the supervisor's business (`supervisor.rs`).
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use tokio::sync::{oneshot, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+use super::budget::{Budget, BudgetStats};
 use super::config::FunctionSpec;
 use super::launcher::WorkerLauncher;
 use super::supervisor::{PendingLaunch, WorkerLink};
@@ -25,6 +27,9 @@ pub(super) struct HostSettings {
     pub launcher: Arc<dyn WorkerLauncher>,
     /// Given to workers as `THING_FUNCTION_ID`.
     pub thing_function_id: Option<String>,
+    /// What every function's admitted invocations may hold together.
+    pub total_queue: Budget,
+    pub max_line_bytes: usize,
 }
 
 pub(super) struct FunctionHost {
@@ -33,8 +38,7 @@ pub(super) struct FunctionHost {
     pub(super) settings: Arc<HostSettings>,
     pub(super) permits: Semaphore,
     /// Invocations admitted and not yet finished: running plus queued.
-    admitted: AtomicUsize,
-    max_admitted: usize,
+    queue: Budget,
     /// The connected worker, if any; locked while one is being launched.
     pub(super) worker: tokio::sync::Mutex<Option<Arc<WorkerLink>>>,
     /// Set while a worker is being launched: the connection that
@@ -49,23 +53,35 @@ pub(super) struct FunctionHost {
 /// Holds a place among the admitted invocations until dropped.
 pub(super) struct Admission {
     host: Arc<FunctionHost>,
+    bytes: usize,
 }
 
 impl Drop for Admission {
     fn drop(&mut self) {
-        self.host.admitted.fetch_sub(1, Ordering::AcqRel);
+        self.host.queue.give_back(self.bytes);
+        self.host.settings.total_queue.give_back(self.bytes);
     }
+}
+
+/// One function's queue, as `edgefc stats` shows it.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct QueueStats {
+    function: String,
+    running: usize,
+    max_concurrency: usize,
+    /// Running and waiting.
+    admitted: BudgetStats,
 }
 
 impl FunctionHost {
     pub(super) fn new(spec: FunctionSpec, token: String, settings: Arc<HostSettings>) -> FunctionHost {
         FunctionHost {
             permits: Semaphore::new(spec.max_concurrency),
-            max_admitted: spec.max_concurrency.saturating_add(spec.max_queued),
+            queue: Budget::new(spec.max_concurrency.saturating_add(spec.max_queued), spec.max_queued_bytes),
             spec,
             token,
             settings,
-            admitted: AtomicUsize::new(0),
             worker: tokio::sync::Mutex::new(None),
             launching: Mutex::new(None),
             last_activity: Mutex::new(Instant::now()),
@@ -78,17 +94,42 @@ impl FunctionHost {
         &self.token
     }
 
-    /// Takes a place in the function's queue, or fails with `ERR_QUEUE_FULL`.
-    pub(super) fn admit(self: &Arc<Self>) -> Result<Admission> {
-        let before = self.admitted.fetch_add(1, Ordering::AcqRel);
-        let admission = Admission { host: self.clone() };
-        if before >= self.max_admitted {
+    /// Takes a place of `bytes` in the function's queue and the runtime's,
+    /// or fails with `ERR_QUEUE_FULL`.
+    pub(super) fn admit(self: &Arc<Self>, bytes: usize) -> Result<Admission> {
+        if !self.queue.try_take(bytes) {
             return Err(Error::new(
                 ErrorCode::QueueFull,
-                format!("function {} already has {} invocations running or queued", self.spec.function_id, self.max_admitted),
+                format!(
+                    "the queue of function {} is full (at most {} invocations and {} payload bytes running or waiting)",
+                    self.spec.function_id,
+                    self.queue.max_count(),
+                    self.queue.max_bytes()
+                ),
             ));
         }
-        Ok(admission)
+        let total = &self.settings.total_queue;
+        if !total.try_take(bytes) {
+            self.queue.give_back(bytes);
+            return Err(Error::new(
+                ErrorCode::QueueFull,
+                format!(
+                    "the runtime's queue is full (at most {} invocations and {} payload bytes running or waiting, across functions)",
+                    total.max_count(),
+                    total.max_bytes()
+                ),
+            ));
+        }
+        Ok(Admission { host: self.clone(), bytes })
+    }
+
+    pub(super) fn queue_stats(&self) -> QueueStats {
+        QueueStats {
+            function: self.spec.function_id.clone(),
+            running: self.spec.max_concurrency - self.permits.available_permits(),
+            max_concurrency: self.spec.max_concurrency,
+            admitted: self.queue.stats(),
+        }
     }
 
     /// Runs one invocation to its end. Errors are only for invocations that

@@ -5,33 +5,44 @@
 use std::sync::Arc;
 
 use base64::Engine;
+use tokio::sync::OwnedSemaphorePermit;
 
 use super::config::ROUTER_FUNCTION_ID;
 use super::host::{Admission, FunctionHost};
-use super::{bus, log, Caller, Shared};
+use super::{bus, log, server, Caller, Shared};
 use crate::error::{Error, ErrorCode, Result};
 use crate::proto::frame::{Frame, FunctionError, Payload};
 use crate::proto::limits::check_payload;
 use crate::proto::message::{InvokeRequest, SyncResult};
 use crate::transport::FrameSender;
 
-/// Runs one `Invoke` frame (request id `id`) and sends its reply.
-pub(super) async fn handle(shared: Arc<Shared>, sender: FrameSender, caller: Caller, id: u64, request: InvokeRequest) {
-    let reply = match run(&shared, &sender, caller, id, request).await {
+/// Runs one `Invoke` frame (request id `id`) and sends its reply; holds a
+/// place among the connection's requests in flight until then.
+pub(super) async fn handle(
+    shared: Arc<Shared>,
+    sender: FrameSender,
+    caller: Caller,
+    id: u64,
+    request: InvokeRequest,
+    in_flight: OwnedSemaphorePermit,
+) {
+    let reply = match run(&shared, &sender, caller, id, request, in_flight).await {
         Ok(Some(result)) => result.into_frame(id),
         Ok(None) => return,
-        Err(error) => super::server::failure(id, error),
+        Err(error) => server::failure(id, error),
     };
-    sender.send(reply);
+    server::reply(&shared, &sender, reply);
 }
 
-/// `Ok(None)` for an Async invocation, which was answered when accepted.
+/// `Ok(None)` for an Async invocation, which was answered when accepted
+/// (and stopped counting as in flight then).
 async fn run(
     shared: &Shared,
     sender: &FrameSender,
     caller: Caller,
     id: u64,
     request: InvokeRequest,
+    in_flight: OwnedSemaphorePermit,
 ) -> Result<Option<SyncResult>> {
     check_payload(&request.payload, shared.max_payload)?;
     if request.target == ROUTER_FUNCTION_ID {
@@ -42,12 +53,13 @@ async fn run(
         .get(&request.target)
         .ok_or_else(|| Error::new(ErrorCode::FunctionNotFound, format!("function {} does not exist", request.target)))?;
     let host = &shared.hosts[index];
-    let admission = host.admit()?;
+    let admission = host.admit(request.payload.len())?;
     let request_id = uuid::Uuid::new_v4().to_string();
     if !request.asynchronous {
         return host.run(admission, request_id, request.invoker_context, request.payload).await.map(Some);
     }
-    sender.send(Frame::Accepted { id, accepted_id: request_id.clone() });
+    server::reply(shared, sender, Frame::Accepted { id, accepted_id: request_id.clone() });
+    drop(in_flight);
     run_unawaited(host, admission, request_id, request.invoker_context, request.payload).await;
     Ok(None)
 }
@@ -86,7 +98,7 @@ fn publish_through_router_function(
         .ok_or_else(|| Error::new(ErrorCode::InvalidParams, "a message for the router needs invokerContext.custom.topic"))?;
     let message_id = bus::publish(shared, caller, topic, request.payload)?;
     if request.asynchronous {
-        sender.send(Frame::Accepted { id, accepted_id: message_id });
+        server::reply(shared, sender, Frame::Accepted { id, accepted_id: message_id });
         return Ok(None);
     }
     Ok(Some(SyncResult::ok(Payload::empty_text())))

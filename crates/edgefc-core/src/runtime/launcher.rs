@@ -6,8 +6,9 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::sync::{oneshot, watch};
 
 use super::config::{FunctionSpec, ROUTER_FUNCTION_ID, THING_FUNCTION_ALIAS};
@@ -21,6 +22,8 @@ pub struct LaunchSpec<'a> {
     pub socket_path: &'a Path,
     /// The function that serves thing operations, if one is configured.
     pub thing_function_id: Option<&'a str>,
+    /// Longer lines of the worker's output are split (`log.maxLineBytes`).
+    pub max_line_bytes: usize,
 }
 
 pub trait WorkerLauncher: Send + Sync + 'static {
@@ -111,9 +114,10 @@ impl WorkerLauncher for NodeLauncher {
             .kill_on_drop(true)
             .spawn()?;
         let label = function.function_name.clone();
+        let max_line = spec.max_line_bytes;
         let forwarders = [
-            child.stdout.take().map(|stdout| tokio::spawn(forward_lines(stdout, label.clone(), OutputStream::Stdout))),
-            child.stderr.take().map(|stderr| tokio::spawn(forward_lines(stderr, label.clone(), OutputStream::Stderr))),
+            child.stdout.take().map(|stdout| tokio::spawn(forward_lines(stdout, label.clone(), OutputStream::Stdout, max_line))),
+            child.stderr.take().map(|stderr| tokio::spawn(forward_lines(stderr, label.clone(), OutputStream::Stderr, max_line))),
         ];
         let pid = child.id();
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
@@ -148,20 +152,56 @@ fn describe_exit(status: std::process::ExitStatus) -> String {
     }
 }
 
-/// Forwards output line by line; bytes that are not UTF-8 are shown lossily
-/// rather than ending the forwarding (which would fill the pipe and block the
-/// worker).
-async fn forward_lines(stream: impl AsyncRead + Unpin, label: String, output: OutputStream) {
+/// Function output lines split because they were longer than `log.maxLineBytes`.
+static SPLIT_LINES: AtomicU64 = AtomicU64::new(0);
+
+pub fn split_lines() -> u64 {
+    SPLIT_LINES.load(Ordering::Relaxed)
+}
+
+/// Added to each piece of a line that was split.
+const SPLIT_MARKER: &str = " [line continues]";
+
+/// Forwards output line by line, holding at most `max_line` bytes of a line:
+/// a longer one goes out in pieces, each but the last marked. Bytes that are
+/// not UTF-8 are shown lossily rather than ending the forwarding (which would
+/// fill the pipe and block the worker).
+async fn forward_lines(stream: impl AsyncRead + Unpin, label: String, output: OutputStream, max_line: usize) {
     let mut reader = BufReader::new(stream);
     let mut line = Vec::new();
-    loop {
-        line.clear();
-        match reader.read_until(b'\n', &mut line).await {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {}
-        }
+    while let Some(complete) = read_line(&mut reader, &mut line, max_line).await {
         let text = String::from_utf8_lossy(&line);
-        let text = text.trim_end_matches(['\n', '\r']);
-        log::function_output(&label, output, text);
+        let text = text.trim_end_matches('\r');
+        if complete {
+            log::function_output(&label, output, text);
+        } else {
+            SPLIT_LINES.fetch_add(1, Ordering::Relaxed);
+            log::function_output(&label, output, &format!("{text}{SPLIT_MARKER}"));
+        }
+        line.clear();
+    }
+}
+
+/// Reads into `line` up to a newline (not kept) or `max_line` bytes; `Some(true)`
+/// for a whole line, `Some(false)` for a piece of a longer one, `None` at the end.
+async fn read_line(reader: &mut (impl AsyncBufRead + Unpin), line: &mut Vec<u8>, max_line: usize) -> Option<bool> {
+    loop {
+        let available = match reader.fill_buf().await {
+            Ok([]) | Err(_) => return (!line.is_empty()).then_some(true),
+            Ok(available) => available,
+        };
+        let room = max_line - line.len();
+        let window = &available[..available.len().min(room)];
+        if let Some(end) = window.iter().position(|byte| *byte == b'\n') {
+            line.extend_from_slice(&window[..end]);
+            reader.consume(end + 1);
+            return Some(true);
+        }
+        let taken = window.len();
+        line.extend_from_slice(window);
+        reader.consume(taken);
+        if line.len() >= max_line {
+            return Some(false);
+        }
     }
 }

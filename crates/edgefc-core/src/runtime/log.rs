@@ -3,12 +3,14 @@
 //! selects what is printed. Warnings and what functions write to stderr go to
 //! stderr, the rest to stdout; a function's lines are prefixed `[function]`.
 //!
-//! The standalone runtime writes through a bounded non-blocking writer
-//! ([`init_standalone`]): a stalled stdout then drops lines instead of
-//! freezing every function, which a single-threaded runtime would otherwise
-//! do. Embedded in Node, output goes to the process's own streams as it comes.
+//! Lines are written through bounded non-blocking writers ([`init_standalone`]):
+//! a stalled stdout then drops lines (counted, [`dropped_lines`]) instead of
+//! freezing every function, which a single-threaded runtime would otherwise do.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use tracing::Level;
 use tracing_subscriber::fmt::writer::MakeWriterExt;
@@ -23,24 +25,68 @@ pub struct LogGuard {
 }
 
 /// Lines that may wait for a slow stdout (or stderr) before new ones are
-/// dropped. The writer's queue is allocated whole at start, so this is also
-/// what it costs idle: the library's default (128,000) took 8 MiB.
+/// dropped, unless `log.maxWaitingLines` says otherwise. The writer's queue
+/// is allocated whole at start, so this is also what it costs idle: the
+/// library's default (128,000) took 8 MiB.
 pub const MAX_WAITING_LINES: usize = 4096;
 
-/// Installs the logger of the standalone runtime process.
-pub fn init_standalone() -> LogGuard {
+/// Lines dropped because stdout or stderr did not keep up.
+static DROPPED: OnceLock<[tracing_appender::non_blocking::ErrorCounter; 2]> = OnceLock::new();
+
+/// Installs the logger of the standalone runtime process: its stdout and
+/// stderr are written by threads of their own, through queues of
+/// `max_waiting_lines` lines.
+pub fn init_standalone(max_waiting_lines: usize) -> LogGuard {
     let writer =
-        || tracing_appender::non_blocking::NonBlockingBuilder::default().buffered_lines_limit(MAX_WAITING_LINES).lossy(true);
+        || tracing_appender::non_blocking::NonBlockingBuilder::default().buffered_lines_limit(max_waiting_lines).lossy(true);
     let (stdout, stdout_guard) = writer().finish(std::io::stdout());
     let (stderr, stderr_guard) = writer().finish(std::io::stderr());
+    let _ = DROPPED.set([stdout.error_counter(), stderr.error_counter()]);
     install(stderr.with_max_level(Level::WARN).or_else(stdout));
     LogGuard { _stdout: stdout_guard, _stderr: stderr_guard }
 }
 
 /// Installs the logger of a runtime embedded in another process; a second
-/// call changes nothing.
+/// call changes nothing. Its lines go through the same bounded queues, kept
+/// for the life of the process.
 pub fn init_embedded() {
-    install(std::io::stderr.with_max_level(Level::WARN).or_else(std::io::stdout));
+    static GUARD: OnceLock<LogGuard> = OnceLock::new();
+    GUARD.get_or_init(|| init_standalone(MAX_WAITING_LINES));
+}
+
+/// Output lines dropped so far because stdout or stderr was not being read.
+pub fn dropped_lines() -> u64 {
+    DROPPED.get().map_or(0, |counters| counters.iter().map(|counter| counter.dropped_lines() as u64).sum())
+}
+
+/// Lets a warning about something that may happen many times a second
+/// through at most once per period, with how many were held back.
+pub(crate) struct Throttle {
+    period: Duration,
+    last: Mutex<Option<Instant>>,
+    held_back: AtomicU64,
+}
+
+impl Throttle {
+    pub(crate) const fn new(period: Duration) -> Throttle {
+        Throttle { period, last: Mutex::new(None), held_back: AtomicU64::new(0) }
+    }
+
+    pub(crate) fn warn(&self, message: fmt::Arguments<'_>) {
+        let now = Instant::now();
+        {
+            let mut last = self.last.lock().unwrap();
+            if last.is_some_and(|last| now.duration_since(last) < self.period) {
+                self.held_back.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            *last = Some(now);
+        }
+        match self.held_back.swap(0, Ordering::Relaxed) {
+            0 => warn(message),
+            held_back => warn(format_args!("{message} ({held_back} more like it since the last such line)")),
+        }
+    }
 }
 
 fn install<W>(writer: W)

@@ -4,18 +4,22 @@
 //! - [`config`]: `edgefc.json` and the function table built from it.
 //! - `server`: accepts connections, authenticates them, and hands each frame
 //!   to the module that answers it.
+//! - `connections`: how many connections, and what each may leave unread.
 //! - `invoke`: an `Invoke` frame, from the function table to the reply.
 //! - `bus`: a `Publish` frame, to subscribers and along the routes.
 //! - [`router`]: topic filters and the routes they select.
 //! - `services`: `Request` frames (credentials, stats).
 //! - `host`: one function: admission, concurrency, timeouts.
+//! - `budget`: a bound by count and bytes, for a function's queue and the runtime's.
 //! - `supervisor`: that function's worker process: launch, attach, restart, idle stop.
 //! - [`launcher`]: how a worker process is started (Node in production).
 //! - [`log`]: where the runtime's and the functions' output goes.
 //! - `state_dir`: the socket and token files, owner-only.
 
+mod budget;
 mod bus;
 pub mod config;
+mod connections;
 mod host;
 mod invoke;
 pub mod launcher;
@@ -61,6 +65,8 @@ struct Shared {
     max_payload: usize,
     credentials: Option<Credentials>,
     bus: Bus,
+    connections: Arc<connections::Connections>,
+    settings: Arc<HostSettings>,
 }
 
 impl Shared {
@@ -83,7 +89,8 @@ pub struct RuntimeHandle {
 }
 
 /// Binds the socket and starts serving. Must be called on a tokio runtime.
-pub async fn start(config: Config, launcher: Arc<dyn WorkerLauncher>) -> Result<RuntimeHandle> {
+pub async fn start(mut config: Config, launcher: Arc<dyn WorkerLauncher>) -> Result<RuntimeHandle> {
+    connections::fit_file_limit(&mut config.limits.connections, config.functions.len());
     let socket_path = config.socket_path();
     state_dir::prepare(&config.state_dir)?;
     state_dir::remove_stale_socket(&socket_path).await?;
@@ -99,6 +106,8 @@ pub async fn start(config: Config, launcher: Arc<dyn WorkerLauncher>) -> Result<
         socket_path: socket_path.clone(),
         launcher,
         thing_function_id: config.thing_function.map(|index| config.functions[index].function_id.clone()),
+        total_queue: budget::Budget::new(config.limits.max_total_queued, config.limits.max_total_queued_bytes),
+        max_line_bytes: config.limits.log.max_line_bytes,
     });
     let hosts: Vec<Arc<FunctionHost>> = config
         .functions
@@ -115,7 +124,9 @@ pub async fn start(config: Config, launcher: Arc<dyn WorkerLauncher>) -> Result<
         tokens,
         max_payload: config.max_payload,
         credentials: config.credentials,
-        bus: Bus::new(config.router),
+        bus: Bus::new(config.router, config.limits.connections.slow_subscriber),
+        connections: connections::Connections::new(config.limits.connections),
+        settings: settings.clone(),
     });
     let shutdown = CancellationToken::new();
     let server = tokio::spawn(server::serve(listener, shared, shutdown.clone()));

@@ -1,41 +1,55 @@
 //! Accepting connections: each says Hello with a token, which tells who is
 //! calling; a worker's connection must also come from the process the
 //! runtime launched. Then every frame goes to the module that answers it.
+//! What a connection may cost is `connections`' business.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+use super::connections::{GreetingPlace, OpenPlace};
+use super::log::Throttle;
 use super::supervisor::WorkerLink;
-use super::{bus, invoke, log, services, Caller, Shared};
+use super::{bus, invoke, services, Caller, Shared};
 use crate::error::{Error, ErrorCode};
 use crate::proto::frame::{Frame, FrameCodec, Payload, MAX_FIELD_LEN, PROTOCOL_VERSION};
 use crate::proto::message::{InvokeRequest, SyncResult};
-use crate::transport::{self, FrameReader, FrameSender};
+use crate::transport::{self, FrameReader, FrameSender, Offer};
 
-/// A client that connects but does not say Hello in time is dropped.
-const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+/// Pauses of the accept loop after a failed accept (out of file descriptors,
+/// typically): doubling from the first to the last while accepting fails.
+const FIRST_ACCEPT_PAUSE: Duration = Duration::from_millis(10);
+const LAST_ACCEPT_PAUSE: Duration = Duration::from_secs(1);
+
+static ACCEPT_FAILED: Throttle = Throttle::new(Duration::from_secs(10));
+static SLOW_READER: Throttle = Throttle::new(Duration::from_secs(10));
 
 pub(super) async fn serve(listener: UnixListener, shared: Arc<Shared>, shutdown: CancellationToken) {
-    let next_connection_id = AtomicU64::new(1);
+    let mut pause = FIRST_ACCEPT_PAUSE;
     loop {
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
                 Err(error) => {
-                    log::warn(format_args!("accept failed: {error}"));
-                    // Out of file descriptors, typically: give others a moment to close theirs.
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    shared.connections.counters.accept_errors.fetch_add(1, Ordering::Relaxed);
+                    ACCEPT_FAILED.warn(format_args!("accepting a connection failed: {error}"));
+                    tokio::select! {
+                        _ = tokio::time::sleep(pause) => {}
+                        _ = shutdown.cancelled() => return,
+                    }
+                    pause = (pause * 2).min(LAST_ACCEPT_PAUSE);
                     continue;
                 }
             },
             _ = shutdown.cancelled() => return,
         };
-        let connection_id = next_connection_id.fetch_add(1, Ordering::Relaxed);
-        tokio::spawn(handle_connection(stream, connection_id, shared.clone(), shutdown.clone()));
+        pause = FIRST_ACCEPT_PAUSE;
+        let place = shared.connections.greet();
+        tokio::spawn(handle_connection(stream, place, shared.clone(), shutdown.clone()));
     }
 }
 
@@ -46,18 +60,35 @@ struct Peer {
     sender: FrameSender,
     /// Set when the connection is a function's worker.
     worker: Option<Arc<WorkerLink>>,
+    /// One permit per request being answered (`connections.maxInFlight`).
+    in_flight: Arc<Semaphore>,
+    _place: OpenPlace,
 }
 
-async fn handle_connection(stream: UnixStream, connection_id: u64, shared: Arc<Shared>, shutdown: CancellationToken) {
+async fn handle_connection(stream: UnixStream, place: GreetingPlace, shared: Arc<Shared>, shutdown: CancellationToken) {
     let peer_pid = stream.peer_cred().ok().and_then(|credentials| credentials.pid()).and_then(|pid| u32::try_from(pid).ok());
-    let (mut reader, sender) = transport::split(stream, FrameCodec::for_max_payload(shared.max_payload));
-    let Some((caller, worker)) = greet(&mut reader, &sender, &shared, peer_pid).await else {
+    let limits = &shared.connections.limits;
+    let hello_codec = FrameCodec::for_max_frame(limits.max_hello_bytes);
+    let (mut reader, sender) = transport::split(stream, hello_codec, shared.connections.output_bound());
+    let greeted = tokio::select! {
+        greeted = tokio::time::timeout(limits.hello_timeout, greet(&mut reader, &sender, &shared, peer_pid)) => greeted,
+        _ = place.evicted.cancelled() => return,
+        _ = shutdown.cancelled() => return,
+    };
+    let connection_id = place.id;
+    drop(place);
+    let Ok(Some((caller, worker, open_place))) = greeted else {
+        if greeted.is_err() {
+            shared.connections.counters.hello_timeouts.fetch_add(1, Ordering::Relaxed);
+        }
         return;
     };
-    let peer = Peer { connection_id, caller, sender, worker };
+    reader.set_max_payload(shared.max_payload);
+    let in_flight = Arc::new(Semaphore::new(limits.max_in_flight));
+    let peer = Peer { connection_id, caller, sender, worker, in_flight, _place: open_place };
     loop {
         let frame = tokio::select! {
-            frame = reader.read_frame() => frame,
+            frame = next_frame(&shared, &peer, &mut reader) => frame,
             _ = shutdown.cancelled() => break,
         };
         let keep_going = match frame {
@@ -75,17 +106,63 @@ async fn handle_connection(stream: UnixStream, connection_id: u64, shared: Arc<S
     if let Some(link) = &peer.worker {
         link.close();
     }
-    shared.bus.unsubscribe_connection(connection_id);
+    shared.bus.unsubscribe_connection(peer.connection_id);
+}
+
+/// The next frame, read only once the peer has read enough of its replies
+/// (backpressure: a peer that stops reading stops being read).
+async fn next_frame(
+    shared: &Shared,
+    peer: &Peer,
+    reader: &mut FrameReader,
+) -> Result<Option<Frame>, crate::proto::frame::FrameError> {
+    if peer.sender.unwritten_bytes() >= shared.connections.limits.max_output_bytes {
+        shared.connections.counters.read_pauses.fetch_add(1, Ordering::Relaxed);
+        peer.sender.below_soft_bound().await;
+    }
+    reader.read_frame().await
+}
+
+/// Sends a reply; a peer so far behind that it passed `closeOutputBytes` is
+/// disconnected instead (its waiting calls then fail on its side).
+pub(super) fn reply(shared: &Shared, sender: &FrameSender, frame: Frame) {
+    if sender.send_bounded(frame) == Offer::Full {
+        shared.connections.counters.closed_slow_reader.fetch_add(1, Ordering::Relaxed);
+        SLOW_READER.warn(format_args!(
+            "a connection that did not read its replies was closed ({} bytes unread; connections.closeOutputBytes)",
+            shared.connections.limits.close_output_bytes
+        ));
+    }
+}
+
+/// A place among the connection's requests in flight, or the refusal to send.
+fn take_in_flight(shared: &Shared, peer: &Peer, id: u64) -> Result<OwnedSemaphorePermit, Frame> {
+    peer.in_flight.clone().try_acquire_owned().map_err(|_| {
+        shared.connections.counters.refused_in_flight.fetch_add(1, Ordering::Relaxed);
+        failure(
+            id,
+            Error::new(
+                ErrorCode::QueueFull,
+                format!(
+                    "this connection already has {} requests in flight (connections.maxInFlight)",
+                    shared.connections.limits.max_in_flight
+                ),
+            ),
+        )
+    })
 }
 
 /// Answers one frame; false when the connection must end.
 fn dispatch(shared: &Arc<Shared>, peer: &Peer, frame: Frame) -> bool {
-    let reply = match frame {
-        Frame::Invoke { id, asynchronous, target, invoker_context, payload } => {
-            let request = InvokeRequest { target, asynchronous, invoker_context, payload };
-            tokio::spawn(invoke::handle(shared.clone(), peer.sender.clone(), peer.caller, id, request));
-            return true;
-        }
+    let answer = match frame {
+        Frame::Invoke { id, asynchronous, target, invoker_context, payload } => match take_in_flight(shared, peer, id) {
+            Ok(permit) => {
+                let request = InvokeRequest { target, asynchronous, invoker_context, payload };
+                tokio::spawn(invoke::handle(shared.clone(), peer.sender.clone(), peer.caller, id, request, permit));
+                return true;
+            }
+            Err(refusal) => refusal,
+        },
         Frame::TaskDone { id, function_error, payload } => {
             let Some(link) = &peer.worker else {
                 refuse(&peer.sender, ErrorCode::Protocol, "only a worker reports tasks");
@@ -113,25 +190,30 @@ fn dispatch(shared: &Arc<Shared>, peer: &Peer, frame: Frame) -> bool {
             return false;
         }
     };
-    peer.sender.send(reply);
+    reply(shared, &peer.sender, answer);
     true
 }
 
 /// Reads and checks the Hello; answers Welcome or a Failure. `None` ends the
-/// connection; otherwise who is calling and, when the connection serves
-/// tasks, its worker link.
+/// connection; otherwise who is calling, its place among the open
+/// connections and, when the connection serves tasks, its worker link.
 async fn greet(
     reader: &mut FrameReader,
     sender: &FrameSender,
-    shared: &Shared,
+    shared: &Arc<Shared>,
     peer_pid: Option<u32>,
-) -> Option<(Caller, Option<Arc<WorkerLink>>)> {
-    let hello = tokio::time::timeout(HELLO_TIMEOUT, reader.read_frame()).await;
-    let (version, serve, token) = match hello {
-        Ok(Ok(Some(Frame::Hello { version, serve, token }))) => (version, serve, token),
-        Ok(Ok(None)) => return None,
-        _ => {
+) -> Option<(Caller, Option<Arc<WorkerLink>>, OpenPlace)> {
+    let (version, serve, token) = match reader.read_frame().await {
+        Ok(Some(Frame::Hello { version, serve, token })) => (version, serve, token),
+        Ok(None) => return None,
+        Ok(Some(_)) => {
+            shared.connections.counters.hello_refused.fetch_add(1, Ordering::Relaxed);
             refuse(sender, ErrorCode::Protocol, "expected a Hello frame");
+            return None;
+        }
+        Err(error) => {
+            shared.connections.counters.hello_refused.fetch_add(1, Ordering::Relaxed);
+            refuse(sender, ErrorCode::Protocol, &format!("expected a Hello frame: {error}"));
             return None;
         }
     };
@@ -144,7 +226,16 @@ async fn greet(
         return None;
     }
     let Some(caller) = shared.tokens.get(&token).copied() else {
+        shared.connections.counters.hello_refused.fetch_add(1, Ordering::Relaxed);
         refuse(sender, ErrorCode::Unauthorized, "the token was not accepted by the edgefc runtime");
+        return None;
+    };
+    let Some(open_place) = shared.connections.open() else {
+        refuse(
+            sender,
+            ErrorCode::TooManyConnections,
+            &format!("the runtime already serves {} connections (connections.max)", shared.connections.limits.max),
+        );
         return None;
     };
     let launch = match (caller, serve) {
@@ -167,7 +258,7 @@ async fn greet(
         Some(launch) => Some(launch.attach(sender.clone())?),
         None => None,
     };
-    Some((caller, worker))
+    Some((caller, worker, open_place))
 }
 
 fn refuse(sender: &FrameSender, code: ErrorCode, message: &str) {

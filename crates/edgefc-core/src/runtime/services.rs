@@ -1,7 +1,54 @@
 //! The runtime's own services, asked for with `Request` frames and answered as JSON.
 
-use super::{Caller, Shared};
+use serde::Serialize;
+
+use super::budget::BudgetStats;
+use super::bus::BusStats;
+use super::connections::ConnectionStats;
+use super::host::QueueStats;
+use super::{launcher, log, Caller, Shared};
 use crate::error::{Error, ErrorCode, Result};
+
+/// The JSON of `edgefc stats` and `runtime.stats()`: the bus's counters at
+/// the top, then each bound's use and what it refused or dropped.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Stats {
+    #[serde(flatten)]
+    bus: BusStats,
+    connections: ConnectionStats,
+    queues: QueuesStats,
+    log: LogStats,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct QueuesStats {
+    /// Every function's queue together (`maxTotalQueued*`).
+    total: BudgetStats,
+    functions: Vec<QueueStats>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct LogStats {
+    /// Lines the runtime could not write because its stdout or stderr stalled.
+    dropped_lines: u64,
+    /// Function output lines longer than `log.maxLineBytes`, split.
+    split_lines: u64,
+}
+
+fn stats(shared: &Shared) -> Stats {
+    Stats {
+        bus: shared.bus.stats(),
+        connections: shared.connections.stats(),
+        queues: QueuesStats {
+            total: shared.settings.total_queue.stats(),
+            functions: shared.hosts.iter().map(|host| host.queue_stats()).collect(),
+        },
+        log: LogStats { dropped_lines: log::dropped_lines(), split_lines: launcher::split_lines() },
+    }
+}
 
 pub(super) fn answer(shared: &Shared, caller: Caller, operation: &str) -> Result<String> {
     let json = match operation {
@@ -14,7 +61,7 @@ pub(super) fn answer(shared: &Shared, caller: Caller, operation: &str) -> Result
             })?;
             serde_json::to_string(credentials)
         }
-        "stats" => serde_json::to_string(&shared.bus.stats()),
+        "stats" => serde_json::to_string(&stats(shared)),
         other => return Err(Error::new(ErrorCode::InvalidParams, format!("unknown request {other}"))),
     };
     json.map_err(|error| Error::new(ErrorCode::Internal, format!("cannot encode the answer to {operation}: {error}")))

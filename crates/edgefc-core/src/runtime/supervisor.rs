@@ -130,6 +130,7 @@ impl FunctionHost {
                     token: &self.token,
                     socket_path: &self.settings.socket_path,
                     thing_function_id: self.settings.thing_function_id.as_deref(),
+                    max_line_bytes: self.settings.max_line_bytes,
                 })
                 .map_err(|error| format!("cannot start the worker of {}: {error}", self.spec.function_id))?;
             *launching = Some(PendingLaunch { attached: attach_tx, pid: process.pid() });

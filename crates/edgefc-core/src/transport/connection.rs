@@ -2,8 +2,9 @@
 //! that owns the connection, and a cloneable [`FrameSender`] that any thread
 //! can use to queue a frame. Frames gather in one buffer that is written with
 //! one syscall, so many small results coalesce under load without delaying a
-//! lone frame.
+//! lone frame. What a peer has not read yet is bounded by an [`OutputBound`].
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::BytesMut;
@@ -15,9 +16,9 @@ use tokio_util::codec::{Encoder, FramedRead};
 
 use crate::proto::frame::{Frame, FrameCodec, FrameError};
 
-/// A write buffer that grew past four times this while a burst was written
-/// is given back.
-const MAX_BATCH_BYTES: usize = 1 << 20;
+/// A write buffer that grew past this while a burst was written is given
+/// back, so that idle connections hold little memory.
+const KEPT_BUFFER_BYTES: usize = 64 << 10;
 
 pub struct FrameReader {
     inner: FramedRead<OwnedReadHalf, FrameCodec>,
@@ -62,15 +63,65 @@ struct WriteShared {
     socket: OwnedWriteHalf,
     state: Mutex<WriteState>,
     wake: Notify,
+    /// Woken whenever output has been written or the connection closed.
+    drained: Notify,
+    bound: OutputBound,
 }
 
 struct WriteState {
     buffer: BytesMut,
     codec: FrameCodec,
+    /// Bytes the writer task has taken from `buffer` and not finished writing.
+    in_writer: usize,
     /// The writer task owns the socket for now: others only append.
     writer_busy: bool,
     closed: bool,
     senders_gone: bool,
+}
+
+impl WriteState {
+    fn unwritten(&self) -> usize {
+        self.buffer.len() + self.in_writer
+    }
+}
+
+/// How much output a peer may leave unread. Past `soft`, [`FrameSender::offer`]
+/// declines frames and [`FrameSender::below_soft_bound`] waits; past `hard`,
+/// [`FrameSender::send_bounded`] closes the connection instead of growing it.
+#[derive(Clone)]
+pub struct OutputBound {
+    pub soft: usize,
+    pub hard: usize,
+    /// Counts the unwritten bytes of every connection that shares it.
+    pub gauge: Option<Arc<AtomicUsize>>,
+}
+
+impl OutputBound {
+    /// For a process's own connection: its output is what it asked to send.
+    pub fn unbounded() -> OutputBound {
+        OutputBound { soft: usize::MAX, hard: usize::MAX, gauge: None }
+    }
+
+    fn add(&self, bytes: usize) {
+        if let Some(gauge) = &self.gauge {
+            gauge.fetch_add(bytes, Ordering::Relaxed);
+        }
+    }
+
+    fn remove(&self, bytes: usize) {
+        if let Some(gauge) = &self.gauge {
+            gauge.fetch_sub(bytes, Ordering::Relaxed);
+        }
+    }
+}
+
+/// What became of a frame offered with [`FrameSender::offer`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offer {
+    Queued,
+    /// The peer is more than the soft bound behind; the frame was not queued.
+    Full,
+    Closed,
 }
 
 impl FrameSender {
@@ -79,20 +130,83 @@ impl FrameSender {
     pub fn send(&self, frame: Frame) -> bool {
         let shared = &self.inner.shared;
         let mut state = shared.state.lock().unwrap();
-        if !append(&mut state, &frame) {
+        if !append(shared, &mut state, &frame) {
             return false;
         }
-        if !state.writer_busy {
-            state.writer_busy = true;
-            drop(state);
-            shared.wake.notify_one();
-        }
+        wake_writer(shared, state);
         true
+    }
+
+    /// Like [`send`](FrameSender::send), but a peer more than the hard bound
+    /// behind is disconnected instead ([`Offer::Full`]): it is not reading
+    /// what it asked for.
+    pub fn send_bounded(&self, frame: Frame) -> Offer {
+        let shared = &self.inner.shared;
+        let mut state = shared.state.lock().unwrap();
+        if state.closed {
+            return Offer::Closed;
+        }
+        if state.unwritten() >= shared.bound.hard {
+            close(shared, &mut state);
+            return Offer::Full;
+        }
+        if !append(shared, &mut state, &frame) {
+            return Offer::Closed;
+        }
+        wake_writer(shared, state);
+        Offer::Queued
+    }
+
+    /// Queues `frame` unless the peer is more than the soft bound behind.
+    pub fn offer(&self, frame: Frame) -> Offer {
+        let shared = &self.inner.shared;
+        let mut state = shared.state.lock().unwrap();
+        if state.closed {
+            return Offer::Closed;
+        }
+        if state.unwritten() >= shared.bound.soft {
+            return Offer::Full;
+        }
+        if !append(shared, &mut state, &frame) {
+            return Offer::Closed;
+        }
+        wake_writer(shared, state);
+        Offer::Queued
+    }
+
+    /// Resolves once the peer is less than the soft bound behind (or the
+    /// connection is closed).
+    pub async fn below_soft_bound(&self) {
+        let shared = &self.inner.shared;
+        loop {
+            let drained = shared.drained.notified();
+            tokio::pin!(drained);
+            drained.as_mut().enable();
+            {
+                let state = shared.state.lock().unwrap();
+                if state.closed || state.unwritten() < shared.bound.soft {
+                    return;
+                }
+            }
+            drained.await;
+        }
+    }
+
+    /// Bytes queued and not yet written to the socket.
+    pub fn unwritten_bytes(&self) -> usize {
+        self.inner.shared.state.lock().unwrap().unwritten()
+    }
+
+    /// Closes the connection; what is still queued is dropped.
+    pub fn close(&self) {
+        let shared = &self.inner.shared;
+        close(shared, &mut shared.state.lock().unwrap());
     }
 
     /// Queues `frame` without writing it; [`flush`](FrameSender::flush) writes.
     pub fn queue(&self, frame: Frame) -> bool {
-        append(&mut self.inner.shared.state.lock().unwrap(), &frame)
+        let shared = &self.inner.shared;
+        append(shared, &mut shared.state.lock().unwrap(), &frame)
     }
 
     /// Writes what is queued from the calling thread, without blocking; what
@@ -107,11 +221,11 @@ impl FrameSender {
             match shared.socket.try_write(&state.buffer) {
                 Ok(written) => {
                     let _ = state.buffer.split_to(written);
+                    shared.bound.remove(written);
                 }
                 Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => break,
                 Err(_) => {
-                    state.closed = true;
-                    shut_down(&shared.socket);
+                    close(shared, &mut state);
                     return;
                 }
             }
@@ -131,12 +245,39 @@ impl FrameSender {
 /// Encodes `frame` at the end of the write buffer; false when the connection
 /// is closed or the frame cannot be encoded (senders check sizes first, so
 /// that is a caller's bug, and it fails that frame alone).
-fn append(state: &mut WriteState, frame: &Frame) -> bool {
+fn append(shared: &WriteShared, state: &mut WriteState, frame: &Frame) -> bool {
     if state.closed {
         return false;
     }
     let WriteState { codec, buffer, .. } = state;
-    codec.encode(frame, buffer).is_ok()
+    let before = buffer.len();
+    let encoded = codec.encode(frame, buffer).is_ok();
+    shared.bound.add(buffer.len() - before);
+    encoded
+}
+
+fn wake_writer(shared: &WriteShared, mut state: std::sync::MutexGuard<'_, WriteState>) {
+    if !state.writer_busy {
+        state.writer_busy = true;
+        drop(state);
+        shared.wake.notify_one();
+    }
+}
+
+/// Marks the connection closed, gives back what was queued and shuts the
+/// socket down: once closed, nothing queued would ever be written, and the
+/// reader seeing the end too fails the calls still waiting for replies
+/// instead of leaving them waiting.
+fn close(shared: &WriteShared, state: &mut WriteState) {
+    if state.closed {
+        return;
+    }
+    state.closed = true;
+    shared.bound.remove(state.buffer.len());
+    state.buffer = BytesMut::new();
+    shut_down(&shared.socket);
+    shared.drained.notify_waiters();
+    shared.wake.notify_one();
 }
 
 /// The socket send buffer asked for (the kernel caps it at
@@ -146,21 +287,24 @@ fn append(state: &mut WriteState, frame: &Frame) -> bool {
 const SEND_BUFFER_BYTES: usize = 4 << 20;
 
 /// Splits `stream` and spawns its writer task on the current tokio runtime;
-/// `codec` bounds what the reader accepts.
-pub fn split(stream: UnixStream, codec: FrameCodec) -> (FrameReader, FrameSender) {
+/// `codec` bounds what the reader accepts, `bound` what the peer may leave unread.
+pub fn split(stream: UnixStream, codec: FrameCodec, bound: OutputBound) -> (FrameReader, FrameSender) {
     // Best effort: a smaller buffer only costs speed.
     let _ = socket2::SockRef::from(&stream).set_send_buffer_size(SEND_BUFFER_BYTES);
     let (read_half, write_half) = stream.into_split();
     let shared = Arc::new(WriteShared {
         socket: write_half,
         state: Mutex::new(WriteState {
-            buffer: BytesMut::with_capacity(64 * 1024),
+            buffer: BytesMut::new(),
             codec: FrameCodec::unlimited(),
+            in_writer: 0,
             writer_busy: false,
             closed: false,
             senders_gone: false,
         }),
         wake: Notify::new(),
+        drained: Notify::new(),
+        bound,
     });
     tokio::spawn(write_frames(shared.clone()));
     (FrameReader { inner: FramedRead::new(read_half, codec) }, FrameSender { inner: Arc::new(SenderHandle { shared }) })
@@ -173,6 +317,9 @@ async fn write_frames(shared: Arc<WriteShared>) {
         loop {
             {
                 let mut state = shared.state.lock().unwrap();
+                if state.closed {
+                    return;
+                }
                 if state.buffer.is_empty() {
                     state.writer_busy = false;
                     if state.senders_gone {
@@ -183,23 +330,27 @@ async fn write_frames(shared: Arc<WriteShared>) {
                 }
                 state.writer_busy = true;
                 std::mem::swap(&mut state.buffer, &mut chunk);
+                state.in_writer = chunk.len();
             }
-            if write_all(&shared.socket, &chunk).await.is_err() {
-                shared.state.lock().unwrap().closed = true;
-                shut_down(&shared.socket);
-                return;
+            let written = write_all(&shared.socket, &chunk).await;
+            {
+                let mut state = shared.state.lock().unwrap();
+                state.in_writer = 0;
+                shared.bound.remove(chunk.len());
+                if written.is_err() {
+                    close(&shared, &mut state);
+                    return;
+                }
             }
+            shared.drained.notify_waiters();
             chunk.clear();
-            if chunk.capacity() > 4 * MAX_BATCH_BYTES {
+            if chunk.capacity() > KEPT_BUFFER_BYTES {
                 chunk = BytesMut::new();
             }
         }
     }
 }
 
-/// After a failed write, the frames in the buffer are lost: closing both
-/// directions makes the reader see the end too, which fails the calls still
-/// waiting for replies instead of leaving them waiting.
 fn shut_down(socket: &OwnedWriteHalf) {
     let stream: &UnixStream = socket.as_ref();
     let _ = socket2::SockRef::from(stream).shutdown(std::net::Shutdown::Both);

@@ -6,5 +6,5 @@
 pub mod connection;
 pub mod pending;
 
-pub use connection::{split, FrameReader, FrameSender};
+pub use connection::{split, FrameReader, FrameSender, Offer, OutputBound};
 pub use pending::PendingTable;

@@ -1,0 +1,78 @@
+//! A bound on what is held at once, by count and by bytes: what a function's
+//! queue and the runtime as a whole may hold of admitted invocations.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use serde::Serialize;
+
+pub(super) struct Budget {
+    max_count: usize,
+    max_bytes: usize,
+    used: Mutex<Used>,
+    refused: AtomicU64,
+}
+
+#[derive(Clone, Copy, Default)]
+struct Used {
+    count: usize,
+    bytes: usize,
+}
+
+/// A budget's use and bounds, as `edgefc stats` shows them.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct BudgetStats {
+    count: usize,
+    max_count: usize,
+    bytes: usize,
+    max_bytes: usize,
+    refused: u64,
+}
+
+impl Budget {
+    pub(super) fn new(max_count: usize, max_bytes: usize) -> Budget {
+        Budget { max_count, max_bytes, used: Mutex::new(Used::default()), refused: AtomicU64::new(0) }
+    }
+
+    /// Takes one place of `bytes`, or counts a refusal. An empty budget
+    /// always takes one, so that a payload larger than the byte bound can
+    /// still run, alone.
+    pub(super) fn try_take(&self, bytes: usize) -> bool {
+        let mut used = self.used.lock().unwrap();
+        let fits = used.count < self.max_count && (used.count == 0 || used.bytes.saturating_add(bytes) <= self.max_bytes);
+        if !fits {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        used.count += 1;
+        used.bytes += bytes;
+        true
+    }
+
+    /// Gives back a place taken with [`try_take`](Budget::try_take).
+    pub(super) fn give_back(&self, bytes: usize) {
+        let mut used = self.used.lock().unwrap();
+        used.count -= 1;
+        used.bytes -= bytes;
+    }
+
+    pub(super) fn max_count(&self) -> usize {
+        self.max_count
+    }
+
+    pub(super) fn max_bytes(&self) -> usize {
+        self.max_bytes
+    }
+
+    pub(super) fn stats(&self) -> BudgetStats {
+        let used = *self.used.lock().unwrap();
+        BudgetStats {
+            count: used.count,
+            max_count: self.max_count,
+            bytes: used.bytes,
+            max_bytes: self.max_bytes,
+            refused: self.refused.load(Ordering::Relaxed),
+        }
+    }
+}
