@@ -1,147 +1,19 @@
-//! The runtime and the client, end to end over a real Unix socket, with the
-//! functions hosted in-process (a launcher that starts a tokio task instead
-//! of a Node process), so no Node is needed.
+//! The runtime and the client, end to end over a real Unix socket.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+mod common;
+
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use edgefc_core::client::{Client, ConnectOptions, Dispatch, Sinks, TaskSink};
-use edgefc_core::proto::{FunctionError, InvokeRequest, Payload, Reply, Request, SyncResult, Task};
-use edgefc_core::runtime::{self, Config, LaunchSpec, RuntimeHandle, WorkerLauncher, WorkerProcess};
+use common::*;
+use edgefc_core::client::{Client, ConnectOptions, Sinks};
+use edgefc_core::proto::{FunctionError, InvokeRequest, Payload, Reply, SyncResult};
+use edgefc_core::runtime::Config;
 use edgefc_core::ErrorCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
-use tokio::sync::{mpsc, watch, Notify};
-
-/// Hosts every function in-process. The handler answers by payload:
-/// "hang" never answers, "fail" is a Handled error, "gate" waits for
-/// `gate` to open, anything else is echoed back.
-struct InProcess {
-    /// The pid workers claim to have; a wrong one makes the runtime refuse them.
-    claimed_pid: Option<u32>,
-    launches: AtomicUsize,
-    running: Arc<AtomicUsize>,
-    peak: Arc<AtomicUsize>,
-    gate: Arc<Notify>,
-}
-
-impl InProcess {
-    fn new() -> Arc<InProcess> {
-        Arc::new(InProcess {
-            claimed_pid: Some(std::process::id()),
-            launches: AtomicUsize::new(0),
-            running: Arc::new(AtomicUsize::new(0)),
-            peak: Arc::new(AtomicUsize::new(0)),
-            gate: Arc::new(Notify::new()),
-        })
-    }
-}
-
-impl WorkerLauncher for InProcess {
-    fn launch(&self, spec: &LaunchSpec<'_>) -> std::io::Result<WorkerProcess> {
-        self.launches.fetch_add(1, Ordering::SeqCst);
-        let mut options = ConnectOptions::new(spec.socket_path, spec.token);
-        options.serve = true;
-        let (running, peak, gate) = (self.running.clone(), self.peak.clone(), self.gate.clone());
-        let (exit_tx, exit_rx) = watch::channel(None);
-        let worker = tokio::spawn(async move {
-            let (task_queue, mut tasks) = mpsc::unbounded_channel::<Vec<Task>>();
-            let task_sink: TaskSink = Arc::new(move |batch| {
-                let _ = task_queue.send(batch);
-            });
-            let sinks = Sinks { tasks: Some(task_sink), ..Sinks::default() };
-            let Ok(client) = Client::connect(&options, sinks).await else {
-                return;
-            };
-            let client = Arc::new(client);
-            // An empty batch: the connection has closed.
-            while let Some(batch) = tasks.recv().await.filter(|batch| !batch.is_empty()) {
-                for task in batch {
-                    let (client, running, peak, gate) = (client.clone(), running.clone(), peak.clone(), gate.clone());
-                    tokio::spawn(async move {
-                        let now = running.fetch_add(1, Ordering::SeqCst) + 1;
-                        peak.fetch_max(now, Ordering::SeqCst);
-                        let answer = match task.payload.bytes().as_ref() {
-                            b"hang" => None,
-                            b"fail" => Some((FunctionError::Handled, Payload::text("{\"errorMessage\":\"failed\"}"))),
-                            b"gate" => {
-                                gate.notified().await;
-                                Some((FunctionError::None, Payload::text("opened")))
-                            }
-                            _ => Some((FunctionError::None, task.payload.clone())),
-                        };
-                        running.fetch_sub(1, Ordering::SeqCst);
-                        if let Some((function_error, payload)) = answer {
-                            let _ = client.complete(task.id, function_error, payload, Dispatch::Writer);
-                        }
-                    });
-                }
-            }
-            let _ = exit_tx.send(Some("exit code 0".to_string()));
-        });
-        // In-process workers connect from this very process.
-        Ok(WorkerProcess::new(move || worker.abort(), exit_rx, self.claimed_pid))
-    }
-}
-
-struct Fixture {
-    handle: Option<RuntimeHandle>,
-    launcher: Arc<InProcess>,
-    _dir: tempfile::TempDir,
-}
-
-impl Fixture {
-    async fn start(extra: &str) -> Fixture {
-        Fixture::start_with(extra, InProcess::new()).await
-    }
-
-    async fn start_with(extra: &str, launcher: Arc<InProcess>) -> Fixture {
-        let dir = tempfile::Builder::new().prefix("efc").tempdir_in("/tmp").unwrap();
-        let text = format!(
-            r#"{{"stateDir": "s", {extra} "functions": [
-                {{"serviceName": "S", "functionName": "echo", "functionId": "echo", "codeDir": "."}},
-                {{"serviceName": "S", "functionName": "slow", "codeDir": ".", "timeoutMs": 200}},
-                {{"serviceName": "S", "functionName": "narrow", "codeDir": ".", "maxConcurrency": 2}}
-            ]}}"#
-        );
-        let config = Config::parse(&text, dir.path()).expect("valid config");
-        let handle = runtime::start(config, launcher.clone()).await.expect("starts");
-        Fixture { handle: Some(handle), launcher, _dir: dir }
-    }
-
-    fn handle(&self) -> &RuntimeHandle {
-        self.handle.as_ref().unwrap()
-    }
-
-    async fn client(&self) -> Client {
-        Client::connect(&ConnectOptions::new(self.handle().socket_path(), self.handle().admin_token()), Sinks::default())
-            .await
-            .expect("connects")
-    }
-
-    async fn stop(mut self) {
-        self.handle.take().unwrap().stop().await;
-    }
-}
-
-const SLOW: &str = "acs:fc:::service:S:function:slow";
-
-fn sync(target: &str, payload: Payload) -> InvokeRequest {
-    InvokeRequest { target: target.into(), asynchronous: false, invoker_context: String::new(), payload }
-}
-
-async fn invoke(client: &Client, request: InvokeRequest) -> edgefc_core::Result<Reply> {
-    client.call(Request::Invoke(request)).await
-}
-
-async fn completed(client: &Client, request: InvokeRequest) -> SyncResult {
-    match invoke(client, request).await.expect("invocation succeeds") {
-        Reply::Completed(result) => result,
-        other => panic!("expected a result, got {other:?}"),
-    }
-}
 
 #[tokio::test]
 async fn sync_invocations_round_trip_text_and_binary() {
@@ -344,24 +216,6 @@ async fn overlong_fields_are_refused_before_sending_and_long_error_messages_are_
     assert_eq!(error.code, ErrorCode::FunctionNotFound);
     assert!(error.message.len() <= u16::MAX as usize);
     fixture.stop().await;
-}
-
-async fn subscribe(client: &Client, topic_filter: &str) {
-    client.call(Request::Subscribe { topic_filter: topic_filter.into() }).await.expect("subscribed");
-}
-
-async fn publish(client: &Client, topic: &str, payload: Payload) -> String {
-    match client.call(Request::Publish { topic: topic.into(), payload }).await.expect("published") {
-        Reply::Accepted { accepted_id } => accepted_id,
-        other => panic!("expected Accepted, got {other:?}"),
-    }
-}
-
-async fn query(client: &Client, operation: &str) -> edgefc_core::Result<serde_json::Value> {
-    match client.call(Request::Query { operation: operation.into() }).await? {
-        Reply::Completed(result) => Ok(serde_json::from_slice(result.payload.bytes()).expect("JSON")),
-        other => panic!("expected a result, got {other:?}"),
-    }
 }
 
 #[tokio::test]
