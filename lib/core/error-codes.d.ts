@@ -14,6 +14,7 @@ export type ErrorCodeValue =
   | 'ERR_INTERNAL'
   | 'ERR_FUNCTION_FAILED'
   | 'ERR_CREDENTIALS_UNAVAILABLE'
+  | 'ERR_TOO_MANY_CONNECTIONS'
 
 /** `ErrorCode.X` is `'ERR_X'`. */
 export interface ErrorCodeMap {
@@ -29,4 +30,5 @@ export interface ErrorCodeMap {
   readonly INTERNAL: 'ERR_INTERNAL'
   readonly FUNCTION_FAILED: 'ERR_FUNCTION_FAILED'
   readonly CREDENTIALS_UNAVAILABLE: 'ERR_CREDENTIALS_UNAVAILABLE'
+  readonly TOO_MANY_CONNECTIONS: 'ERR_TOO_MANY_CONNECTIONS'
 }

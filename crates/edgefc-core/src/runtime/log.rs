@@ -18,10 +18,31 @@ use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::EnvFilter;
 
 /// Keeps the standalone runtime's writer threads; dropping it writes what is
-/// still buffered.
+/// still buffered, waiting at most [`FLUSH_TIMEOUT`].
 pub struct LogGuard {
-    _stdout: tracing_appender::non_blocking::WorkerGuard,
-    _stderr: tracing_appender::non_blocking::WorkerGuard,
+    writers: Option<[tracing_appender::non_blocking::WorkerGuard; 2]>,
+}
+
+/// How long a stopping process waits for its last lines to be written.
+pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
+
+impl Drop for LogGuard {
+    /// The writers' own guards wait for a stalled stdout and then print to
+    /// it, which would block (or, with a closed pipe, panic) forever: they
+    /// are dropped on a thread of their own, which exiting leaves behind.
+    fn drop(&mut self) {
+        let Some(writers) = self.writers.take() else {
+            return;
+        };
+        let (flushed_tx, flushed) = std::sync::mpsc::channel();
+        let flush = std::thread::Builder::new().name("edgefc-log-flush".into()).spawn(move || {
+            drop(writers);
+            let _ = flushed_tx.send(());
+        });
+        if flush.is_ok() {
+            let _ = flushed.recv_timeout(FLUSH_TIMEOUT);
+        }
+    }
 }
 
 /// Lines that may wait for a slow stdout (or stderr) before new ones are
@@ -43,7 +64,7 @@ pub fn init_standalone(max_waiting_lines: usize) -> LogGuard {
     let (stderr, stderr_guard) = writer().finish(std::io::stderr());
     let _ = DROPPED.set([stdout.error_counter(), stderr.error_counter()]);
     install(stderr.with_max_level(Level::WARN).or_else(stdout));
-    LogGuard { _stdout: stdout_guard, _stderr: stderr_guard }
+    LogGuard { writers: Some([stdout_guard, stderr_guard]) }
 }
 
 /// Installs the logger of a runtime embedded in another process; a second
