@@ -35,7 +35,7 @@ fn main() -> ExitCode {
         Ok(config) => config,
         Err(error) => return fail(error),
     };
-    let _log = log::init_standalone(config.limits.log.max_waiting_lines);
+    let _log = log::init_standalone(config.limits.log.max_waiting_lines, config.limits.log.max_waiting_bytes);
     // One thread: the runtime moves frames rather than computing, and every
     // hand-off between threads costs a wake-up that is dearer than the work
     // (measured by `npm run bench`).

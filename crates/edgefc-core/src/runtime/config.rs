@@ -219,6 +219,8 @@ pub struct LogLimits {
     pub max_line_bytes: usize,
     /// Lines waiting for a slow stdout (or stderr) before new ones are dropped.
     pub max_waiting_lines: usize,
+    /// Their bytes.
+    pub max_waiting_bytes: usize,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -240,6 +242,7 @@ struct ConnectionsEntry {
 struct LogEntry {
     max_line_bytes: Option<usize>,
     max_waiting_lines: Option<usize>,
+    max_waiting_bytes: Option<usize>,
 }
 
 const KIB: usize = 1 << 10;
@@ -289,7 +292,18 @@ impl LogEntry {
     fn limits(self) -> Result<LogLimits> {
         Ok(LogLimits {
             max_line_bytes: bounded("log.maxLineBytes", self.max_line_bytes, 64 * KIB, 256..=16 * MIB)?,
-            max_waiting_lines: bounded("log.maxWaitingLines", self.max_waiting_lines, 4096, 16..=1_000_000)?,
+            max_waiting_lines: bounded(
+                "log.maxWaitingLines",
+                self.max_waiting_lines,
+                super::log::MAX_WAITING_LINES,
+                16..=1_000_000,
+            )?,
+            max_waiting_bytes: bounded(
+                "log.maxWaitingBytes",
+                self.max_waiting_bytes,
+                super::log::MAX_WAITING_BYTES,
+                64 * KIB..=GIB,
+            )?,
         })
     }
 }

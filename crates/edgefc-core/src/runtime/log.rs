@@ -8,8 +8,9 @@
 //! freezing every function, which a single-threaded runtime would otherwise do.
 
 use std::fmt;
+use std::io::{self, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use tracing::Level;
@@ -50,19 +51,18 @@ impl Drop for LogGuard {
 /// is allocated whole at start, so this is also what it costs idle: the
 /// library's default (128,000) took 8 MiB.
 pub const MAX_WAITING_LINES: usize = 4096;
+/// Their bytes, unless `log.maxWaitingBytes` says otherwise.
+pub const MAX_WAITING_BYTES: usize = 8 << 20;
 
 /// Lines dropped because stdout or stderr did not keep up.
-static DROPPED: OnceLock<[tracing_appender::non_blocking::ErrorCounter; 2]> = OnceLock::new();
+static DROPPED: AtomicU64 = AtomicU64::new(0);
 
 /// Installs the logger of the standalone runtime process: its stdout and
-/// stderr are written by threads of their own, through queues of
-/// `max_waiting_lines` lines.
-pub fn init_standalone(max_waiting_lines: usize) -> LogGuard {
-    let writer =
-        || tracing_appender::non_blocking::NonBlockingBuilder::default().buffered_lines_limit(max_waiting_lines).lossy(true);
-    let (stdout, stdout_guard) = writer().finish(std::io::stdout());
-    let (stderr, stderr_guard) = writer().finish(std::io::stderr());
-    let _ = DROPPED.set([stdout.error_counter(), stderr.error_counter()]);
+/// stderr are written by threads of their own, each through a queue of at
+/// most `max_lines` lines and `max_bytes` bytes; what does not fit is dropped.
+pub fn init_standalone(max_lines: usize, max_bytes: usize) -> LogGuard {
+    let (stdout, stdout_guard) = Bounded::new(std::io::stdout(), max_lines, max_bytes);
+    let (stderr, stderr_guard) = Bounded::new(std::io::stderr(), max_lines, max_bytes);
     install(stderr.with_max_level(Level::WARN).or_else(stdout));
     LogGuard { writers: Some([stdout_guard, stderr_guard]) }
 }
@@ -72,12 +72,107 @@ pub fn init_standalone(max_waiting_lines: usize) -> LogGuard {
 /// for the life of the process.
 pub fn init_embedded() {
     static GUARD: OnceLock<LogGuard> = OnceLock::new();
-    GUARD.get_or_init(|| init_standalone(MAX_WAITING_LINES));
+    GUARD.get_or_init(|| init_standalone(MAX_WAITING_LINES, MAX_WAITING_BYTES));
 }
 
 /// Output lines dropped so far because stdout or stderr was not being read.
 pub fn dropped_lines() -> u64 {
-    DROPPED.get().map_or(0, |counters| counters.iter().map(|counter| counter.dropped_lines() as u64).sum())
+    DROPPED.load(Ordering::Relaxed)
+}
+
+/// What waits in one stream's queue.
+struct Waiting {
+    max_lines: usize,
+    max_bytes: usize,
+    used: Mutex<(usize, usize)>,
+}
+
+impl Waiting {
+    fn try_take(&self, bytes: usize) -> bool {
+        let mut used = self.used.lock().unwrap();
+        if used.0 >= self.max_lines || used.1.saturating_add(bytes) > self.max_bytes {
+            return false;
+        }
+        used.0 += 1;
+        used.1 += bytes;
+        true
+    }
+
+    fn give_back(&self, bytes: usize) {
+        let mut used = self.used.lock().unwrap();
+        used.0 = used.0.saturating_sub(1);
+        used.1 = used.1.saturating_sub(bytes);
+    }
+}
+
+/// The writing side of one stream's queue: takes a place per line, or
+/// drops the line when the queue is full, so that it never blocks.
+#[derive(Clone)]
+struct Bounded {
+    queue: tracing_appender::non_blocking::NonBlocking,
+    waiting: Arc<Waiting>,
+}
+
+/// The stream itself, on the writer thread: each line written gives its place back.
+struct Draining<W> {
+    stream: W,
+    waiting: Arc<Waiting>,
+}
+
+impl Bounded {
+    fn new<W: Write + Send + 'static>(
+        stream: W,
+        max_lines: usize,
+        max_bytes: usize,
+    ) -> (Bounded, tracing_appender::non_blocking::WorkerGuard) {
+        let waiting = Arc::new(Waiting { max_lines, max_bytes, used: Mutex::new((0, 0)) });
+        // One more place than lines, for the writer's own shutdown message:
+        // with the places counted here, sending never waits.
+        let (queue, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+            .buffered_lines_limit(max_lines + 1)
+            .lossy(false)
+            .finish(Draining { stream, waiting: waiting.clone() });
+        (Bounded { queue, waiting }, guard)
+    }
+}
+
+impl Write for Bounded {
+    fn write(&mut self, line: &[u8]) -> io::Result<usize> {
+        if !self.waiting.try_take(line.len()) {
+            DROPPED.fetch_add(1, Ordering::Relaxed);
+            return Ok(line.len());
+        }
+        self.queue.write(line)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for Bounded {
+    type Writer = Bounded;
+
+    fn make_writer(&'a self) -> Bounded {
+        self.clone()
+    }
+}
+
+impl<W: Write> Write for Draining<W> {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.stream.write(bytes)
+    }
+
+    /// The writer thread writes each line with one call: its place is free after it.
+    fn write_all(&mut self, line: &[u8]) -> io::Result<()> {
+        let written = self.stream.write_all(line);
+        self.waiting.give_back(line.len());
+        written
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.stream.flush()
+    }
 }
 
 /// Lets a warning about something that may happen many times a second
