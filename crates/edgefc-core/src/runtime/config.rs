@@ -279,7 +279,7 @@ impl ConnectionsEntry {
             close_output_bytes: bounded(
                 "connections.closeOutputBytes",
                 self.close_output_bytes,
-                (32 * MIB).max(max_output_bytes),
+                (64 * MIB).max(max_output_bytes),
                 max_output_bytes..=4 * GIB,
             )?,
             max_in_flight: bounded("connections.maxInFlight", self.max_in_flight, 1024, 1..=65_536)?,
