@@ -100,7 +100,8 @@ function goodClient(configPath) {
     while (running) {
       const begun = process.hrtime.bigint();
       try {
-        await fc.invokeFunction({ functionId: 'echo', payload: 'ping' });
+        const result = await fc.invokeFunction({ functionId: 'echo', payload: 'ping' });
+        if (result.payload !== 'ping') failures += 1;
       } catch {
         failures += 1;
       }
@@ -175,7 +176,7 @@ const SCENARIOS = [
       await fc.invokeFunction({ functionId: 'busy', invocationType: 'Async', payload: '600000' });
       return peer(runtime, 'async-flood', { count: 701, size: 6 * MIB - 1024, target: 'busy' });
     },
-    counters: ['queues.total.refused'],
+    counters: ['queues.functions.1.admitted.refused', 'queues.functions.1.admitted.bytes'],
   },
   {
     name: '534 unauthenticated connections each send a 6 MiB Hello',
@@ -189,6 +190,9 @@ const SCENARIOS = [
     async run(runtime) {
       const fc = new FCClient({ config: runtime.configPath });
       await fc.invokeFunction({ functionId: 'chatty', payload: JSON.stringify({ unbroken: 256 * MIB }) });
+      // The function returns once Node has taken the output; wait until the runtime has read it all.
+      const pieces = (256 * MIB) / (64 * 1024);
+      while ((await stats(runtime)).log.splitLines < pieces) { /* the runtime is still reading */ }
       return {};
     },
     counters: ['log.splitLines', 'log.droppedLines'],

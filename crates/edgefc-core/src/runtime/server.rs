@@ -50,6 +50,10 @@ pub(super) async fn serve(listener: UnixListener, shared: Arc<Shared>, shutdown:
         pause = FIRST_ACCEPT_PAUSE;
         let place = shared.connections.greet();
         tokio::spawn(handle_connection(stream, place, shared.clone(), shutdown.clone()));
+        // Let the connections accepted so far read their Hello before more
+        // are accepted: in a flood of connections, a client that says Hello
+        // at once then keeps its place instead of being the oldest.
+        tokio::task::yield_now().await;
     }
 }
 
