@@ -143,13 +143,53 @@ export declare class CredentialProviderChain {
   resolvePromise(): Promise<Credentials>
 }
 
-export interface RouterStats {
+/** One bound of the runtime: what it holds now, its limits, and how often it refused. */
+export interface BoundStats {
+  count: number
+  maxCount: number
+  bytes: number
+  maxBytes: number
+  refused: number
+}
+
+/** What `runtime.stats()` and `edgefc stats` report: the router's counters, then each bound's use and refusals. */
+export interface RuntimeStats {
   published: number
   delivered: number
   droppedNoRoute: number
+  /** Routed messages a target's full queue could not take. */
   refusedQueueFull: number
+  /** Messages not sent to a subscriber more than `connections.maxOutputBytes` behind. */
+  droppedSlowSubscriber: number
+  disconnectedSlowSubscriber: number
   subscriptions: number
+  connections: {
+    open: number
+    max: number
+    unauthenticated: number
+    maxUnauthenticated: number
+    /** Unwritten output of every connection together. */
+    outputBytes: number
+    maxOutputBytesEach: number
+    acceptErrors: number
+    evictedUnauthenticated: number
+    helloTimeouts: number
+    helloRefused: number
+    refusedTooMany: number
+    closedSlowReader: number
+    refusedInFlight: number
+    readPauses: number
+  }
+  queues: {
+    /** Every function's running and waiting invocations together. */
+    total: BoundStats
+    functions: Array<{ function: string; running: number; maxConcurrency: number; admitted: BoundStats }>
+  }
+  log: { droppedLines: number; splitLines: number }
 }
+
+/** The earlier name of {@link RuntimeStats}. */
+export type RouterStats = RuntimeStats
 
 /** A runtime started in this process with {@link startRuntime}. */
 export declare class Runtime {
@@ -157,8 +197,8 @@ export declare class Runtime {
   readonly adminToken: string
   /** An FCClient that talks to this runtime with its admin token. */
   client(options?: Omit<FCClientOptions, 'config' | 'socketPath' | 'token'>): FCClient
-  /** What the message router has done. */
-  stats(): Promise<RouterStats>
+  /** What the router has done, and each bound's use and refusals. */
+  stats(): Promise<RuntimeStats>
   /** Stops every worker, closes the socket and removes it. */
   stop(): Promise<void>
 }

@@ -140,6 +140,19 @@ fn gated_payload(bytes: usize) -> Payload {
 }
 
 #[tokio::test]
+async fn subscriptions_per_connection_are_bounded() {
+    let fixture = Fixture::start(r#""connections": {"maxSubscriptions": 2},"#).await;
+    let admin = fixture.client().await;
+    subscribe(&admin, "/a").await;
+    subscribe(&admin, "/b").await;
+    let error = admin.call(edgefc_core::proto::Request::Subscribe { topic_filter: "/c".into() }).await.unwrap_err();
+    assert_eq!(error.code, ErrorCode::QueueFull);
+    assert!(error.message.contains("connections.maxSubscriptions"), "{}", error.message);
+    subscribe(&fixture.client().await, "/c").await;
+    fixture.stop().await;
+}
+
+#[tokio::test]
 async fn queues_are_bounded_by_bytes_per_function_and_for_the_runtime() {
     let fixture = Fixture::start(r#""maxQueuedBytes": 2048, "maxTotalQueuedBytes": 3072,"#).await;
     let caller = Arc::new(fixture.client().await);

@@ -11,7 +11,7 @@ use std::time::Duration;
 use base64::Engine;
 use serde::Serialize;
 
-use super::config::SlowSubscriber;
+use super::config::{ConnectionLimits, SlowSubscriber};
 use super::log::Throttle;
 use super::router::{check_topic, Router, TopicFilter};
 use super::{invoke, Caller, Shared};
@@ -26,6 +26,7 @@ pub(super) struct Bus {
     router: Router,
     subscriptions: Mutex<Vec<Subscription>>,
     slow_subscriber: SlowSubscriber,
+    max_subscriptions: usize,
     counters: Counters,
 }
 
@@ -62,8 +63,14 @@ pub(super) struct BusStats {
 }
 
 impl Bus {
-    pub(super) fn new(router: Router, slow_subscriber: SlowSubscriber) -> Bus {
-        Bus { router, subscriptions: Mutex::new(Vec::new()), slow_subscriber, counters: Counters::default() }
+    pub(super) fn new(router: Router, limits: &ConnectionLimits) -> Bus {
+        Bus {
+            router,
+            subscriptions: Mutex::new(Vec::new()),
+            slow_subscriber: limits.slow_subscriber,
+            max_subscriptions: limits.max_subscriptions,
+            counters: Counters::default(),
+        }
     }
 
     pub(super) fn stats(&self) -> BusStats {
@@ -95,8 +102,15 @@ impl Bus {
             ));
         }
         let filter = TopicFilter::parse(topic_filter)?;
-        let subscription = Subscription { connection_id, sender: sender.clone(), request_id, filter };
-        self.subscriptions.lock().unwrap().push(subscription);
+        let mut subscriptions = self.subscriptions.lock().unwrap();
+        let held = subscriptions.iter().filter(|subscription| subscription.connection_id == connection_id).count();
+        if held >= self.max_subscriptions {
+            return Err(Error::new(
+                ErrorCode::QueueFull,
+                format!("this connection already has {held} subscriptions (connections.maxSubscriptions)"),
+            ));
+        }
+        subscriptions.push(Subscription { connection_id, sender: sender.clone(), request_id, filter });
         Ok(())
     }
 

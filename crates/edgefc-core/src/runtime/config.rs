@@ -196,8 +196,10 @@ pub struct ConnectionLimits {
     pub max_output_bytes: usize,
     /// Unwritten output past which a peer that does not read is disconnected.
     pub close_output_bytes: usize,
-    /// Requests of one connection being answered at once; the runtime reads no more until one is.
+    /// Invocations of one connection being answered at once; more are refused.
     pub max_in_flight: usize,
+    /// Topic filters one connection may subscribe to.
+    pub max_subscriptions: usize,
     pub slow_subscriber: SlowSubscriber,
 }
 
@@ -233,6 +235,7 @@ struct ConnectionsEntry {
     max_output_bytes: Option<usize>,
     close_output_bytes: Option<usize>,
     max_in_flight: Option<usize>,
+    max_subscriptions: Option<usize>,
     #[serde(default)]
     slow_subscriber: SlowSubscriber,
 }
@@ -283,6 +286,7 @@ impl ConnectionsEntry {
                 max_output_bytes..=4 * GIB,
             )?,
             max_in_flight: bounded("connections.maxInFlight", self.max_in_flight, 1024, 1..=65_536)?,
+            max_subscriptions: bounded("connections.maxSubscriptions", self.max_subscriptions, 256, 1..=65_536)?,
             slow_subscriber: self.slow_subscriber,
         })
     }

@@ -124,7 +124,7 @@ pub async fn start(mut config: Config, launcher: Arc<dyn WorkerLauncher>) -> Res
         tokens,
         max_payload: config.max_payload,
         credentials: config.credentials,
-        bus: Bus::new(config.router, config.limits.connections.slow_subscriber),
+        bus: Bus::new(config.router, &config.limits.connections),
         connections: connections::Connections::new(config.limits.connections),
         settings: settings.clone(),
     });

@@ -16,8 +16,8 @@ use tokio_util::codec::{Encoder, FramedRead};
 
 use crate::proto::frame::{Frame, FrameCodec, FrameError};
 
-/// A write buffer that grew past this while a burst was written is given
-/// back, so that idle connections hold little memory.
+/// A read or write buffer that grew past this for a large frame or a burst
+/// is given back, so that idle connections hold little memory.
 const KEPT_BUFFER_BYTES: usize = 64 << 10;
 
 pub struct FrameReader {
@@ -29,7 +29,14 @@ impl FrameReader {
     /// between frames. A truncated, oversized or unknown frame is an error,
     /// after which the connection must be dropped.
     pub async fn read_frame(&mut self) -> Result<Option<Frame>, FrameError> {
-        self.inner.next().await.transpose()
+        let frame = self.inner.next().await.transpose();
+        // After a large frame the buffer keeps its capacity; an idle
+        // connection should not hold the largest frame it ever read.
+        let buffer = self.inner.read_buffer_mut();
+        if buffer.is_empty() && buffer.capacity() > KEPT_BUFFER_BYTES {
+            *buffer = BytesMut::new();
+        }
+        frame
     }
 }
 
