@@ -55,7 +55,6 @@ pub fn start_runtime<'env>(
     config_path: String,
     worker: WorkerSetup,
 ) -> napi::Result<PromiseRaw<'env, NativeRuntime>> {
-    log::init_embedded();
     let launcher = NodeLauncher {
         node: PathBuf::from(worker.node),
         bootstrap: PathBuf::from(worker.bootstrap),
@@ -63,6 +62,7 @@ pub fn start_runtime<'env>(
     };
     let work = async move {
         let config = Config::load(Path::new(&config_path))?;
+        log::init_embedded(config.limits.log.max_waiting_lines, config.limits.log.max_waiting_bytes);
         runtime::start(config, Arc::new(launcher)).await
     };
     error::promise(env, work, |handle| NativeRuntime {

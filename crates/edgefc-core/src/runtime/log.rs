@@ -68,11 +68,11 @@ pub fn init_standalone(max_lines: usize, max_bytes: usize) -> LogGuard {
 }
 
 /// Installs the logger of a runtime embedded in another process; a second
-/// call changes nothing. Its lines go through the same bounded queues, kept
-/// for the life of the process.
-pub fn init_embedded() {
+/// call changes nothing (the first runtime's bounds stay). Its lines go
+/// through the same bounded queues, kept for the life of the process.
+pub fn init_embedded(max_lines: usize, max_bytes: usize) {
     static GUARD: OnceLock<LogGuard> = OnceLock::new();
-    GUARD.get_or_init(|| init_standalone(MAX_WAITING_LINES, MAX_WAITING_BYTES));
+    GUARD.get_or_init(|| init_standalone(max_lines, max_bytes));
 }
 
 /// Output lines dropped so far because stdout or stderr was not being read.
