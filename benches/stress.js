@@ -136,14 +136,16 @@ async function stalledCliSubscriber(runtime) {
   const child = spawn(process.execPath, [path.join(ROOT, 'bin', 'edgefc.js'), 'subscribe', '#', '--config', runtime.configPath], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  let stderr = '';
   await new Promise((resolve) => {
-    let text = '';
     child.stderr.on('data', (chunk) => {
-      text += chunk;
-      if (text.includes('subscribed to')) resolve();
+      stderr += chunk;
+      if (stderr.includes('subscribed to')) resolve();
     });
   });
   child.stdout.pause();
+  /** What its last "N messages dropped" line said. */
+  child.dropped = () => Number((stderr.match(/(\d+) messages dropped so far(?![\s\S]*messages dropped)/) || [0, 0])[1]);
   return child;
 }
 
@@ -162,7 +164,7 @@ const SCENARIOS = [
       const published = await peer(runtime, 'publish', { seconds: 10 });
       const cli = memory(subscriber.pid);
       subscriber.kill('SIGKILL');
-      return { ...published, cliPeakMiB: Math.round(cli.peak) };
+      return { ...published, cliPeakMiB: Math.round(cli.peak), cliDropped: subscriber.dropped() };
     },
     counters: ['droppedSlowSubscriber'],
   },

@@ -151,6 +151,19 @@ function formatMessage(message) {
   return `${message.topic} ${message.source} ${payload}\n`;
 }
 
+/** Says on stderr how many messages stdout was too slow for, when that grew. */
+function droppedMessagesWarning() {
+  let reported = 0;
+  return {
+    check(dropped) {
+      if (dropped > reported) {
+        console.error(`edgefc: ${dropped} messages dropped so far: stdout is not keeping up`);
+        reported = dropped;
+      }
+    },
+  };
+}
+
 async function subscribe(values, positionals) {
   const topicFilter = onlyArgument(positionals, 'topic filter');
   const link = new RuntimeLink({ config: configPath(values) });
@@ -160,6 +173,8 @@ async function subscribe(values, positionals) {
     return s.subscribe(topicFilter);
   });
   console.error(`edgefc: subscribed to ${topicFilter}`);
+  const dropWarning = droppedMessagesWarning();
+  setInterval(() => dropWarning.check(session.droppedMessages()), 1000).unref();
   const interrupted = new Promise((resolve) => {
     process.once('SIGINT', resolve);
     process.once('SIGTERM', resolve);
@@ -179,8 +194,7 @@ async function subscribe(values, positionals) {
       room = process.stdout.write(formatMessage(message));
     }
     // Take no more messages than stdout can hold: the rest wait in the
-    // bounded queue of the connection, then in the runtime, which drops
-    // (and counts) what a stalled subscriber cannot take.
+    // connection's bounded queue, which drops (and counts) what does not fit.
     if (!room && (await Promise.race([once(process.stdout, 'drain'), interrupted])) === INTERRUPTED) {
       process.exit(0);
     }

@@ -130,6 +130,12 @@ impl NativeSession {
         Some(messages.into_iter().map(NativeMessage::from).collect())
     }
 
+    /// Messages dropped because too many were waiting for `nextMessages`.
+    #[napi]
+    pub fn dropped_messages(&self) -> f64 {
+        self.session.dropped_messages() as f64
+    }
+
     /// Reports a finished task: `functionError` is 0 (none), 1 (Handled) or
     /// 2 (Unhandled). Written with the next `flush`.
     #[napi]

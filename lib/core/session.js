@@ -93,6 +93,11 @@ class Session {
     return this.native.nextMessages();
   }
 
+  /** Messages dropped because more than 1,024 (or 8 MiB) were waiting for nextMessages(). */
+  droppedMessages() {
+    return this.native.droppedMessages();
+  }
+
   async _native(call) {
     try {
       return await call();

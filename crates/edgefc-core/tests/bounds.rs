@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use common::*;
-use edgefc_core::proto::{Frame, Payload, Reply, PROTOCOL_VERSION};
+use edgefc_core::proto::{Frame, InvokeRequest, Payload, Reply, PROTOCOL_VERSION};
 use edgefc_core::runtime::Config;
 use edgefc_core::ErrorCode;
 
@@ -87,7 +87,9 @@ async fn a_slow_subscriber_can_be_disconnected_instead() {
 
 #[tokio::test]
 async fn a_caller_that_does_not_read_its_replies_stops_being_read() {
-    let fixture = Fixture::start(r#""connections": {"maxOutputBytes": 65536, "closeOutputBytes": 1048576},"#).await;
+    let fixture =
+        Fixture::start(r#""maxPayloadBytes": 131072, "connections": {"maxOutputBytes": 65536, "closeOutputBytes": 1048576},"#)
+            .await;
     let mut flooder = Raw::admin(&fixture).await;
     let payload = Payload::Binary(Bytes::from(vec![1u8; 64 * 1024]));
     let flood = tokio::spawn(async move {
@@ -182,6 +184,23 @@ async fn queues_are_bounded_by_bytes_per_function_and_for_the_runtime() {
     for call in held.into_iter().chain([third]) {
         assert!(matches!(call.await.unwrap(), Ok(Reply::Completed(_))));
     }
+    fixture.stop().await;
+}
+
+#[tokio::test]
+async fn an_invoker_context_counts_towards_the_queue_bytes() {
+    let fixture = Fixture::start(r#""maxQueuedBytes": 2048,"#).await;
+    let caller = Arc::new(fixture.client().await);
+    let with_context = || InvokeRequest { invoker_context: "c".repeat(1500), ..sync("echo", Payload::text("gate")) };
+    let held = {
+        let (caller, request) = (caller.clone(), with_context());
+        tokio::spawn(async move { invoke(&caller, request).await })
+    };
+    let admin = fixture.client().await;
+    stats_when(&admin, |stats| count(stats, "/queues/functions/0/admitted/bytes") == 1504).await;
+    assert_eq!(invoke(&caller, with_context()).await.unwrap_err().code, ErrorCode::QueueFull);
+    fixture.launcher.gate.notify_waiters();
+    assert!(matches!(held.await.unwrap(), Ok(Reply::Completed(_))));
     fixture.stop().await;
 }
 

@@ -16,6 +16,7 @@ mod replies;
 mod session;
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,8 +41,7 @@ const HANDSHAKE_MAX_PAYLOAD: usize = 0;
 
 /// Messages of this connection's subscriptions that may wait to be taken
 /// with [`Client::next_messages`], by count and by payload bytes. Past
-/// either, the connection is not read until some are taken, and the runtime
-/// holds, then drops (and counts), what follows.
+/// either, new messages are dropped and counted ([`Client::dropped_messages`]).
 pub const MAX_WAITING_MESSAGES: usize = 1024;
 pub const MAX_WAITING_MESSAGE_BYTES: usize = 8 << 20;
 
@@ -105,6 +105,7 @@ pub struct Client {
     pending: Arc<PendingTable<Waiter>>,
     max_payload: usize,
     messages: tokio::sync::Mutex<mpsc::Receiver<WaitingMessage>>,
+    dropped_messages: Arc<AtomicU64>,
 }
 
 /// A message waiting for [`Client::next_messages`], holding its share of
@@ -158,9 +159,10 @@ impl Client {
         let pending = Arc::new(PendingTable::new());
         let (message_queue, messages) = mpsc::channel(MAX_WAITING_MESSAGES);
         let message_bytes = Arc::new(Semaphore::new(MAX_WAITING_MESSAGE_BYTES));
-        let waiting = replies::MessageQueue { queue: message_queue, bytes: message_bytes };
+        let dropped_messages = Arc::new(AtomicU64::new(0));
+        let waiting = replies::MessageQueue { queue: message_queue, bytes: message_bytes, dropped: dropped_messages.clone() };
         tokio::spawn(replies::route(reader, pending.clone(), waiting, sinks));
-        Ok(Client { sender, pending, max_payload, messages: tokio::sync::Mutex::new(messages) })
+        Ok(Client { sender, pending, max_payload, messages: tokio::sync::Mutex::new(messages), dropped_messages })
     }
 
     /// The largest payload the runtime accepts, learned in the handshake.
@@ -212,6 +214,12 @@ impl Client {
             batch.push(waiting.message);
         }
         Some(batch)
+    }
+
+    /// Messages of this connection's subscriptions dropped because
+    /// [`MAX_WAITING_MESSAGES`] or [`MAX_WAITING_MESSAGE_BYTES`] were waiting.
+    pub fn dropped_messages(&self) -> u64 {
+        self.dropped_messages.load(Ordering::Relaxed)
     }
 
     /// Reports a finished task. A result over the payload limit is replaced

@@ -2,6 +2,7 @@
 //! a reply to a request, a task for the hosted function, or a message for a
 //! subscription, and goes to whoever waits for it.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use futures_util::FutureExt;
@@ -65,16 +66,21 @@ impl Batches {
 pub(super) struct MessageQueue {
     pub(super) queue: mpsc::Sender<WaitingMessage>,
     pub(super) bytes: Arc<Semaphore>,
+    pub(super) dropped: Arc<AtomicU64>,
 }
 
 impl MessageQueue {
-    /// Waits for room, which stops the reading of the connection meanwhile.
-    async fn push(&self, message: Message) {
+    /// Queues a message, or drops and counts it when the queue is full: the
+    /// reader never waits, so replies behind it still arrive.
+    fn push(&self, message: Message) {
         let share = message.payload.len().clamp(1, MAX_WAITING_MESSAGE_BYTES) as u32;
-        let Ok(bytes) = self.bytes.clone().acquire_many_owned(share).await else {
-            return;
+        let queued = match self.bytes.clone().try_acquire_many_owned(share) {
+            Ok(bytes) => self.queue.try_send(WaitingMessage { message, _bytes: bytes }).is_ok(),
+            Err(_) => false,
         };
-        let _ = self.queue.send(WaitingMessage { message, _bytes: bytes }).await;
+        if !queued {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -122,11 +128,7 @@ pub(super) async fn route(mut reader: FrameReader, pending: Arc<PendingTable<Wai
                     None => {}
                 },
                 Incoming::Task(task) => batches.push_task(task),
-                Incoming::Message(message) => {
-                    // Replies gathered so far go first: the wait may be long.
-                    batches.hand_over();
-                    messages.push(message).await;
-                }
+                Incoming::Message(message) => messages.push(message),
             }
             match reader.read_frame().now_or_never() {
                 Some(frame) => next = frame,

@@ -136,6 +136,11 @@ impl Session {
         client.next_messages().await
     }
 
+    /// Messages the attached client dropped because too many were waiting.
+    pub fn dropped_messages(&self) -> u64 {
+        self.attached.lock().unwrap().as_ref().map_or(0, |client| client.dropped_messages())
+    }
+
     /// Reports a finished task on the attached (serving) client; the frame
     /// is queued for [`flush`](Session::flush).
     pub fn complete(&self, task_id: u64, function_error: FunctionError, payload: Payload) -> Result<()> {

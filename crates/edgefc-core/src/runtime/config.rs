@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::proto::frame::{HEADER_LEN, MAX_FIELDS_LEN};
 use crate::runtime::router::{Route, RouteSource, Router, TopicFilter};
 
 pub const DEFAULT_MAX_PAYLOAD: usize = 6 * 1024 * 1024;
@@ -196,6 +197,10 @@ pub struct ConnectionLimits {
     pub max_output_bytes: usize,
     /// Unwritten output past which a peer that does not read is disconnected.
     pub close_output_bytes: usize,
+    /// Unwritten output of every connection together past which a connection
+    /// more than 64 KiB behind counts as past `max_output_bytes`, and one past
+    /// that as past `close_output_bytes`.
+    pub max_total_output_bytes: usize,
     /// Invocations of one connection being answered at once; more are refused.
     pub max_in_flight: usize,
     /// Topic filters one connection may subscribe to.
@@ -234,6 +239,7 @@ struct ConnectionsEntry {
     max_hello_bytes: Option<usize>,
     max_output_bytes: Option<usize>,
     close_output_bytes: Option<usize>,
+    max_total_output_bytes: Option<usize>,
     max_in_flight: Option<usize>,
     max_subscriptions: Option<usize>,
     #[serde(default)]
@@ -266,8 +272,11 @@ where
 }
 
 impl ConnectionsEntry {
-    fn limits(self) -> Result<ConnectionLimits> {
+    /// `max_payload` sizes the close bound: a peer that reads must never be
+    /// closed because two large replies happened to be on their way.
+    fn limits(self, max_payload: usize) -> Result<ConnectionLimits> {
         let max_output_bytes = bounded("connections.maxOutputBytes", self.max_output_bytes, 4 * MIB, 64 * KIB..=GIB)?;
+        let least_close = max_output_bytes + 2 * (max_payload + MAX_FIELDS_LEN + HEADER_LEN);
         Ok(ConnectionLimits {
             max: bounded("connections.max", self.max, 1000, 1..=100_000)?,
             max_unauthenticated: bounded("connections.maxUnauthenticated", self.max_unauthenticated, 64, 1..=10_000)?,
@@ -282,8 +291,14 @@ impl ConnectionsEntry {
             close_output_bytes: bounded(
                 "connections.closeOutputBytes",
                 self.close_output_bytes,
-                (64 * MIB).max(max_output_bytes),
-                max_output_bytes..=4 * GIB,
+                (64 * MIB).max(least_close),
+                least_close..=4 * GIB,
+            )?,
+            max_total_output_bytes: bounded(
+                "connections.maxTotalOutputBytes",
+                self.max_total_output_bytes,
+                128 * MIB,
+                MIB..=16 * GIB,
             )?,
             max_in_flight: bounded("connections.maxInFlight", self.max_in_flight, 1024, 1..=65_536)?,
             max_subscriptions: bounded("connections.maxSubscriptions", self.max_subscriptions, 256, 1..=65_536)?,
@@ -294,7 +309,7 @@ impl ConnectionsEntry {
 
 impl LogEntry {
     fn limits(self) -> Result<LogLimits> {
-        Ok(LogLimits {
+        let limits = LogLimits {
             max_line_bytes: bounded("log.maxLineBytes", self.max_line_bytes, 64 * KIB, 256..=16 * MIB)?,
             max_waiting_lines: bounded(
                 "log.maxWaitingLines",
@@ -308,9 +323,20 @@ impl LogEntry {
                 super::log::MAX_WAITING_BYTES,
                 64 * KIB..=GIB,
             )?,
-        })
+        };
+        // A line the queue could never hold would always be dropped.
+        if limits.max_line_bytes + LINE_PREFIX_ROOM > limits.max_waiting_bytes {
+            return Err(Error::config(format!(
+                "log.maxWaitingBytes ({}) must exceed log.maxLineBytes ({}) by at least {LINE_PREFIX_ROOM}",
+                limits.max_waiting_bytes, limits.max_line_bytes
+            )));
+        }
+        Ok(limits)
     }
 }
+
+/// What a logged line may add to a function's output line: its prefix.
+const LINE_PREFIX_ROOM: usize = 4 * KIB;
 
 impl Config {
     pub fn socket_path(&self) -> PathBuf {
@@ -351,7 +377,7 @@ impl Config {
                 DEFAULT_MAX_TOTAL_QUEUED_BYTES,
                 KIB..=16 * GIB,
             )?,
-            connections: file.connections.limits()?,
+            connections: file.connections.limits(max_payload)?,
             log: file.log.limits()?,
         };
         let functions = file

@@ -49,6 +49,7 @@ pub(super) struct ConnectionStats {
     max_unauthenticated: usize,
     output_bytes: usize,
     max_output_bytes_each: usize,
+    max_total_output_bytes: usize,
     accept_errors: u64,
     evicted_unauthenticated: u64,
     hello_timeouts: u64,
@@ -134,6 +135,7 @@ impl Connections {
         OutputBound {
             soft: self.limits.max_output_bytes,
             hard: self.limits.close_output_bytes,
+            total: self.limits.max_total_output_bytes,
             gauge: Some(self.output_bytes.clone()),
         }
     }
@@ -148,6 +150,7 @@ impl Connections {
             max_unauthenticated: self.limits.max_unauthenticated,
             output_bytes: self.output_bytes.load(Ordering::Relaxed),
             max_output_bytes_each: self.limits.max_output_bytes,
+            max_total_output_bytes: self.limits.max_total_output_bytes,
             accept_errors: load(&counters.accept_errors),
             evicted_unauthenticated: load(&counters.evicted_unauthenticated),
             hello_timeouts: load(&counters.hello_timeouts),

@@ -53,7 +53,7 @@ async fn run(
         .get(&request.target)
         .ok_or_else(|| Error::new(ErrorCode::FunctionNotFound, format!("function {} does not exist", request.target)))?;
     let host = &shared.hosts[index];
-    let admission = host.admit(request.payload.len())?;
+    let admission = host.admit(request.payload.len() + request.invoker_context.len())?;
     let request_id = uuid::Uuid::new_v4().to_string();
     if !request.asynchronous {
         return host.run(admission, request_id, request.invoker_context, request.payload).await.map(Some);
@@ -69,12 +69,17 @@ pub(super) async fn run_detached(host: Arc<FunctionHost>, admission: Admission, 
     run_unawaited(&host, admission, uuid::Uuid::new_v4().to_string(), invoker_context, payload).await;
 }
 
+/// How much of a failed Async invocation's error body is logged.
+const MAX_LOGGED_ERROR_BYTES: usize = 1024;
+
 /// Runs an invocation nobody waits for, and logs how it failed, if it did.
 async fn run_unawaited(host: &FunctionHost, admission: Admission, request_id: String, invoker_context: String, payload: Payload) {
     match host.run(admission, request_id.clone(), invoker_context, payload).await {
         Ok(result) if result.function_error != FunctionError::None => {
-            let detail = String::from_utf8_lossy(result.payload.bytes());
-            log::warn(format_args!("async invocation {request_id} of {} failed: {detail}", host.spec.function_id));
+            let bytes = result.payload.bytes();
+            let detail = String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_LOGGED_ERROR_BYTES)]);
+            let cut = if bytes.len() > MAX_LOGGED_ERROR_BYTES { " [cut]" } else { "" };
+            log::warn(format_args!("async invocation {request_id} of {} failed: {detail}{cut}", host.spec.function_id));
         }
         Ok(_) => {}
         Err(error) => log::warn(format_args!("async invocation {request_id} of {} was dropped: {error}", host.spec.function_id)),

@@ -183,7 +183,8 @@ async fn forward_lines(stream: impl AsyncRead + Unpin, label: String, output: Ou
 }
 
 /// Reads into `line` up to a newline (not kept) or `max_line` bytes; `Some(true)`
-/// for a whole line, `Some(false)` for a piece of a longer one, `None` at the end.
+/// for a whole line, `Some(false)` for a piece of a longer one (cut before a
+/// UTF-8 character rather than inside it), `None` at the end.
 async fn read_line(reader: &mut (impl AsyncBufRead + Unpin), line: &mut Vec<u8>, max_line: usize) -> Option<bool> {
     loop {
         let available = match reader.fill_buf().await {
@@ -191,17 +192,60 @@ async fn read_line(reader: &mut (impl AsyncBufRead + Unpin), line: &mut Vec<u8>,
             Ok(available) => available,
         };
         let room = max_line - line.len();
-        let window = &available[..available.len().min(room)];
+        // One byte beyond the room: a newline right after a full line ends it.
+        let window = &available[..available.len().min(room + 1)];
         if let Some(end) = window.iter().position(|byte| *byte == b'\n') {
             line.extend_from_slice(&window[..end]);
             reader.consume(end + 1);
             return Some(true);
         }
-        let taken = window.len();
-        line.extend_from_slice(window);
-        reader.consume(taken);
-        if line.len() >= max_line {
-            return Some(false);
+        if window.len() <= room {
+            let taken = window.len();
+            line.extend_from_slice(window);
+            reader.consume(taken);
+            continue;
         }
+        let mut piece = room;
+        while piece > 0 && window[piece] & 0xC0 == 0x80 {
+            piece -= 1;
+        }
+        if piece == 0 && line.is_empty() {
+            piece = room;
+        }
+        line.extend_from_slice(&window[..piece]);
+        reader.consume(piece);
+        return Some(false);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::read_line;
+
+    async fn lines(mut input: &[u8], max_line: usize) -> Vec<(String, bool)> {
+        let mut line = Vec::new();
+        let mut read = Vec::new();
+        while let Some(complete) = read_line(&mut input, &mut line, max_line).await {
+            read.push((String::from_utf8(std::mem::take(&mut line)).expect("cut at a character boundary"), complete));
+        }
+        read
+    }
+
+    #[tokio::test]
+    async fn a_line_of_exactly_the_limit_is_whole() {
+        assert_eq!(lines(b"abcd\nef\n", 4).await, vec![("abcd".into(), true), ("ef".into(), true)]);
+    }
+
+    #[tokio::test]
+    async fn a_longer_line_is_split_into_marked_pieces() {
+        let pieces = vec![("abcd".into(), false), ("efgh".into(), false), ("ij".into(), true)];
+        assert_eq!(lines(b"abcdefghij\n", 4).await, pieces);
+    }
+
+    #[tokio::test]
+    async fn a_piece_ends_before_a_character_not_inside_it() {
+        // "é" takes two bytes: "abc" and "é" do not fit in four together.
+        let pieces = vec![("abc".into(), false), ("\u{e9}de".into(), true)];
+        assert_eq!(lines("abc\u{e9}de".as_bytes(), 4).await, pieces);
     }
 }

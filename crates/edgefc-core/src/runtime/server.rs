@@ -66,6 +66,7 @@ struct Peer {
     worker: Option<Arc<WorkerLink>>,
     /// One permit per request being answered (`connections.maxInFlight`).
     in_flight: Arc<Semaphore>,
+    max_in_flight: usize,
     _place: OpenPlace,
 }
 
@@ -88,8 +89,17 @@ async fn handle_connection(stream: UnixStream, place: GreetingPlace, shared: Arc
         return;
     };
     reader.set_max_payload(shared.max_payload);
-    let in_flight = Arc::new(Semaphore::new(limits.max_in_flight));
-    let peer = Peer { connection_id, caller, sender, worker, in_flight, _place: open_place };
+    let max_in_flight = match &worker {
+        // A worker's tasks are bounded where they are admitted; each of its
+        // `maxConcurrency` handlers may be calling another function.
+        Some(_) => {
+            sender.lift_bound();
+            limits.max_in_flight.max(worker_concurrency(&shared, caller))
+        }
+        None => limits.max_in_flight,
+    };
+    let in_flight = Arc::new(Semaphore::new(max_in_flight));
+    let peer = Peer { connection_id, caller, sender, worker, in_flight, max_in_flight, _place: open_place };
     loop {
         let frame = tokio::select! {
             frame = next_frame(&shared, &peer, &mut reader) => frame,
@@ -111,6 +121,30 @@ async fn handle_connection(stream: UnixStream, place: GreetingPlace, shared: Arc
         link.close();
     }
     shared.bus.unsubscribe_connection(peer.connection_id);
+    linger(peer).await;
+}
+
+/// How long a connection whose peer has stopped sending may take to get the
+/// replies to what it sent, before it is closed.
+const LINGER: Duration = Duration::from_secs(5);
+
+/// Answers what is still running for a peer that has stopped sending (it
+/// may still be reading), still holding the connection's place, then closes
+/// the connection so that nothing of it outlives `LINGER`.
+async fn linger(peer: Peer) {
+    let answered = async {
+        let _all = peer.in_flight.acquire_many(peer.max_in_flight as u32).await;
+        peer.sender.all_written().await;
+    };
+    let _ = tokio::time::timeout(LINGER, answered).await;
+    peer.sender.close();
+}
+
+fn worker_concurrency(shared: &Shared, caller: Caller) -> usize {
+    match caller {
+        Caller::Function(index) => shared.hosts[index].spec.max_concurrency,
+        Caller::Admin => 0,
+    }
 }
 
 /// The next frame, read only once the peer has read enough of its replies
@@ -120,7 +154,7 @@ async fn next_frame(
     peer: &Peer,
     reader: &mut FrameReader,
 ) -> Result<Option<Frame>, crate::proto::frame::FrameError> {
-    if peer.sender.unwritten_bytes() >= shared.connections.limits.max_output_bytes {
+    if peer.sender.is_behind() {
         shared.connections.counters.read_pauses.fetch_add(1, Ordering::Relaxed);
         peer.sender.below_soft_bound().await;
     }
@@ -147,10 +181,7 @@ fn take_in_flight(shared: &Shared, peer: &Peer, id: u64) -> Result<OwnedSemaphor
             id,
             Error::new(
                 ErrorCode::QueueFull,
-                format!(
-                    "this connection already has {} requests in flight (connections.maxInFlight)",
-                    shared.connections.limits.max_in_flight
-                ),
+                format!("this connection already has {} invocations in flight (connections.maxInFlight)", peer.max_in_flight),
             ),
         )
     })

@@ -72,12 +72,12 @@ struct WriteShared {
     wake: Notify,
     /// Woken whenever output has been written or the connection closed.
     drained: Notify,
-    bound: OutputBound,
 }
 
 struct WriteState {
     buffer: BytesMut,
     codec: FrameCodec,
+    bound: OutputBound,
     /// Bytes the writer task has taken from `buffer` and not finished writing.
     in_writer: usize,
     /// The writer task owns the socket for now: others only append.
@@ -90,15 +90,31 @@ impl WriteState {
     fn unwritten(&self) -> usize {
         self.buffer.len() + self.in_writer
     }
+
+    /// Past the soft bound, or a little behind while every connection
+    /// together is past the total.
+    fn past_soft(&self) -> bool {
+        let unwritten = self.unwritten();
+        unwritten >= self.bound.soft || (self.bound.past_total() && unwritten >= KEPT_BUFFER_BYTES)
+    }
+
+    /// Past the hard bound, or past the soft one while every connection
+    /// together is past the total.
+    fn past_hard(&self) -> bool {
+        let unwritten = self.unwritten();
+        unwritten >= self.bound.hard || (self.bound.past_total() && unwritten >= self.bound.soft)
+    }
 }
 
 /// How much output a peer may leave unread. Past `soft`, [`FrameSender::offer`]
 /// declines frames and [`FrameSender::below_soft_bound`] waits; past `hard`,
 /// [`FrameSender::send_bounded`] closes the connection instead of growing it.
+/// Connections that share a `gauge` are also bounded together by `total`.
 #[derive(Clone)]
 pub struct OutputBound {
     pub soft: usize,
     pub hard: usize,
+    pub total: usize,
     /// Counts the unwritten bytes of every connection that shares it.
     pub gauge: Option<Arc<AtomicUsize>>,
 }
@@ -106,7 +122,11 @@ pub struct OutputBound {
 impl OutputBound {
     /// For a process's own connection: its output is what it asked to send.
     pub fn unbounded() -> OutputBound {
-        OutputBound { soft: usize::MAX, hard: usize::MAX, gauge: None }
+        OutputBound { soft: usize::MAX, hard: usize::MAX, total: usize::MAX, gauge: None }
+    }
+
+    fn past_total(&self) -> bool {
+        self.gauge.as_ref().is_some_and(|gauge| gauge.load(Ordering::Relaxed) >= self.total)
     }
 
     fn add(&self, bytes: usize) {
@@ -137,7 +157,7 @@ impl FrameSender {
     pub fn send(&self, frame: Frame) -> bool {
         let shared = &self.inner.shared;
         let mut state = shared.state.lock().unwrap();
-        if !append(shared, &mut state, &frame) {
+        if !append(&mut state, &frame) {
             return false;
         }
         wake_writer(shared, state);
@@ -153,11 +173,11 @@ impl FrameSender {
         if state.closed {
             return Offer::Closed;
         }
-        if state.unwritten() >= shared.bound.hard {
+        if state.past_hard() {
             close(shared, &mut state);
             return Offer::Full;
         }
-        if !append(shared, &mut state, &frame) {
+        if !append(&mut state, &frame) {
             return Offer::Closed;
         }
         wake_writer(shared, state);
@@ -171,19 +191,33 @@ impl FrameSender {
         if state.closed {
             return Offer::Closed;
         }
-        if state.unwritten() >= shared.bound.soft {
+        if state.past_soft() {
             return Offer::Full;
         }
-        if !append(shared, &mut state, &frame) {
+        if !append(&mut state, &frame) {
             return Offer::Closed;
         }
         wake_writer(shared, state);
         Offer::Queued
     }
 
-    /// Resolves once the peer is less than the soft bound behind (or the
+    /// True while the peer is past the soft bound.
+    pub fn is_behind(&self) -> bool {
+        self.inner.shared.state.lock().unwrap().past_soft()
+    }
+
+    /// Resolves once the peer is no longer past the soft bound (or the
     /// connection is closed).
     pub async fn below_soft_bound(&self) {
+        self.wait_until(|state| !state.past_soft()).await;
+    }
+
+    /// Resolves once everything queued is written (or the connection is closed).
+    pub async fn all_written(&self) {
+        self.wait_until(|state| state.unwritten() == 0).await;
+    }
+
+    async fn wait_until(&self, ready: impl Fn(&WriteState) -> bool) {
         let shared = &self.inner.shared;
         loop {
             let drained = shared.drained.notified();
@@ -191,12 +225,20 @@ impl FrameSender {
             drained.as_mut().enable();
             {
                 let state = shared.state.lock().unwrap();
-                if state.closed || state.unwritten() < shared.bound.soft {
+                if state.closed || ready(&state) {
                     return;
                 }
             }
             drained.await;
         }
+    }
+
+    /// Takes the bound off this connection's output, e.g. once it turns out
+    /// to be a worker's, whose tasks are bounded where they are admitted.
+    pub fn lift_bound(&self) {
+        let mut state = self.inner.shared.state.lock().unwrap();
+        let gauge = state.bound.gauge.take();
+        state.bound = OutputBound { gauge, ..OutputBound::unbounded() };
     }
 
     /// Bytes queued and not yet written to the socket.
@@ -213,7 +255,7 @@ impl FrameSender {
     /// Queues `frame` without writing it; [`flush`](FrameSender::flush) writes.
     pub fn queue(&self, frame: Frame) -> bool {
         let shared = &self.inner.shared;
-        append(shared, &mut shared.state.lock().unwrap(), &frame)
+        append(&mut shared.state.lock().unwrap(), &frame)
     }
 
     /// Writes what is queued from the calling thread, without blocking; what
@@ -228,7 +270,7 @@ impl FrameSender {
             match shared.socket.try_write(&state.buffer) {
                 Ok(written) => {
                     let _ = state.buffer.split_to(written);
-                    shared.bound.remove(written);
+                    state.bound.remove(written);
                 }
                 Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => break,
                 Err(_) => {
@@ -242,6 +284,7 @@ impl FrameSender {
             drop(state);
             shared.wake.notify_one();
         }
+        shared.drained.notify_waiters();
     }
 
     pub fn is_closed(&self) -> bool {
@@ -252,14 +295,14 @@ impl FrameSender {
 /// Encodes `frame` at the end of the write buffer; false when the connection
 /// is closed or the frame cannot be encoded (senders check sizes first, so
 /// that is a caller's bug, and it fails that frame alone).
-fn append(shared: &WriteShared, state: &mut WriteState, frame: &Frame) -> bool {
+fn append(state: &mut WriteState, frame: &Frame) -> bool {
     if state.closed {
         return false;
     }
-    let WriteState { codec, buffer, .. } = state;
+    let WriteState { codec, buffer, bound, .. } = state;
     let before = buffer.len();
     let encoded = codec.encode(frame, buffer).is_ok();
-    shared.bound.add(buffer.len() - before);
+    bound.add(buffer.len() - before);
     encoded
 }
 
@@ -280,7 +323,7 @@ fn close(shared: &WriteShared, state: &mut WriteState) {
         return;
     }
     state.closed = true;
-    shared.bound.remove(state.buffer.len());
+    state.bound.remove(state.buffer.len());
     state.buffer = BytesMut::new();
     shut_down(&shared.socket);
     shared.drained.notify_waiters();
@@ -304,6 +347,7 @@ pub fn split(stream: UnixStream, codec: FrameCodec, bound: OutputBound) -> (Fram
         state: Mutex::new(WriteState {
             buffer: BytesMut::new(),
             codec: FrameCodec::unlimited(),
+            bound,
             in_writer: 0,
             writer_busy: false,
             closed: false,
@@ -311,7 +355,6 @@ pub fn split(stream: UnixStream, codec: FrameCodec, bound: OutputBound) -> (Fram
         }),
         wake: Notify::new(),
         drained: Notify::new(),
-        bound,
     });
     tokio::spawn(write_frames(shared.clone()));
     (FrameReader { inner: FramedRead::new(read_half, codec) }, FrameSender { inner: Arc::new(SenderHandle { shared }) })
@@ -343,7 +386,7 @@ async fn write_frames(shared: Arc<WriteShared>) {
             {
                 let mut state = shared.state.lock().unwrap();
                 state.in_writer = 0;
-                shared.bound.remove(chunk.len());
+                state.bound.remove(chunk.len());
                 if written.is_err() {
                     close(&shared, &mut state);
                     return;
