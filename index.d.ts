@@ -185,7 +185,7 @@ export interface RuntimeStats {
     total: BoundStats
     functions: Array<{ function: string; running: number; maxConcurrency: number; admitted: BoundStats }>
   }
-  log: { droppedLines: number; splitLines: number }
+  log: { functionLines: number; droppedLines: number; splitLines: number }
 }
 
 /** The earlier name of {@link RuntimeStats}. */

@@ -46,6 +46,8 @@ export declare class NativeSession {
    * connection is closed.
    */
   nextMessages(): Promise<Array<NativeMessage> | null>
+  /** Messages dropped because too many were waiting for `nextMessages`. */
+  droppedMessages(): number
   /**
    * Reports a finished task: `functionError` is 0 (none), 1 (Handled) or
    * 2 (Unhandled). Written with the next `flush`.

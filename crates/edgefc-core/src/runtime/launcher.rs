@@ -152,8 +152,14 @@ fn describe_exit(status: std::process::ExitStatus) -> String {
     }
 }
 
-/// Function output lines split because they were longer than `log.maxLineBytes`.
+/// Function output lines read, and those split because they were longer
+/// than `log.maxLineBytes`.
+static OUTPUT_LINES: AtomicU64 = AtomicU64::new(0);
 static SPLIT_LINES: AtomicU64 = AtomicU64::new(0);
+
+pub fn output_lines() -> u64 {
+    OUTPUT_LINES.load(Ordering::Relaxed)
+}
 
 pub fn split_lines() -> u64 {
     SPLIT_LINES.load(Ordering::Relaxed)
@@ -170,6 +176,7 @@ async fn forward_lines(stream: impl AsyncRead + Unpin, label: String, output: Ou
     let mut reader = BufReader::new(stream);
     let mut line = Vec::new();
     while let Some(complete) = read_line(&mut reader, &mut line, max_line).await {
+        OUTPUT_LINES.fetch_add(1, Ordering::Relaxed);
         let text = String::from_utf8_lossy(&line);
         let text = text.trim_end_matches('\r');
         if complete {

@@ -32,6 +32,8 @@ struct QueuesStats {
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct LogStats {
+    /// Lines (or pieces of lines) functions printed, as read by the runtime.
+    function_lines: u64,
     /// Lines the runtime could not write because its stdout or stderr stalled.
     dropped_lines: u64,
     /// Function output lines longer than `log.maxLineBytes`, split.
@@ -46,7 +48,11 @@ fn stats(shared: &Shared) -> Stats {
             total: shared.settings.total_queue.stats(),
             functions: shared.hosts.iter().map(|host| host.queue_stats()).collect(),
         },
-        log: LogStats { dropped_lines: log::dropped_lines(), split_lines: launcher::split_lines() },
+        log: LogStats {
+            function_lines: launcher::output_lines(),
+            dropped_lines: log::dropped_lines(),
+            split_lines: launcher::split_lines(),
+        },
     }
 }
 
