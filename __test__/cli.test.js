@@ -180,7 +180,22 @@ describe('edgefc run', () => {
     const second = await runCli(['run', '--config', runtime.configPath]);
     await runtime.stop();
     assert.equal(second.code, 1);
-    assert.match(second.stderr, /ERR_CONFIG: .*another edgefc runtime is already listening/);
+    assert.match(second.stderr, /ERR_CONFIG: .*another edgefc runtime \(pid \d+\) is already listening/);
+  });
+
+  it('refuses a second runtime while the first is frozen, and leaves its socket alone', async () => {
+    const runtime = await startRuntimeProcess({ functions: [fixture('echo')] });
+    const stateDir = path.join(path.dirname(runtime.configPath), 'state');
+    // The runtime process itself (the lock file holds its pid), not the `edgefc run` wrapper.
+    const pid = Number(fs.readFileSync(path.join(stateDir, 'edgefc.lock'), 'utf8'));
+    process.kill(pid, 'SIGSTOP');
+    const second = await runCli(['run', '--config', runtime.configPath]);
+    const socketStayed = fs.existsSync(path.join(stateDir, 'edgefc.sock'));
+    process.kill(pid, 'SIGCONT');
+    await runtime.stop();
+    assert.equal(second.code, 1);
+    assert.match(second.stderr, /another edgefc runtime \(pid \d+\) is already listening/);
+    assert.ok(socketStayed);
   });
 
   it('reports configuration mistakes with ERR_CONFIG', async () => {

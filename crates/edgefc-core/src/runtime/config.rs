@@ -453,6 +453,9 @@ impl FunctionSpec {
         if !code_dir.is_dir() {
             return Err(Error::config(format!("{label}: codeDir {} is not a directory", code_dir.display())));
         }
+        let code_dir = std::fs::canonicalize(&code_dir)
+            .map_err(|error| Error::config(format!("{label}: codeDir {}: {error}", code_dir.display())))?;
+        check_handler_inside(&code_dir, handler_file).map_err(in_function)?;
         let function_id = match entry.function_id {
             Some(id) if id.is_empty() => return Err(Error::config(format!("{label}: functionId is empty"))),
             Some(id) => id,
@@ -473,6 +476,26 @@ impl FunctionSpec {
             idle_timeout: Duration::from_millis(idle_timeout_ms),
         })
     }
+}
+
+/// A handler is loaded from inside its function's `codeDir`: its file names
+/// no parent or absolute path, and, where it exists already, does not lead
+/// out through a symbolic link.
+fn check_handler_inside(code_dir: &Path, handler_file: &str) -> Result<()> {
+    use std::path::Component;
+    let outside = || Error::config(format!("handler file {handler_file} lies outside codeDir {}", code_dir.display()));
+    if !Path::new(handler_file).components().all(|part| matches!(part, Component::Normal(_) | Component::CurDir)) {
+        return Err(outside());
+    }
+    // What Node would load for `require(<codeDir>/<file>)`, where it exists.
+    for candidate in [code_dir.join(handler_file), code_dir.join(format!("{handler_file}.js"))] {
+        if let Ok(resolved) = std::fs::canonicalize(&candidate) {
+            if !resolved.starts_with(code_dir) {
+                return Err(outside());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Finds a function (its index in the config) by id, by ARN, or by an

@@ -14,7 +14,7 @@
 //! - `supervisor`: that function's worker process: launch, attach, restart, idle stop.
 //! - [`launcher`]: how a worker process is started (Node in production).
 //! - [`log`]: where the runtime's and the functions' output goes.
-//! - `state_dir`: the socket and token files, owner-only.
+//! - `state_dir`: the state directory, its lock, the socket and token files, owner-only.
 
 mod budget;
 mod bus;
@@ -86,6 +86,8 @@ pub struct RuntimeHandle {
     shutdown: CancellationToken,
     server: JoinHandle<()>,
     hosts: Vec<Arc<FunctionHost>>,
+    /// Released last, once the socket and token are gone.
+    _state_lock: state_dir::StateLock,
 }
 
 /// Binds the socket and starts serving. Must be called on a tokio runtime.
@@ -93,7 +95,8 @@ pub async fn start(mut config: Config, launcher: Arc<dyn WorkerLauncher>) -> Res
     connections::fit_file_limit(&mut config.limits.connections, config.functions.len());
     let socket_path = config.socket_path();
     state_dir::prepare(&config.state_dir)?;
-    state_dir::remove_stale_socket(&socket_path).await?;
+    let state_lock = state_dir::lock(&config.state_dir, &socket_path)?;
+    state_dir::remove_stale_socket(&socket_path)?;
     let listener = UnixListener::bind(&socket_path)
         .map_err(|error| Error::config(format!("cannot listen on {}: {error}", socket_path.display())))?;
     state_dir::restrict_to_owner(&socket_path)?;
@@ -133,7 +136,7 @@ pub async fn start(mut config: Config, launcher: Arc<dyn WorkerLauncher>) -> Res
     for host in &hosts {
         tokio::spawn(host.clone().supervise());
     }
-    Ok(RuntimeHandle { socket_path, admin_token_path, admin_token, shutdown, server, hosts })
+    Ok(RuntimeHandle { socket_path, admin_token_path, admin_token, shutdown, server, hosts, _state_lock: state_lock })
 }
 
 impl RuntimeHandle {
