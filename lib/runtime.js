@@ -46,13 +46,17 @@ const WORKER_SETUP = {
 /** The standalone runtime (no Node in it) that `edgefc run` starts; built by `npm run build`. */
 const RUNTIME_BINARY = path.join(__dirname, '..', 'edgefc-runtime');
 
-/** The command line of the standalone runtime for `configPath`. */
+/**
+ * The command line of the standalone runtime for `configPath`, to be
+ * started by this process: the runtime ends when this process does.
+ */
 function runtimeCommand(configPath) {
   return [RUNTIME_BINARY, [
     '--config', path.resolve(String(configPath)),
     '--node', WORKER_SETUP.node,
     '--bootstrap', WORKER_SETUP.bootstrap,
     '--module-dir', WORKER_SETUP.moduleDir,
+    '--die-with-parent', String(process.pid),
   ]];
 }
 

@@ -27,10 +27,30 @@ struct Args {
     /// Prepended to the workers' NODE_PATH, so `require('linkedge-core-sdk')` resolves.
     #[arg(long)]
     module_dir: PathBuf,
+    /// Ends the runtime (as SIGTERM would) when the process with this pid,
+    /// its parent (the `edgefc run` wrapper), ends.
+    #[arg(long, value_name = "PID")]
+    die_with_parent: Option<u32>,
+}
+
+/// Asks the kernel for SIGTERM when the parent ends; exits at once if it
+/// has ended already.
+fn die_with_parent(parent: u32) {
+    // SAFETY: prctl(PR_SET_PDEATHSIG) and getppid have no memory-safety preconditions.
+    let parent_alive = unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong);
+        libc::getppid() as u32 == parent
+    };
+    if !parent_alive {
+        std::process::exit(1);
+    }
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(parent) = args.die_with_parent {
+        die_with_parent(parent);
+    }
     let config = match Config::load(&args.config) {
         Ok(config) => config,
         Err(error) => return fail(error),

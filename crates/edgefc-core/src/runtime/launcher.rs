@@ -93,7 +93,25 @@ impl WorkerLauncher for NodeLauncher {
             node_path.push(":");
             node_path.push(existing);
         }
-        let mut child = tokio::process::Command::new(&self.node)
+        let runtime_pid = std::process::id();
+        let mut command = tokio::process::Command::new(&self.node);
+        // Its own process group, so that stopping it reaches what it started;
+        // and it dies with the runtime, however the runtime ends.
+        command.process_group(0);
+        // SAFETY: only async-signal-safe calls (prctl, getppid, _exit) between fork and exec.
+        unsafe {
+            command.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // The runtime may have died before the line above took effect.
+                if libc::getppid() as u32 != runtime_pid {
+                    libc::_exit(1);
+                }
+                Ok(())
+            });
+        }
+        let mut child = command
             .arg(&self.bootstrap)
             .current_dir(&function.code_dir)
             .env_remove("EDGEFC_TOKEN")
@@ -126,10 +144,18 @@ impl WorkerLauncher for NodeLauncher {
             let status = tokio::select! {
                 status = child.wait() => status,
                 _ = stop_rx => {
-                    let _ = child.start_kill();
-                    child.wait().await
+                    signal_group(pid, libc::SIGTERM);
+                    match tokio::time::timeout(STOP_GRACE, child.wait()).await {
+                        Ok(status) => status,
+                        Err(_) => {
+                            let _ = child.start_kill();
+                            child.wait().await
+                        }
+                    }
                 }
             };
+            // Whatever the worker started and left behind ends with it.
+            signal_group(pid, libc::SIGKILL);
             for forwarder in forwarders.into_iter().flatten() {
                 let _ = forwarder.await;
             }
@@ -140,6 +166,19 @@ impl WorkerLauncher for NodeLauncher {
             let _ = exit_tx.send(Some(description));
         });
         Ok(WorkerProcess::new(move || drop(stop_tx), exit_rx, pid))
+    }
+}
+
+/// How long a worker asked to stop (SIGTERM) has before it is killed.
+pub const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Signals every process of the group a worker leads.
+fn signal_group(leader: Option<u32>, signal: libc::c_int) {
+    if let Some(pid) = leader.and_then(|pid| libc::pid_t::try_from(pid).ok()) {
+        // SAFETY: kill has no memory-safety preconditions; a negative pid names a process group.
+        unsafe {
+            libc::kill(-pid, signal);
+        }
     }
 }
 

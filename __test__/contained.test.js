@@ -1,0 +1,69 @@
+'use strict';
+
+// No process escapes: what a function starts ends with its worker, workers
+// end with the runtime, and the runtime ends with the `edgefc run` wrapper,
+// however each of them ends.
+
+const assert = require('assert/strict');
+const fs = require('fs');
+const path = require('path');
+const { describe, it } = require('node:test');
+
+const { FCClient } = require('..');
+const { fixture, startRuntimeProcess } = require('./helpers');
+
+/** False once `pid` has ended (a zombie has ended too). */
+function alive(pid) {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
+/** Whether `pid` ends within `ms`. */
+async function endsWithin(pid, ms) {
+  const deadline = Date.now() + ms;
+  while (alive(pid)) {
+    if (Date.now() > deadline) return false;
+    await new Promise((resolve) => { setTimeout(resolve, 20); });
+  }
+  return true;
+}
+
+function runtimePid(runtime) {
+  return Number(fs.readFileSync(path.join(path.dirname(runtime.configPath), 'state', 'edgefc.lock'), 'utf8'));
+}
+
+async function started() {
+  const runtime = await startRuntimeProcess({ functions: [fixture('spawner', { functionId: 'spawner' })] });
+  const fc = new FCClient({ config: runtime.configPath });
+  const call = async (payload) => Number((await fc.invokeFunction({ functionId: 'spawner', payload })).payload);
+  return { runtime, call };
+}
+
+describe('process lifetime', () => {
+  it('ends what a function started when its worker is stopped', async () => {
+    const { runtime, call } = await started();
+    const child = await call('spawn');
+    assert.ok(alive(child));
+    await runtime.stop();
+    assert.ok(await endsWithin(child, 2000), `the function's child ${child} outlived the runtime`);
+  });
+
+  it('ends the workers when the runtime is killed', async () => {
+    const { runtime, call } = await started();
+    const worker = await call('pid');
+    process.kill(runtimePid(runtime), 'SIGKILL');
+    assert.ok(await endsWithin(worker, 2000), `worker ${worker} outlived the runtime`);
+    await runtime.stop();
+  });
+
+  it('ends the runtime when the edgefc run wrapper is killed', async () => {
+    const { runtime } = await started();
+    const pid = runtimePid(runtime);
+    runtime.child.kill('SIGKILL');
+    assert.ok(await endsWithin(pid, 2000), `runtime ${pid} outlived its wrapper`);
+  });
+});
