@@ -127,6 +127,36 @@ async fn a_timed_out_invocation_is_unhandled_and_its_worker_replaced() {
     fixture.stop().await;
 }
 
+/// On a paused clock, so that the calls' timeouts fall exactly where meant.
+#[tokio::test(start_paused = true)]
+async fn a_timeout_fails_only_its_own_call_and_the_others_finish_before_the_worker_is_replaced() {
+    let fixture = Fixture::start("").await;
+    let caller = Arc::new(fixture.client().await);
+    let call = |payload: &'static str| {
+        let caller = caller.clone();
+        tokio::spawn(async move { invoke(&caller, sync(SLOW, Payload::text(payload))).await })
+    };
+    // `slow` times out after 200 ms: the stuck call at 200 ms, the others,
+    // started at 100 ms and done at 250 ms, within their own.
+    let stuck = call("hang");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let good: Vec<_> = (0..19).map(|_| call("sleep:150")).collect();
+    match stuck.await.unwrap() {
+        Ok(Reply::Completed(result)) => assert_eq!(result.function_error, FunctionError::Unhandled),
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+    for call in good {
+        match call.await.unwrap() {
+            Ok(Reply::Completed(result)) => assert_eq!(result.payload, Payload::text("sleep:150")),
+            other => panic!("a good call failed: {other:?}"),
+        }
+    }
+    let after = completed(&caller, sync(SLOW, Payload::text("after"))).await;
+    assert_eq!(after.payload, Payload::text("after"));
+    assert_eq!(fixture.launcher.launches.load(Ordering::SeqCst), 2, "the worker was replaced");
+    fixture.stop().await;
+}
+
 #[tokio::test]
 async fn concurrency_is_limited_per_function_and_the_rest_queue() {
     let fixture = Fixture::start("").await;

@@ -2,7 +2,8 @@
 //! Up to `maxConcurrency` invocations run at once and `maxQueuedInvocations`
 //! more wait, while their payloads fit in `maxQueuedBytes` and the runtime's
 //! own budget (`maxTotalQueued*`); an invocation that runs past `timeoutMs` ends as an
-//! `Unhandled` error and its worker is replaced. The worker process itself
+//! `Unhandled` error and its worker is replaced, once the worker's other
+//! invocations have finished (each within its own timeout). The worker process itself
 //! is the supervisor's business (`supervisor.rs`).
 
 use std::path::PathBuf;
@@ -169,14 +170,29 @@ impl FunctionHost {
             }
             Ok(Err(_)) => Ok(worker_lost()),
             Err(_) => {
-                // The handler may be stuck in a loop; only a new process is sure to be free of it.
-                link.kill();
+                link.forget(task_id);
+                self.retire(link);
                 Ok(SyncResult::unhandled(
                     "TimeoutError",
                     &format!("function {} timed out after {} ms", self.spec.function_id, self.spec.timeout.as_millis()),
                 ))
             }
         }
+    }
+
+    /// After a timeout: the handler may be stuck in a loop, and only a new
+    /// process is sure to be free of it. The worker takes no new tasks (the
+    /// next one starts a new worker); the tasks it runs still finish, each
+    /// within its own timeout, and then it is stopped.
+    fn retire(&self, link: Arc<WorkerLink>) {
+        if !link.begin_retiring() {
+            return;
+        }
+        let grace = self.spec.timeout;
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(grace, link.settled()).await;
+            link.stop().await;
+        });
     }
 
     pub(super) fn touch(&self) {

@@ -67,7 +67,12 @@ pub(super) fn answer(shared: &Shared, caller: Caller, operation: &str) -> Result
             })?;
             serde_json::to_string(credentials)
         }
-        "stats" => serde_json::to_string(&stats(shared)),
+        "stats" => {
+            if let Caller::Function(_) = caller {
+                return Err(Error::new(ErrorCode::Unauthorized, "the runtime's stats need the admin token"));
+            }
+            serde_json::to_string(&stats(shared))
+        }
         other => return Err(Error::new(ErrorCode::InvalidParams, format!("unknown request {other}"))),
     };
     json.map_err(|error| Error::new(ErrorCode::Internal, format!("cannot encode the answer to {operation}: {error}")))

@@ -3,11 +3,11 @@
 //! that very process, replaced after it crashes or times out, restarted with
 //! back-off when long-lived, stopped after `idleTimeoutMs` when on demand.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, Notify};
 use tokio_util::sync::CancellationToken;
 
 use super::config::RunMode;
@@ -34,17 +34,47 @@ pub(super) struct WorkerLink {
     pub(super) pending: PendingTable<oneshot::Sender<SyncResult>>,
     process: Mutex<Option<WorkerProcess>>,
     closed: CancellationToken,
+    /// Set once a task timed out: the worker takes no new tasks.
+    retiring: AtomicBool,
+    /// Woken whenever a task ends.
+    settled: Notify,
 }
 
 impl WorkerLink {
+    /// Closed, or retiring: either way new tasks go to another worker.
     fn is_closed(&self) -> bool {
-        self.sender.is_closed() || self.pending.is_closed()
+        self.sender.is_closed() || self.pending.is_closed() || self.retiring.load(Ordering::Acquire)
     }
 
     /// Fails every task still running on this worker.
     pub(super) fn close(&self) {
         self.pending.close();
         self.closed.cancel();
+        self.settled.notify_waiters();
+    }
+
+    /// A task that timed out: its late result, if any, is dropped.
+    pub(super) fn forget(&self, task_id: u64) {
+        self.pending.take(task_id);
+        self.settled.notify_waiters();
+    }
+
+    /// Marks the worker as taking no new tasks; false if it already was.
+    pub(super) fn begin_retiring(&self) -> bool {
+        !self.retiring.swap(true, Ordering::AcqRel)
+    }
+
+    /// Resolves once no task is running on the worker.
+    pub(super) async fn settled(&self) {
+        loop {
+            let settled = self.settled.notified();
+            tokio::pin!(settled);
+            settled.as_mut().enable();
+            if self.pending.is_empty() {
+                return;
+            }
+            settled.await;
+        }
     }
 
     /// Stops the worker process; its connection closes with it.
@@ -80,6 +110,7 @@ impl WorkerLink {
         if let Some(waiting) = self.pending.take(task_id) {
             let _ = waiting.send(result);
         }
+        self.settled.notify_waiters();
     }
 }
 
@@ -100,6 +131,8 @@ impl ClaimedLaunch {
             pending: PendingTable::new(),
             process: Mutex::new(None),
             closed: CancellationToken::new(),
+            retiring: AtomicBool::new(false),
+            settled: Notify::new(),
         });
         self.0.send(link.clone()).ok()?;
         Some(link)

@@ -45,6 +45,11 @@ impl<W> PendingTable<W> {
     pub fn is_closed(&self) -> bool {
         self.waiters.lock().unwrap().is_none()
     }
+
+    /// No request is waiting (true once closed).
+    pub fn is_empty(&self) -> bool {
+        self.waiters.lock().unwrap().as_ref().is_none_or(HashMap::is_empty)
+    }
 }
 
 #[cfg(test)]

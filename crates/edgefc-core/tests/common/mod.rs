@@ -19,7 +19,8 @@ use tokio_util::codec::{Decoder, Encoder};
 
 /// Hosts every function in-process. The handler answers by payload:
 /// "hang" never answers, "fail" is a Handled error, one that starts with
-/// "gate" waits for `gate` to open, anything else is echoed back.
+/// "gate" waits for `gate` to open, "sleep:<ms>" answers after that long,
+/// anything else is echoed back.
 pub struct InProcess {
     /// The pid workers claim to have; a wrong one makes the runtime refuse them.
     pub claimed_pid: Option<u32>,
@@ -27,6 +28,8 @@ pub struct InProcess {
     pub running: Arc<AtomicUsize>,
     pub peak: Arc<AtomicUsize>,
     pub gate: Arc<Notify>,
+    /// The tokens workers were started with.
+    pub tokens: std::sync::Mutex<Vec<String>>,
 }
 
 impl InProcess {
@@ -37,6 +40,7 @@ impl InProcess {
             running: Arc::new(AtomicUsize::new(0)),
             peak: Arc::new(AtomicUsize::new(0)),
             gate: Arc::new(Notify::new()),
+            tokens: std::sync::Mutex::new(Vec::new()),
         })
     }
 }
@@ -44,6 +48,7 @@ impl InProcess {
 impl WorkerLauncher for InProcess {
     fn launch(&self, spec: &LaunchSpec<'_>) -> std::io::Result<WorkerProcess> {
         self.launches.fetch_add(1, Ordering::SeqCst);
+        self.tokens.lock().unwrap().push(spec.token.to_string());
         let mut options = ConnectOptions::new(spec.socket_path, spec.token);
         options.serve = true;
         let (running, peak, gate) = (self.running.clone(), self.peak.clone(), self.gate.clone());
@@ -68,6 +73,11 @@ impl WorkerLauncher for InProcess {
                         let answer = match task.payload.bytes().as_ref() {
                             b"hang" => None,
                             b"fail" => Some((FunctionError::Handled, Payload::text("{\"errorMessage\":\"failed\"}"))),
+                            payload if payload.starts_with(b"sleep:") => {
+                                let ms = std::str::from_utf8(&payload[6..]).ok().and_then(|ms| ms.parse().ok()).unwrap_or(0);
+                                tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+                                Some((FunctionError::None, task.payload.clone()))
+                            }
                             payload if payload.starts_with(b"gate") => {
                                 gate.notified().await;
                                 Some((FunctionError::None, Payload::text("opened")))
