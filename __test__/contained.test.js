@@ -67,3 +67,29 @@ describe('process lifetime', () => {
     assert.ok(await endsWithin(pid, 2000), `runtime ${pid} outlived its wrapper`);
   });
 });
+
+describe('memorySize', () => {
+  it('stops a leaking function before twice its limit; the next call gets a fresh worker', { timeout: 60000 }, async () => {
+    const memorySize = 128;
+    const runtime = await startRuntimeProcess({ functions: [fixture('leaky', { functionId: 'leaky', memorySize })] });
+    const fc = new FCClient({ config: runtime.configPath });
+    let most = 0;
+    let leakingPid;
+    let failure;
+    while (!failure) {
+      const result = await fc.invokeFunction({ functionId: 'leaky', payload: 'leak' });
+      if (result.functionError) {
+        failure = JSON.parse(result.payload);
+      } else {
+        const { pid, rssMb } = JSON.parse(result.payload);
+        leakingPid = pid;
+        most = Math.max(most, rssMb);
+      }
+    }
+    assert.equal(failure.errorType, 'MemoryLimitExceeded');
+    assert.ok(most < 2 * memorySize, `the worker reached ${most} MB`);
+    const fresh = JSON.parse((await fc.invokeFunction({ functionId: 'leaky', payload: 'fresh' })).payload);
+    assert.notEqual(fresh.pid, leakingPid);
+    await runtime.stop();
+  });
+});

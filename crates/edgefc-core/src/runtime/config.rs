@@ -20,6 +20,8 @@ pub const DEFAULT_MAX_QUEUED_BYTES: usize = 32 << 20;
 pub const DEFAULT_MAX_TOTAL_QUEUED: usize = 20_000;
 pub const DEFAULT_MAX_TOTAL_QUEUED_BYTES: usize = 64 << 20;
 pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = 300_000;
+/// MB; a Node worker takes about 45 MB before it does anything.
+pub const DEFAULT_MEMORY_SIZE_MB: u64 = 256;
 /// What `ROUTER_FUNCTION_ID` holds: invoking it Async publishes, as upstream.
 pub const ROUTER_FUNCTION_ID: &str = "edgefc:router";
 /// A name that always reaches the configured `thingFunction`, for callers
@@ -96,6 +98,8 @@ struct FunctionEntry {
     #[serde(default)]
     run_mode: RunMode,
     idle_timeout_ms: Option<u64>,
+    /// MB, as in Link IoT Edge.
+    memory_size: Option<u64>,
 }
 
 impl RouteEntry {
@@ -140,6 +144,8 @@ pub struct FunctionSpec {
     pub max_queued_bytes: usize,
     pub run_mode: RunMode,
     pub idle_timeout: Duration,
+    /// The most memory (resident set) the function's worker may use.
+    pub memory_limit_bytes: u64,
 }
 
 impl FunctionSpec {
@@ -449,6 +455,8 @@ impl FunctionSpec {
             .map_err(in_function)?;
         let max_queued_bytes =
             bounded("maxQueuedBytes", entry.max_queued_bytes, defaults.max_queued_bytes, KIB..=16 * GIB).map_err(in_function)?;
+        let memory_size_mb =
+            bounded("memorySize", entry.memory_size, DEFAULT_MEMORY_SIZE_MB, 32..=65_536).map_err(in_function)?;
         let code_dir = base.join(&entry.code_dir);
         if !code_dir.is_dir() {
             return Err(Error::config(format!("{label}: codeDir {} is not a directory", code_dir.display())));
@@ -474,6 +482,7 @@ impl FunctionSpec {
             max_queued_bytes,
             run_mode: entry.run_mode,
             idle_timeout: Duration::from_millis(idle_timeout_ms),
+            memory_limit_bytes: memory_size_mb << 20,
         })
     }
 }

@@ -168,6 +168,14 @@ impl FunctionHost {
             Ok(Err(_)) if self.is_stopping() => {
                 Err(Error::runtime_unavailable("the runtime stopped before the invocation finished"))
             }
+            Ok(Err(_)) if link.exceeded_memory() => Ok(SyncResult::unhandled(
+                "MemoryLimitExceeded",
+                &format!(
+                    "function {} used more than its memorySize ({} MB); its worker was stopped",
+                    self.spec.function_id,
+                    self.spec.memory_limit_bytes >> 20
+                ),
+            )),
             Ok(Err(_)) => Ok(worker_lost()),
             Err(_) => {
                 link.forget(task_id);

@@ -6,7 +6,9 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::sync::{oneshot, watch};
@@ -35,6 +37,8 @@ pub struct WorkerProcess {
     stop: Option<Box<dyn FnOnce() + Send>>,
     exited: watch::Receiver<Option<String>>,
     pid: Option<u32>,
+    /// Set before the worker is killed for using more than its memory limit.
+    exceeded_memory: Arc<AtomicBool>,
 }
 
 impl WorkerProcess {
@@ -42,7 +46,12 @@ impl WorkerProcess {
     /// "signal 9") once it has ended and its output has been forwarded. A
     /// worker with a `pid` must connect from that process.
     pub fn new(stop: impl FnOnce() + Send + 'static, exited: watch::Receiver<Option<String>>, pid: Option<u32>) -> WorkerProcess {
-        WorkerProcess { stop: Some(Box::new(stop)), exited, pid }
+        WorkerProcess { stop: Some(Box::new(stop)), exited, pid, exceeded_memory: Arc::new(AtomicBool::new(false)) }
+    }
+
+    /// Whether the worker was killed for using more than its memory limit.
+    pub fn exceeded_memory(&self) -> bool {
+        self.exceeded_memory.load(Ordering::Acquire)
     }
 
     pub fn pid(&self) -> Option<u32> {
@@ -111,7 +120,10 @@ impl WorkerLauncher for NodeLauncher {
                 Ok(())
             });
         }
+        let memory_limit_mb = (function.memory_limit_bytes >> 20).max(1);
         let mut child = command
+            // V8's own heap limit backs the watchdog below up.
+            .arg(format!("--max-old-space-size={memory_limit_mb}"))
             .arg(&self.bootstrap)
             .current_dir(&function.code_dir)
             .env_remove("EDGEFC_TOKEN")
@@ -140,9 +152,17 @@ impl WorkerLauncher for NodeLauncher {
         let pid = child.id();
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let (exit_tx, exit_rx) = watch::channel(None);
+        let exceeded_memory = Arc::new(AtomicBool::new(false));
+        let memory_limit = function.memory_limit_bytes;
+        let exceeded = exceeded_memory.clone();
         tokio::spawn(async move {
             let status = tokio::select! {
                 status = child.wait() => status,
+                () = memory_exceeded(pid, memory_limit) => {
+                    exceeded.store(true, Ordering::Release);
+                    signal_group(pid, libc::SIGKILL);
+                    child.wait().await
+                }
                 _ = stop_rx => {
                     signal_group(pid, libc::SIGTERM);
                     match tokio::time::timeout(STOP_GRACE, child.wait()).await {
@@ -165,7 +185,31 @@ impl WorkerLauncher for NodeLauncher {
             };
             let _ = exit_tx.send(Some(description));
         });
-        Ok(WorkerProcess::new(move || drop(stop_tx), exit_rx, pid))
+        let mut process = WorkerProcess::new(move || drop(stop_tx), exit_rx, pid);
+        process.exceeded_memory = exceeded_memory;
+        Ok(process)
+    }
+}
+
+/// How often a worker's resident memory is looked at.
+const MEMORY_SAMPLE_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Resolves once the process `pid` holds more than `limit` bytes resident.
+async fn memory_exceeded(pid: Option<u32>, limit: u64) {
+    let Some(pid) = pid else {
+        return std::future::pending().await;
+    };
+    // SAFETY: sysconf has no preconditions.
+    let page = u64::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
+    let mut samples = tokio::time::interval(MEMORY_SAMPLE_INTERVAL);
+    loop {
+        samples.tick().await;
+        let resident_pages = std::fs::read_to_string(format!("/proc/{pid}/statm"))
+            .ok()
+            .and_then(|statm| statm.split_whitespace().nth(1).and_then(|pages| pages.parse::<u64>().ok()));
+        if resident_pages.is_some_and(|pages| pages.saturating_mul(page) > limit) {
+            return;
+        }
     }
 }
 

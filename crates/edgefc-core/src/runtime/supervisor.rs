@@ -59,6 +59,11 @@ impl WorkerLink {
         self.settled.notify_waiters();
     }
 
+    /// Whether the worker was killed for using more than its memory limit.
+    pub(super) fn exceeded_memory(&self) -> bool {
+        self.process.lock().unwrap().as_ref().is_some_and(WorkerProcess::exceeded_memory)
+    }
+
     /// Marks the worker as taking no new tasks; false if it already was.
     pub(super) fn begin_retiring(&self) -> bool {
         !self.retiring.swap(true, Ordering::AcqRel)
