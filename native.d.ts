@@ -61,6 +61,16 @@ export declare function errorCodes(): Array<string>
 /** The ARN the upstream SDK builds from a service and function name. */
 export declare function functionArn(serviceName: string, functionName: string): string
 
+/**
+ * One worker thread for the addon's async work: a process talks to the
+ * runtime over one connection, so more threads only add hand-offs (and
+ * wake-ups) between them.
+ * Makes this process non-dumpable: other processes of the same user can
+ * then neither read its memory and `/proc/<pid>/environ` nor trace it.
+ * Workers call it first thing. Returns whether it took effect.
+ */
+export declare function hardenProcess(): boolean
+
 /** A failure inside a batch of outcomes. */
 export interface NativeFailure {
   code: string

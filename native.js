@@ -839,6 +839,7 @@ module.exports.NativeRuntime = nativeBinding.NativeRuntime
 module.exports.NativeSession = nativeBinding.NativeSession
 module.exports.errorCodes = nativeBinding.errorCodes
 module.exports.functionArn = nativeBinding.functionArn
+module.exports.hardenProcess = nativeBinding.hardenProcess
 module.exports.runtimeEndpoint = nativeBinding.runtimeEndpoint
 module.exports.startRuntime = nativeBinding.startRuntime
 module.exports.thingFunctionAlias = nativeBinding.thingFunctionAlias

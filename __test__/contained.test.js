@@ -93,3 +93,13 @@ describe('memorySize', () => {
     await runtime.stop();
   });
 });
+
+describe('credentials', () => {
+  it('never puts a function\'s token in its environment, yet code written for upstream still finds AUTH_TOKEN', async () => {
+    const runtime = await startRuntimeProcess({ functions: [fixture('environ', { functionId: 'environ' })] });
+    const fc = new FCClient({ config: runtime.configPath });
+    const seen = JSON.parse((await fc.invokeFunction({ functionId: 'environ', payload: '' })).payload);
+    await runtime.stop();
+    assert.deepEqual(seen, { tokenInEnviron: false, authTokenForCode: true });
+  });
+});

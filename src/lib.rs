@@ -44,6 +44,14 @@ pub fn thing_function_alias() -> String {
 /// One worker thread for the addon's async work: a process talks to the
 /// runtime over one connection, so more threads only add hand-offs (and
 /// wake-ups) between them.
+/// Makes this process non-dumpable: other processes of the same user can
+/// then neither read its memory and `/proc/<pid>/environ` nor trace it.
+/// Workers call it first thing. Returns whether it took effect.
+#[napi]
+pub fn harden_process() -> bool {
+    edgefc_core::runtime::launcher::make_non_dumpable()
+}
+
 #[napi_derive::module_init]
 fn init() {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build();

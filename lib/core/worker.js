@@ -4,7 +4,10 @@
 // code directory. It connects back with the function's token, loads the
 // handler, and runs `handler(event, context, callback)` for every task.
 
+const fs = require('fs');
 const path = require('path');
+
+const native = require('../../native.js');
 
 const { servingSession } = require('./session');
 
@@ -111,8 +114,25 @@ function runTask(session, handler, task, identity) {
   }
 }
 
+/**
+ * The function's token, read once from the descriptor the runtime handed
+ * over (never from the environment, which same-user processes may read).
+ * It is kept as `process.env.AUTH_TOKEN` for code written for upstream: that
+ * changes this process's own variables, not what /proc shows of it.
+ */
+function takeToken(env) {
+  const fd = Number(env.EDGEFC_TOKEN_FD);
+  delete env.EDGEFC_TOKEN_FD;
+  const token = fs.readFileSync(fd, 'utf8');
+  fs.closeSync(fd);
+  env.AUTH_TOKEN = token;
+  return token;
+}
+
 async function main() {
   const env = process.env;
+  native.hardenProcess();
+  takeToken(env);
   const identity = {
     functionId: env.FUNCTION_ID,
     serviceName: env.EDGEFC_SERVICE_NAME,

@@ -4,6 +4,8 @@
 //! Node worker.
 
 use std::ffi::OsString;
+use std::io::Write;
+use std::os::fd::{AsRawFd, FromRawFd};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -103,6 +105,10 @@ impl WorkerLauncher for NodeLauncher {
             node_path.push(existing);
         }
         let runtime_pid = std::process::id();
+        // The token goes through a pipe the worker inherits as TOKEN_FD, never
+        // through its environment, which same-user processes may read.
+        let (token_read, token_write) = token_pipe()?;
+        let token_read_fd = token_read.as_raw_fd();
         let mut command = tokio::process::Command::new(&self.node);
         // Its own process group, so that stopping it reaches what it started;
         // and it dies with the runtime, however the runtime ends.
@@ -117,6 +123,16 @@ impl WorkerLauncher for NodeLauncher {
                 if libc::getppid() as u32 != runtime_pid {
                     libc::_exit(1);
                 }
+                // dup2 leaves the new descriptor open across exec; a pipe that
+                // already is TOKEN_FD only needs its close-on-exec flag cleared.
+                let handed_over = if token_read_fd == TOKEN_FD {
+                    libc::fcntl(TOKEN_FD, libc::F_SETFD, 0)
+                } else {
+                    libc::dup2(token_read_fd, TOKEN_FD)
+                };
+                if handed_over < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
                 Ok(())
             });
         }
@@ -127,7 +143,8 @@ impl WorkerLauncher for NodeLauncher {
             .arg(&self.bootstrap)
             .current_dir(&function.code_dir)
             .env_remove("EDGEFC_TOKEN")
-            .env("AUTH_TOKEN", spec.token)
+            .env_remove("AUTH_TOKEN")
+            .env("EDGEFC_TOKEN_FD", TOKEN_FD.to_string())
             .env("EDGEFC_SOCKET", spec.socket_path)
             .env("FUNCTION_ID", &function.function_id)
             .env("MY_FUNCTION_ID", &function.function_id)
@@ -143,6 +160,11 @@ impl WorkerLauncher for NodeLauncher {
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()?;
+        drop(token_read);
+        // A token is far smaller than a pipe's buffer: this never blocks.
+        let mut token_write = token_write;
+        token_write.write_all(spec.token.as_bytes())?;
+        drop(token_write);
         let label = function.function_name.clone();
         let max_line = spec.max_line_bytes;
         let forwarders = [
@@ -211,6 +233,28 @@ async fn memory_exceeded(pid: Option<u32>, limit: u64) {
             return;
         }
     }
+}
+
+/// Makes the calling process non-dumpable (`PR_SET_DUMPABLE` 0); what a
+/// worker does first. Returns whether it took effect.
+pub fn make_non_dumpable() -> bool {
+    // SAFETY: prctl(PR_SET_DUMPABLE) has no memory-safety preconditions.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0) == 0 }
+}
+
+/// The descriptor a worker reads its token from, once, at start.
+pub const TOKEN_FD: libc::c_int = 3;
+
+/// A pipe whose ends are closed on exec (the worker gets its read end
+/// through dup2 only).
+fn token_pipe() -> std::io::Result<(std::fs::File, std::fs::File)> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two descriptors into the array, which we then own.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: both descriptors were just opened and are owned by nothing else.
+    Ok(unsafe { (std::fs::File::from_raw_fd(fds[0]), std::fs::File::from_raw_fd(fds[1])) })
 }
 
 /// How long a worker asked to stop (SIGTERM) has before it is killed.
