@@ -52,6 +52,17 @@ describe('process lifetime', () => {
     assert.ok(await endsWithin(child, 2000), `the function's child ${child} outlived the runtime`);
   });
 
+  const groupsAvailable = process.getuid() === 0 && fs.existsSync('/sys/fs/cgroup');
+  it('ends what a function started in a session of its own (setsid), as root', {
+    skip: groupsAvailable ? false : 'needs root and /sys/fs/cgroup: workers get a control group only then',
+  }, async () => {
+    const { runtime, call } = await started();
+    const child = await call('setsid');
+    assert.ok(alive(child));
+    await runtime.stop();
+    assert.ok(await endsWithin(child, 2000), `the function's setsid child ${child} outlived the runtime`);
+  });
+
   it('ends the workers when the runtime is killed', async () => {
     const { runtime, call } = await started();
     const worker = await call('pid');

@@ -55,11 +55,8 @@ pub fn start_runtime<'env>(
     config_path: String,
     worker: WorkerSetup,
 ) -> napi::Result<PromiseRaw<'env, NativeRuntime>> {
-    let launcher = NodeLauncher {
-        node: PathBuf::from(worker.node),
-        bootstrap: PathBuf::from(worker.bootstrap),
-        module_dir: PathBuf::from(worker.module_dir),
-    };
+    let launcher =
+        NodeLauncher::new(PathBuf::from(worker.node), PathBuf::from(worker.bootstrap), PathBuf::from(worker.module_dir));
     let work = async move {
         let config = Config::load(Path::new(&config_path))?;
         log::init_embedded(config.limits.log.max_waiting_lines, config.limits.log.max_waiting_bytes);

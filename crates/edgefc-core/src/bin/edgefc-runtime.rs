@@ -82,7 +82,7 @@ async fn run(args: Args, config: Config) -> Result<(), Error> {
         (Ok(interrupt), Ok(terminate)) => (interrupt, terminate),
         _ => return Err(Error::new(edgefc_core::ErrorCode::Internal, "cannot install signal handlers")),
     };
-    let launcher = NodeLauncher { node: args.node, bootstrap: args.bootstrap, module_dir: args.module_dir };
+    let launcher = NodeLauncher::new(args.node, args.bootstrap, args.module_dir);
     let handle = runtime::start(config, Arc::new(launcher)).await?;
     log::info(format_args!("edgefc runtime listening on {}", handle.socket_path().display()));
     tokio::select! {

@@ -15,6 +15,7 @@ use std::time::Duration;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::sync::{oneshot, watch};
 
+use super::cgroup::WorkerGroups;
 use super::config::{FunctionSpec, ROUTER_FUNCTION_ID, THING_FUNCTION_ALIAS};
 use super::log::{self, OutputStream};
 
@@ -87,13 +88,21 @@ impl Drop for WorkerProcess {
 /// Starts `node <bootstrap>` in the function's code directory, with the
 /// upstream environment variables, and prefixes every line it prints with the
 /// function's name.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct NodeLauncher {
-    pub node: PathBuf,
-    pub bootstrap: PathBuf,
+    node: PathBuf,
+    bootstrap: PathBuf,
     /// Prepended to `NODE_PATH`, so `require('linkedge-core-sdk')` resolves
     /// with nothing installed in the function's directory.
-    pub module_dir: PathBuf,
+    module_dir: PathBuf,
+    /// A control group per worker, where the runtime may create them.
+    groups: Option<WorkerGroups>,
+}
+
+impl NodeLauncher {
+    pub fn new(node: PathBuf, bootstrap: PathBuf, module_dir: PathBuf) -> NodeLauncher {
+        NodeLauncher { node, bootstrap, module_dir, groups: WorkerGroups::create() }
+    }
 }
 
 impl WorkerLauncher for NodeLauncher {
@@ -105,6 +114,8 @@ impl WorkerLauncher for NodeLauncher {
             node_path.push(existing);
         }
         let runtime_pid = std::process::id();
+        let group = self.groups.as_ref().and_then(WorkerGroups::new_group).map(Arc::new);
+        let group_in_child = group.clone();
         // The token goes through a pipe the worker inherits as TOKEN_FD, never
         // through its environment, which same-user processes may read.
         let (token_read, token_write) = token_pipe()?;
@@ -132,6 +143,9 @@ impl WorkerLauncher for NodeLauncher {
                 };
                 if handed_over < 0 {
                     return Err(std::io::Error::last_os_error());
+                }
+                if let Some(group) = &group_in_child {
+                    group.enter();
                 }
                 Ok(())
             });
@@ -198,6 +212,9 @@ impl WorkerLauncher for NodeLauncher {
             };
             // Whatever the worker started and left behind ends with it.
             signal_group(pid, libc::SIGKILL);
+            if let Some(group) = &group {
+                group.end();
+            }
             for forwarder in forwarders.into_iter().flatten() {
                 let _ = forwarder.await;
             }

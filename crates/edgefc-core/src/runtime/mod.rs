@@ -13,11 +13,13 @@
 //! - `budget`: a bound by count and bytes, for a function's queue and the runtime's.
 //! - `supervisor`: that function's worker process: launch, attach, restart, idle stop.
 //! - [`launcher`]: how a worker process is started (Node in production).
+//! - `cgroup`: a control group per worker, where the runtime may create one.
 //! - [`log`]: where the runtime's and the functions' output goes.
 //! - `state_dir`: the state directory, its lock, the socket and token files, owner-only.
 
 mod budget;
 mod bus;
+mod cgroup;
 pub mod config;
 mod connections;
 mod host;
