@@ -1,5 +1,6 @@
 //! A bound on what is held at once, by count and by bytes: what a function's
-//! queue and the runtime as a whole may hold of admitted invocations.
+//! queue and the runtime as a whole may hold of admitted invocations, and
+//! what may wait for the runtime's stdout and stderr.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -35,13 +36,21 @@ impl Budget {
         Budget { max_count, max_bytes, used: Mutex::new(Used::default()), refused: AtomicU64::new(0) }
     }
 
-    /// Takes one place of `bytes`, or counts a refusal. An empty budget
-    /// always takes one, so that a payload larger than the byte bound can
-    /// still run, alone.
+    /// Takes one place of `bytes`, or counts a refusal.
     pub(super) fn try_take(&self, bytes: usize) -> bool {
+        self.take(bytes, false)
+    }
+
+    /// Like [`try_take`](Budget::try_take), but an empty budget always takes
+    /// one, so that a payload larger than the byte bound can still run, alone.
+    pub(super) fn try_take_or_alone(&self, bytes: usize) -> bool {
+        self.take(bytes, true)
+    }
+
+    fn take(&self, bytes: usize, alone_fits: bool) -> bool {
         let mut used = self.used.lock().unwrap();
-        let fits = used.count < self.max_count && (used.count == 0 || used.bytes.saturating_add(bytes) <= self.max_bytes);
-        if !fits {
+        let bytes_fit = used.bytes.saturating_add(bytes) <= self.max_bytes || (alone_fits && used.count == 0);
+        if used.count >= self.max_count || !bytes_fit {
             self.refused.fetch_add(1, Ordering::Relaxed);
             return false;
         }

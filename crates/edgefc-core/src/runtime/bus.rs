@@ -182,7 +182,7 @@ pub(super) fn publish(shared: &Shared, caller: Caller, topic: String, payload: P
     let mut full = Vec::new();
     for target in targets {
         let host = &shared.hosts[target];
-        match host.admit(payload.len() + invoker_context.len()) {
+        match host.admit(&invoker_context, &payload) {
             Ok(admission) => {
                 bus.counters.delivered.fetch_add(1, Ordering::Relaxed);
                 tokio::spawn(invoke::run_detached(host.clone(), admission, invoker_context.clone(), payload.clone()));

@@ -73,21 +73,26 @@ impl WorkerGroup {
 
     /// Kills every process left in the group, then removes it.
     pub fn end(&self) {
-        for _ in 0..KILL_ROUNDS {
-            let pids = members(&self.dir);
-            if pids.is_empty() {
-                break;
-            }
-            for pid in pids {
-                // SAFETY: kill has no memory-safety preconditions.
-                unsafe {
-                    libc::kill(pid, libc::SIGKILL);
-                }
-            }
-            std::thread::yield_now();
-        }
-        let _ = std::fs::remove_dir(&self.dir);
+        end_group(&self.dir);
     }
+}
+
+/// Kills every process left in the group at `dir`, then removes it.
+fn end_group(dir: &Path) {
+    for _ in 0..KILL_ROUNDS {
+        let pids = members(dir);
+        if pids.is_empty() {
+            break;
+        }
+        for pid in pids {
+            // SAFETY: kill has no memory-safety preconditions.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
+        std::thread::yield_now();
+    }
+    let _ = std::fs::remove_dir(dir);
 }
 
 /// Removes the groups of runtimes that ended without removing them.
@@ -104,7 +109,7 @@ fn remove_abandoned(hierarchy: &Path) {
             continue;
         }
         for worker in std::fs::read_dir(entry.path()).into_iter().flatten().flatten() {
-            WorkerGroup { dir: worker.path(), procs: CString::default() }.end();
+            end_group(&worker.path());
         }
         let _ = std::fs::remove_dir(entry.path());
     }

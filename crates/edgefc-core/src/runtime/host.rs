@@ -95,10 +95,12 @@ impl FunctionHost {
         &self.token
     }
 
-    /// Takes a place of `bytes` in the function's queue and the runtime's,
+    /// Takes a place for an invocation in the function's queue and the
+    /// runtime's, counting what it holds (its payload and invoker context),
     /// or fails with `ERR_QUEUE_FULL`.
-    pub(super) fn admit(self: &Arc<Self>, bytes: usize) -> Result<Admission> {
-        if !self.queue.try_take(bytes) {
+    pub(super) fn admit(self: &Arc<Self>, invoker_context: &str, payload: &Payload) -> Result<Admission> {
+        let bytes = payload.len() + invoker_context.len();
+        if !self.queue.try_take_or_alone(bytes) {
             return Err(Error::new(
                 ErrorCode::QueueFull,
                 format!(
@@ -110,7 +112,7 @@ impl FunctionHost {
             ));
         }
         let total = &self.settings.total_queue;
-        if !total.try_take(bytes) {
+        if !total.try_take_or_alone(bytes) {
             self.queue.give_back(bytes);
             return Err(Error::new(
                 ErrorCode::QueueFull,

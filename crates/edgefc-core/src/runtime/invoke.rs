@@ -53,7 +53,7 @@ async fn run(
         .get(&request.target)
         .ok_or_else(|| Error::new(ErrorCode::FunctionNotFound, format!("function {} does not exist", request.target)))?;
     let host = &shared.hosts[index];
-    let admission = host.admit(request.payload.len() + request.invoker_context.len())?;
+    let admission = host.admit(&request.invoker_context, &request.payload)?;
     let request_id = uuid::Uuid::new_v4().to_string();
     if !request.asynchronous {
         return host.run(admission, request_id, request.invoker_context, request.payload).await.map(Some);

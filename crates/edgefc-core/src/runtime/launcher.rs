@@ -118,7 +118,7 @@ impl WorkerLauncher for NodeLauncher {
         let group_in_child = group.clone();
         // The token goes through a pipe the worker inherits as TOKEN_FD, never
         // through its environment, which same-user processes may read.
-        let (token_read, token_write) = token_pipe()?;
+        let (token_read, mut token_write) = token_pipe()?;
         let token_read_fd = token_read.as_raw_fd();
         let mut command = tokio::process::Command::new(&self.node);
         // Its own process group, so that stopping it reaches what it started;
@@ -176,7 +176,6 @@ impl WorkerLauncher for NodeLauncher {
             .spawn()?;
         drop(token_read);
         // A token is far smaller than a pipe's buffer: this never blocks.
-        let mut token_write = token_write;
         token_write.write_all(spec.token.as_bytes())?;
         drop(token_write);
         let label = function.function_name.clone();
@@ -275,7 +274,7 @@ fn token_pipe() -> std::io::Result<(std::fs::File, std::fs::File)> {
 }
 
 /// How long a worker asked to stop (SIGTERM) has before it is killed.
-pub const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+pub const STOP_GRACE: Duration = Duration::from_secs(2);
 
 /// Signals every process of the group a worker leads.
 fn signal_group(leader: Option<u32>, signal: libc::c_int) {

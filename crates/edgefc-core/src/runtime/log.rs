@@ -18,6 +18,8 @@ use tracing_subscriber::fmt::writer::MakeWriterExt;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::EnvFilter;
 
+use super::budget::Budget;
+
 /// Keeps the standalone runtime's writer threads; dropping it writes what is
 /// still buffered, waiting at most [`FLUSH_TIMEOUT`].
 pub struct LogGuard {
@@ -80,43 +82,18 @@ pub fn dropped_lines() -> u64 {
     DROPPED.load(Ordering::Relaxed)
 }
 
-/// What waits in one stream's queue.
-struct Waiting {
-    max_lines: usize,
-    max_bytes: usize,
-    used: Mutex<(usize, usize)>,
-}
-
-impl Waiting {
-    fn try_take(&self, bytes: usize) -> bool {
-        let mut used = self.used.lock().unwrap();
-        if used.0 >= self.max_lines || used.1.saturating_add(bytes) > self.max_bytes {
-            return false;
-        }
-        used.0 += 1;
-        used.1 += bytes;
-        true
-    }
-
-    fn give_back(&self, bytes: usize) {
-        let mut used = self.used.lock().unwrap();
-        used.0 = used.0.saturating_sub(1);
-        used.1 = used.1.saturating_sub(bytes);
-    }
-}
-
 /// The writing side of one stream's queue: takes a place per line, or
 /// drops the line when the queue is full, so that it never blocks.
 #[derive(Clone)]
 struct Bounded {
     queue: tracing_appender::non_blocking::NonBlocking,
-    waiting: Arc<Waiting>,
+    waiting: Arc<Budget>,
 }
 
 /// The stream itself, on the writer thread: each line written gives its place back.
 struct Draining<W> {
     stream: W,
-    waiting: Arc<Waiting>,
+    waiting: Arc<Budget>,
 }
 
 impl Bounded {
@@ -125,7 +102,7 @@ impl Bounded {
         max_lines: usize,
         max_bytes: usize,
     ) -> (Bounded, tracing_appender::non_blocking::WorkerGuard) {
-        let waiting = Arc::new(Waiting { max_lines, max_bytes, used: Mutex::new((0, 0)) });
+        let waiting = Arc::new(Budget::new(max_lines, max_bytes));
         // One more place than lines, for the writer's own shutdown message:
         // with the places counted here, sending never waits.
         let (queue, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()

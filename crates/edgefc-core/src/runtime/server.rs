@@ -89,14 +89,14 @@ async fn handle_connection(stream: UnixStream, place: GreetingPlace, shared: Arc
         return;
     };
     reader.set_max_payload(shared.max_payload);
-    let max_in_flight = match &worker {
+    let max_in_flight = match (&worker, caller) {
         // A worker's tasks are bounded where they are admitted; each of its
         // `maxConcurrency` handlers may be calling another function.
-        Some(_) => {
+        (Some(_), Caller::Function(index)) => {
             sender.lift_bound();
-            limits.max_in_flight.max(worker_concurrency(&shared, caller))
+            limits.max_in_flight.max(shared.hosts[index].spec.max_concurrency)
         }
-        None => limits.max_in_flight,
+        _ => limits.max_in_flight,
     };
     let in_flight = Arc::new(Semaphore::new(max_in_flight));
     let peer = Peer { connection_id, caller, sender, worker, in_flight, max_in_flight, _place: open_place };
@@ -138,13 +138,6 @@ async fn linger(peer: Peer) {
     };
     let _ = tokio::time::timeout(LINGER, answered).await;
     peer.sender.close();
-}
-
-fn worker_concurrency(shared: &Shared, caller: Caller) -> usize {
-    match caller {
-        Caller::Function(index) => shared.hosts[index].spec.max_concurrency,
-        Caller::Admin => 0,
-    }
 }
 
 /// The next frame, read only once the peer has read enough of its replies

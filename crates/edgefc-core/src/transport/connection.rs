@@ -168,30 +168,27 @@ impl FrameSender {
     /// behind is disconnected instead ([`Offer::Full`]): it is not reading
     /// what it asked for.
     pub fn send_bounded(&self, frame: Frame) -> Offer {
-        let shared = &self.inner.shared;
-        let mut state = shared.state.lock().unwrap();
-        if state.closed {
-            return Offer::Closed;
-        }
-        if state.past_hard() {
-            close(shared, &mut state);
-            return Offer::Full;
-        }
-        if !append(&mut state, &frame) {
-            return Offer::Closed;
-        }
-        wake_writer(shared, state);
-        Offer::Queued
+        self.queue_unless(frame, WriteState::past_hard, true)
     }
 
     /// Queues `frame` unless the peer is more than the soft bound behind.
     pub fn offer(&self, frame: Frame) -> Offer {
+        self.queue_unless(frame, WriteState::past_soft, false)
+    }
+
+    /// Queues `frame` and lets the writer write it, unless `behind` holds;
+    /// then the frame is not queued, and the connection is closed if
+    /// `close_when_behind`.
+    fn queue_unless(&self, frame: Frame, behind: fn(&WriteState) -> bool, close_when_behind: bool) -> Offer {
         let shared = &self.inner.shared;
         let mut state = shared.state.lock().unwrap();
         if state.closed {
             return Offer::Closed;
         }
-        if state.past_soft() {
+        if behind(&state) {
+            if close_when_behind {
+                close(shared, &mut state);
+            }
             return Offer::Full;
         }
         if !append(&mut state, &frame) {
@@ -241,11 +238,6 @@ impl FrameSender {
         state.bound = OutputBound { gauge, ..OutputBound::unbounded() };
     }
 
-    /// Bytes queued and not yet written to the socket.
-    pub fn unwritten_bytes(&self) -> usize {
-        self.inner.shared.state.lock().unwrap().unwritten()
-    }
-
     /// Closes the connection; what is still queued is dropped.
     pub fn close(&self) {
         let shared = &self.inner.shared;
@@ -254,8 +246,7 @@ impl FrameSender {
 
     /// Queues `frame` without writing it; [`flush`](FrameSender::flush) writes.
     pub fn queue(&self, frame: Frame) -> bool {
-        let shared = &self.inner.shared;
-        append(&mut shared.state.lock().unwrap(), &frame)
+        append(&mut self.inner.shared.state.lock().unwrap(), &frame)
     }
 
     /// Writes what is queued from the calling thread, without blocking; what
