@@ -37,7 +37,10 @@ impl WorkerGroups {
         }
         let hierarchy = own_hierarchy()?;
         remove_abandoned(&hierarchy);
-        let base = hierarchy.join(format!("edgefc-{}", std::process::id()));
+        // One process may host several runtimes (embedded in Node): each gets its own directory.
+        static RUNTIMES: AtomicU64 = AtomicU64::new(1);
+        let runtime = RUNTIMES.fetch_add(1, Ordering::Relaxed);
+        let base = hierarchy.join(format!("edgefc-{}-{runtime}", std::process::id()));
         std::fs::create_dir_all(&base).ok()?;
         Some(WorkerGroups { base, next: AtomicU64::new(1) })
     }
@@ -102,7 +105,8 @@ fn remove_abandoned(hierarchy: &Path) {
     };
     for entry in entries.flatten() {
         let name = entry.file_name();
-        let Some(pid) = name.to_str().and_then(|name| name.strip_prefix("edgefc-")) else {
+        let pid = name.to_str().and_then(|name| name.strip_prefix("edgefc-")).and_then(|rest| rest.split_once('-'));
+        let Some((pid, _)) = pid else {
             continue;
         };
         if Path::new("/proc").join(pid).exists() {
