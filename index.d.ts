@@ -171,6 +171,7 @@ export interface RuntimeStats {
     /** Unwritten output of every connection together. */
     outputBytes: number
     maxOutputBytesEach: number
+    maxTotalOutputBytes: number
     acceptErrors: number
     evictedUnauthenticated: number
     helloTimeouts: number

@@ -151,19 +151,6 @@ function formatMessage(message) {
   return `${message.topic} ${message.source} ${payload}\n`;
 }
 
-/** Says on stderr how many messages stdout was too slow for, when that grew. */
-function droppedMessagesWarning() {
-  let reported = 0;
-  return {
-    check(dropped) {
-      if (dropped > reported) {
-        console.error(`edgefc: ${dropped} messages dropped so far: stdout is not keeping up`);
-        reported = dropped;
-      }
-    },
-  };
-}
-
 async function subscribe(values, positionals) {
   const topicFilter = onlyArgument(positionals, 'topic filter');
   const link = new RuntimeLink({ config: configPath(values) });
@@ -173,8 +160,15 @@ async function subscribe(values, positionals) {
     return s.subscribe(topicFilter);
   });
   console.error(`edgefc: subscribed to ${topicFilter}`);
-  const dropWarning = droppedMessagesWarning();
-  setInterval(() => dropWarning.check(session.droppedMessages()), 1000).unref();
+  // Says on stderr, when it grew, how many messages stdout was too slow for.
+  let reportedDrops = 0;
+  setInterval(() => {
+    const dropped = session.droppedMessages();
+    if (dropped > reportedDrops) {
+      console.error(`edgefc: ${dropped} messages dropped so far: stdout is not keeping up`);
+      reportedDrops = dropped;
+    }
+  }, 1000).unref();
   const interrupted = new Promise((resolve) => {
     process.once('SIGINT', resolve);
     process.once('SIGTERM', resolve);

@@ -126,7 +126,6 @@ function takeToken(env) {
   const token = fs.readFileSync(fd, 'utf8');
   fs.closeSync(fd);
   env.AUTH_TOKEN = token;
-  return token;
 }
 
 async function main() {
