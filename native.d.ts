@@ -18,11 +18,18 @@ export declare class NativeRuntime {
 
 export declare class NativeSession {
   /**
-   * `onCompletions(outcomes)` receives the outcomes of `submitInvoke` and
-   * `submitPublish`, batched; `onTasks(tasks)` the tasks of a serving
-   * session. Neither keeps the process alive.
+   * A caller's session on the runtime's socket, authenticated with
+   * `token`. `onCompletions(outcomes)` receives the outcomes of
+   * `submitInvoke` and `submitPublish`, batched; it does not keep the
+   * process alive.
    */
-  constructor(socketPath: string, token: string, serve: boolean, connectTimeoutMs: number, onCompletions: (outcomes: Outcome[]) => void, onTasks?: ((tasks: NativeTask[]) => void) | undefined | null)
+  constructor(socketPath: string, token: string, connectTimeoutMs: number, onCompletions: (outcomes: Outcome[]) => void)
+  /**
+   * A worker's session, on the connection the runtime handed it at
+   * descriptor `fd`; its function's tasks go to `onTasks(tasks)`, batched
+   * (`[]` once the connection closed). Throws unless `fd` is a socket.
+   */
+  static inherited(fd: number, onCompletions: (outcomes: Outcome[]) => void, onTasks: (tasks: NativeTask[]) => void): NativeSession
   /**
    * Sends an invocation; its outcome comes to `onCompletions` with `tag`.
    * Throws what is wrong before sending (a payload over the limit, say).

@@ -106,11 +106,11 @@ describe('memorySize', () => {
 });
 
 describe('credentials', () => {
-  it('never puts a function\'s token in its environment, yet code written for upstream still finds AUTH_TOKEN', async () => {
+  it('gives a worker no token and no socket path: its connection is handed over, already known', async () => {
     const runtime = await startRuntimeProcess({ functions: [fixture('environ', { functionId: 'environ' })] });
     const fc = new FCClient({ config: runtime.configPath });
     const seen = JSON.parse((await fc.invokeFunction({ functionId: 'environ', payload: '' })).payload);
     await runtime.stop();
-    assert.deepEqual(seen, { tokenInEnviron: false, authTokenForCode: true });
+    assert.deepEqual(seen, { tokenInEnviron: false, tokenInProcess: false });
   });
 });

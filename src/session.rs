@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use edgefc_core::client::{CompletionSink, ConnectOptions, Session, Sinks, TaskSink};
+use edgefc_core::client::{CompletionSink, ConnectOptions, Endpoint, Session, Sinks, TaskSink};
 use edgefc_core::proto::{InvokeRequest, Reply, Request};
 use edgefc_core::{Error, ErrorCode};
 use napi::bindgen_prelude::{BufferSlice, Either, PromiseRaw};
@@ -31,24 +31,36 @@ pub struct NativeSession {
 
 #[napi]
 impl NativeSession {
-    /// `onCompletions(outcomes)` receives the outcomes of `submitInvoke` and
-    /// `submitPublish`, batched; `onTasks(tasks)` the tasks of a serving
-    /// session. Neither keeps the process alive.
+    /// A caller's session on the runtime's socket, authenticated with
+    /// `token`. `onCompletions(outcomes)` receives the outcomes of
+    /// `submitInvoke` and `submitPublish`, batched; it does not keep the
+    /// process alive.
     #[napi(constructor)]
     pub fn new(
         socket_path: String,
         token: String,
-        serve: bool,
         connect_timeout_ms: u32,
         #[napi(ts_arg_type = "(outcomes: Outcome[]) => void")] on_completions: CompletionCallback,
-        #[napi(ts_arg_type = "((tasks: NativeTask[]) => void) | undefined | null")] on_tasks: Option<TaskCallback>,
     ) -> NativeSession {
-        let options = ConnectOptions {
-            socket_path: PathBuf::from(socket_path),
-            token,
-            serve,
-            connect_timeout: Duration::from_millis(u64::from(connect_timeout_ms.max(1))),
-        };
+        let mut options = ConnectOptions::new(PathBuf::from(socket_path), token);
+        options.connect_timeout = Duration::from_millis(u64::from(connect_timeout_ms.max(1)));
+        NativeSession::with(options, on_completions, None)
+    }
+
+    /// A worker's session, on the connection the runtime handed it at
+    /// descriptor `fd`; its function's tasks go to `onTasks(tasks)`, batched
+    /// (`[]` once the connection closed). Throws unless `fd` is a socket.
+    #[napi(factory)]
+    pub fn inherited(
+        fd: i32,
+        #[napi(ts_arg_type = "(outcomes: Outcome[]) => void")] on_completions: CompletionCallback,
+        #[napi(ts_arg_type = "(tasks: NativeTask[]) => void")] on_tasks: TaskCallback,
+    ) -> error::Result<NativeSession> {
+        let endpoint = Endpoint::inherited(fd).map_err(to_js)?;
+        Ok(NativeSession::with(ConnectOptions::worker(endpoint), on_completions, Some(on_tasks)))
+    }
+
+    fn with(options: ConnectOptions, on_completions: CompletionCallback, on_tasks: Option<TaskCallback>) -> NativeSession {
         let completions: CompletionSink = Arc::new(move |batch| {
             let outcomes = batch.into_iter().map(|(tag, reply)| Outcome::of(tag, reply)).collect();
             on_completions.call(outcomes, ThreadsafeFunctionCallMode::NonBlocking);

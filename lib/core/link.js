@@ -6,7 +6,7 @@ const path = require('path');
 const native = require('../../native.js');
 const { EdgeFCError, ErrorCode, fromNative } = require('./errors');
 const { clientOptions } = require('./params');
-const { sessionFor } = require('./session');
+const { sessionFor, inWorker, WORKER_ENDPOINT } = require('./session');
 
 /** Codes after which a client that found its runtime through a config looks again (it may have restarted). */
 const STALE_ENDPOINT_CODES = new Set([ErrorCode.RUNTIME_UNAVAILABLE, ErrorCode.UNAUTHORIZED]);
@@ -14,9 +14,9 @@ const STALE_ENDPOINT_CODES = new Set([ErrorCode.RUNTIME_UNAVAILABLE, ErrorCode.U
 /**
  * Where to connect and with which token, from (in order) the client's
  * options `{socketPath, token}`, its option `{config}` (the runtime's
- * edgefc.json: its socket and admin token), or the environment
- * (`EDGEFC_SOCKET`, and `EDGEFC_TOKEN` or upstream's `AUTH_TOKEN`), which
- * is how hosted functions are set up.
+ * edgefc.json: its socket and admin token), the worker's own connection
+ * (in a hosted function), or the environment (`EDGEFC_SOCKET`, and
+ * `EDGEFC_TOKEN` or upstream's `AUTH_TOKEN`).
  */
 function resolveEndpoint(options) {
   if (options.socketPath !== undefined) {
@@ -24,6 +24,9 @@ function resolveEndpoint(options) {
   }
   if (options.config !== undefined) {
     return endpointFromConfig(options.config);
+  }
+  if (inWorker()) {
+    return WORKER_ENDPOINT;
   }
   const socketPath = process.env.EDGEFC_SOCKET;
   const token = process.env.EDGEFC_TOKEN || process.env.AUTH_TOKEN;

@@ -26,16 +26,15 @@ const FLUSH_EVERY = 32;
  * Every method resolves with its value or rejects with an EdgeFCError.
  */
 class Session {
-  /** `onTasks(tasks)`, for a worker's serving session: its tasks, batched; `[]` when the connection closed. */
-  constructor(endpoint, serve, connectTimeoutMs, onTasks) {
+  /** `open(onCompletions)` makes the NativeSession. */
+  constructor(open) {
     this._pending = new Map();
     this._nextTag = 1;
     // The native callback does not keep the process alive; this timer does,
     // while calls are outstanding (like an open socket with a request on it).
     this._keepAlive = setInterval(noop, 1 << 30);
     this._keepAlive.unref();
-    this.native = new native.NativeSession(endpoint.socketPath, endpoint.token, serve, connectTimeoutMs,
-      (outcomes) => this._complete(outcomes), onTasks);
+    this.native = open((outcomes) => this._complete(outcomes));
     this._flushScheduled = false;
     this._queued = 0;
     this._flush = () => {
@@ -142,29 +141,39 @@ class Session {
   }
 }
 
-function key(endpoint, connectTimeoutMs) {
-  return `${endpoint.socketPath}\0${endpoint.token}\0${connectTimeoutMs}`;
-}
+/** In a worker: its session, on the connection the runtime handed it. */
+let workerSession = null;
+
+/** The endpoint of a hosted function's clients that name no other: their worker's own connection. */
+const WORKER_ENDPOINT = Object.freeze({ worker: true });
 
 function sessionFor(endpoint, connectTimeoutMs = DEFAULT_CONNECT_TIMEOUT_MS) {
-  const id = key(endpoint, connectTimeoutMs);
+  if (endpoint === WORKER_ENDPOINT) {
+    return workerSession;
+  }
+  const id = `${endpoint.socketPath}\0${endpoint.token}\0${connectTimeoutMs}`;
   let session = sessions.get(id);
   if (session === undefined) {
-    session = new Session(endpoint, false, connectTimeoutMs);
+    session = new Session((onCompletions) => new native.NativeSession(endpoint.socketPath, endpoint.token,
+      connectTimeoutMs, onCompletions));
     sessions.set(id, session);
   }
   return session;
 }
 
 /**
- * The worker's session, which also receives its function's tasks through
- * `onTasks`. It is registered first so that the function's own FCClient
- * calls share it.
+ * The worker's session, on the connection inherited at descriptor `fd`,
+ * which also receives its function's tasks through `onTasks` (`[]` once
+ * the connection closed). The function's own clients share it.
  */
-function servingSession(endpoint, onTasks) {
-  const session = new Session(endpoint, true, DEFAULT_CONNECT_TIMEOUT_MS, onTasks);
-  sessions.set(key(endpoint, DEFAULT_CONNECT_TIMEOUT_MS), session);
-  return session;
+function servingSession(fd, onTasks) {
+  workerSession = new Session((onCompletions) => native.NativeSession.inherited(fd, onCompletions, onTasks));
+  return workerSession;
 }
 
-module.exports = { sessionFor, servingSession };
+/** Whether this process is a worker, whose clients use its connection by default. */
+function inWorker() {
+  return workerSession !== null;
+}
+
+module.exports = { sessionFor, servingSession, inWorker, WORKER_ENDPOINT };

@@ -1,10 +1,10 @@
 'use strict';
 
 // The worker bootstrap: the runtime starts `node worker.js` in a function's
-// code directory. It connects back with the function's token, loads the
-// handler, and runs `handler(event, context, callback)` for every task.
+// code directory, handing it a connection of its own (no socket path, no
+// token). It loads the handler, and runs `handler(event, context, callback)`
+// for every task.
 
-const fs = require('fs');
 const path = require('path');
 
 const native = require('../../native.js');
@@ -114,24 +114,11 @@ function runTask(session, handler, task, identity) {
   }
 }
 
-/**
- * The function's token, read once from the descriptor the runtime handed
- * over (never from the environment, which same-user processes may read).
- * It is kept as `process.env.AUTH_TOKEN` for code written for upstream: that
- * changes this process's own variables, not what /proc shows of it.
- */
-function takeToken(env) {
-  const fd = Number(env.EDGEFC_TOKEN_FD);
-  delete env.EDGEFC_TOKEN_FD;
-  const token = fs.readFileSync(fd, 'utf8');
-  fs.closeSync(fd);
-  env.AUTH_TOKEN = token;
-}
-
 async function main() {
   const env = process.env;
   native.hardenProcess();
-  takeToken(env);
+  const connectionFd = Number(env.EDGEFC_CONNECTION_FD);
+  delete env.EDGEFC_CONNECTION_FD;
   const identity = {
     functionId: env.FUNCTION_ID,
     serviceName: env.EDGEFC_SERVICE_NAME,
@@ -155,8 +142,9 @@ async function main() {
       runTask(session, handler, task, identity);
     }
   };
-  const session = servingSession({ socketPath: env.EDGEFC_SOCKET, token: env.AUTH_TOKEN }, onTasks);
+  let session;
   try {
+    session = servingSession(connectionFd, onTasks);
     await session.open();
   } catch (err) {
     console.error(`edgefc: the worker cannot connect to the runtime: ${err.message}`);

@@ -7,7 +7,6 @@ mod common;
 use std::os::unix::fs::PermissionsExt;
 
 use common::*;
-use edgefc_core::client::{Client, ConnectOptions, Sinks};
 use edgefc_core::proto::{Payload, Request};
 use edgefc_core::runtime::{self, Config};
 use edgefc_core::ErrorCode;
@@ -60,17 +59,14 @@ fn a_handler_outside_its_code_directory_is_refused() {
 }
 
 #[tokio::test]
-async fn a_function_token_invokes_and_publishes_but_cannot_subscribe_or_read_stats() {
+async fn a_worker_invokes_and_publishes_but_cannot_subscribe_or_read_stats() {
     let fixture = Fixture::start("").await;
     completed(&fixture.client().await, sync("echo", Payload::text("start the worker"))).await;
-    let token = fixture.launcher.tokens.lock().unwrap()[0].clone();
-    let function = Client::connect(&ConnectOptions::new(fixture.handle().socket_path(), token), Sinks::default())
-        .await
-        .expect("a function's token connects");
-    assert_eq!(completed(&function, sync("echo", Payload::text("hi"))).await.payload, Payload::text("hi"));
-    publish(&function, "/as/itself", Payload::text("m")).await;
-    let subscribing = function.call(Request::Subscribe { topic_filter: "#".into() }).await.unwrap_err();
+    let worker = fixture.launcher.workers.lock().unwrap()[0].clone();
+    assert_eq!(completed(&worker, sync("echo", Payload::text("hi"))).await.payload, Payload::text("hi"));
+    publish(&worker, "/as/itself", Payload::text("m")).await;
+    let subscribing = worker.call(Request::Subscribe { topic_filter: "#".into() }).await.unwrap_err();
     assert_eq!(subscribing.code, ErrorCode::Unauthorized);
-    assert_eq!(query(&function, "stats").await.unwrap_err().code, ErrorCode::Unauthorized);
+    assert_eq!(query(&worker, "stats").await.unwrap_err().code, ErrorCode::Unauthorized);
     fixture.stop().await;
 }

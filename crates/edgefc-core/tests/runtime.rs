@@ -224,18 +224,6 @@ async fn stopping_the_runtime_fails_waiting_callers_and_removes_the_socket() {
 }
 
 #[tokio::test]
-async fn a_worker_connecting_from_another_process_is_refused() {
-    let mut launcher = InProcess::new();
-    Arc::get_mut(&mut launcher).unwrap().claimed_pid = Some(1);
-    let fixture = Fixture::start_with("", launcher).await;
-    let result = completed(&fixture.client().await, sync("echo", Payload::text("x"))).await;
-    assert_eq!(result.function_error, FunctionError::Unhandled);
-    let body = String::from_utf8_lossy(result.payload.bytes()).into_owned();
-    assert!(body.contains("WorkerStartError"), "{body}");
-    fixture.stop().await;
-}
-
-#[tokio::test]
 async fn overlong_fields_are_refused_before_sending_and_long_error_messages_are_cut() {
     let fixture = Fixture::start("").await;
     let client = fixture.client().await;

@@ -45,23 +45,67 @@ const HANDSHAKE_MAX_PAYLOAD: usize = 0;
 pub const MAX_WAITING_MESSAGES: usize = 1024;
 pub const MAX_WAITING_MESSAGE_BYTES: usize = 8 << 20;
 
+/// Where a client's connection comes from.
+#[derive(Debug, Clone)]
+pub enum Endpoint {
+    /// The runtime's socket, and a token to authenticate with.
+    Socket { path: PathBuf, token: String },
+    /// The connection the runtime handed a worker when it started it: the
+    /// runtime already knows whose it is, so it needs no token. It can be
+    /// used once; a worker ends with it.
+    Inherited(Arc<std::sync::Mutex<Option<std::os::unix::net::UnixStream>>>),
+}
+
+impl Endpoint {
+    /// Takes over the inherited connection at descriptor `fd`: it is kept
+    /// from the processes this one starts (close-on-exec). Fails unless
+    /// `fd` is an open socket.
+    pub fn inherited(fd: std::os::fd::RawFd) -> Result<Endpoint> {
+        let not_inherited =
+            |why: String| Error::runtime_unavailable(format!("no connection was inherited at descriptor {fd}: {why}"));
+        // SAFETY: fstat only writes into the buffer it is given.
+        let mut status: libc::stat = unsafe { std::mem::zeroed() };
+        if unsafe { libc::fstat(fd, &mut status) } != 0 {
+            return Err(not_inherited(std::io::Error::last_os_error().to_string()));
+        }
+        if status.st_mode & libc::S_IFMT != libc::S_IFSOCK {
+            return Err(not_inherited("it is not a socket".to_string()));
+        }
+        // SAFETY: fcntl on a descriptor just checked to be open.
+        if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } != 0 {
+            return Err(not_inherited(std::io::Error::last_os_error().to_string()));
+        }
+        // SAFETY: the descriptor is open, a socket, and handed to this process to own.
+        let stream = unsafe { <std::os::unix::net::UnixStream as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        stream.set_nonblocking(true).map_err(|error| not_inherited(error.to_string()))?;
+        Ok(Endpoint::Inherited(Arc::new(std::sync::Mutex::new(Some(stream)))))
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Endpoint::Socket { path, .. } => format!("the edgefc runtime at {}", path.display()),
+            Endpoint::Inherited(_) => "the edgefc runtime (inherited connection)".to_string(),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct ConnectOptions {
-    pub socket_path: PathBuf,
-    pub token: String,
-    /// Receive the tasks of the function this token belongs to.
+    pub endpoint: Endpoint,
+    /// Receive the tasks of the function whose worker this is.
     pub serve: bool,
     pub connect_timeout: Duration,
 }
 
 impl ConnectOptions {
     pub fn new(socket_path: impl Into<PathBuf>, token: impl Into<String>) -> ConnectOptions {
-        ConnectOptions {
-            socket_path: socket_path.into(),
-            token: token.into(),
-            serve: false,
-            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
-        }
+        let endpoint = Endpoint::Socket { path: socket_path.into(), token: token.into() };
+        ConnectOptions { endpoint, serve: false, connect_timeout: DEFAULT_CONNECT_TIMEOUT }
+    }
+
+    /// A worker's connection, handed over by the runtime: it serves tasks.
+    pub fn worker(endpoint: Endpoint) -> ConnectOptions {
+        ConnectOptions { endpoint, serve: true, connect_timeout: DEFAULT_CONNECT_TIMEOUT }
     }
 }
 
@@ -124,24 +168,32 @@ impl Client {
         match tokio::time::timeout(options.connect_timeout, handshake).await {
             Ok(result) => result,
             Err(_) => Err(Error::runtime_unavailable(format!(
-                "the runtime at {} did not answer within {} ms",
-                options.socket_path.display(),
+                "{} did not answer within {} ms",
+                options.endpoint.describe(),
                 options.connect_timeout.as_millis()
             ))),
         }
     }
 
     async fn handshake(options: &ConnectOptions, sinks: Sinks) -> Result<Client> {
-        check_field("the token", &options.token)?;
-        let stream = UnixStream::connect(&options.socket_path).await.map_err(|error| {
-            Error::runtime_unavailable(format!(
-                "cannot connect to the edgefc runtime at {}: {error}",
-                options.socket_path.display()
-            ))
-        })?;
+        let (stream, token) = match &options.endpoint {
+            Endpoint::Socket { path, token } => {
+                check_field("the token", token)?;
+                let stream = UnixStream::connect(path).await.map_err(|error| {
+                    Error::runtime_unavailable(format!("cannot connect to {}: {error}", options.endpoint.describe()))
+                })?;
+                (stream, token.clone())
+            }
+            Endpoint::Inherited(slot) => {
+                let stream = slot.lock().unwrap().take().ok_or_else(connection_lost)?;
+                let stream = UnixStream::from_std(stream)
+                    .map_err(|error| Error::runtime_unavailable(format!("the inherited connection cannot be used: {error}")))?;
+                (stream, String::new())
+            }
+        };
         let (mut reader, sender) =
             transport::split(stream, FrameCodec::for_max_payload(HANDSHAKE_MAX_PAYLOAD), OutputBound::unbounded());
-        sender.send(Frame::Hello { version: PROTOCOL_VERSION, serve: options.serve, token: options.token.clone() });
+        sender.send(Frame::Hello { version: PROTOCOL_VERSION, serve: options.serve, token });
         let max_payload = match reader.read_frame().await {
             Ok(Some(Frame::Welcome { version: PROTOCOL_VERSION, max_payload })) => max_payload as usize,
             Ok(Some(Frame::Welcome { version, .. })) => {

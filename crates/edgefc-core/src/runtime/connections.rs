@@ -104,7 +104,7 @@ impl Connections {
     /// A place for a connection just accepted; when every place is taken,
     /// the connection that has waited longest for its Hello is closed.
     pub(super) fn greet(self: &Arc<Self>) -> GreetingPlace {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let id = self.next_id();
         let evicted = CancellationToken::new();
         let mut greeting = self.greeting.lock().unwrap();
         while greeting.len() >= self.limits.max_unauthenticated {
@@ -115,6 +115,11 @@ impl Connections {
         }
         greeting.push_back((id, evicted.clone()));
         GreetingPlace { connections: self.clone(), id, evicted }
+    }
+
+    /// An id for a connection that needs no greeting place (a worker's).
+    pub(super) fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
     /// A place among the authenticated connections, or `None` when all

@@ -6,7 +6,6 @@
 //! invocations have finished (each within its own timeout). The worker process itself
 //! is the supervisor's business (`supervisor.rs`).
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -17,35 +16,33 @@ use tokio_util::sync::CancellationToken;
 use super::budget::{Budget, BudgetStats};
 use super::config::FunctionSpec;
 use super::launcher::WorkerLauncher;
-use super::supervisor::{PendingLaunch, WorkerLink};
+use super::supervisor::{WorkerConnection, WorkerLink};
 use crate::error::{Error, ErrorCode, Result};
 use crate::proto::frame::{Frame, Payload};
 use crate::proto::message::SyncResult;
 
 /// What every host of one runtime shares.
 pub(super) struct HostSettings {
-    pub socket_path: PathBuf,
     pub launcher: Arc<dyn WorkerLauncher>,
     /// Given to workers as `THING_FUNCTION_ID`.
     pub thing_function_id: Option<String>,
     /// What every function's admitted invocations may hold together.
     pub total_queue: Budget,
     pub max_line_bytes: usize,
+    /// Where a new worker's connection goes to be served.
+    pub worker_connections: tokio::sync::mpsc::UnboundedSender<WorkerConnection>,
 }
 
 pub(super) struct FunctionHost {
     pub spec: FunctionSpec,
-    pub(super) token: String,
+    /// Its place in the runtime's function list: who its worker's connection speaks for.
+    pub(super) index: usize,
     pub(super) settings: Arc<HostSettings>,
     pub(super) permits: Semaphore,
     /// Invocations admitted and not yet finished: running plus queued.
     queue: Budget,
     /// The connected worker, if any; locked while one is being launched.
     pub(super) worker: tokio::sync::Mutex<Option<Arc<WorkerLink>>>,
-    /// Set while a worker is being launched: the connection that
-    /// authenticates with this function's token, asks to serve and comes
-    /// from the launched process is handed over through it.
-    pub(super) launching: Mutex<Option<PendingLaunch>>,
     pub(super) last_activity: Mutex<Instant>,
     pub(super) stopping: AtomicBool,
     pub(super) stopped: CancellationToken,
@@ -76,23 +73,18 @@ pub(super) struct QueueStats {
 }
 
 impl FunctionHost {
-    pub(super) fn new(spec: FunctionSpec, token: String, settings: Arc<HostSettings>) -> FunctionHost {
+    pub(super) fn new(spec: FunctionSpec, index: usize, settings: Arc<HostSettings>) -> FunctionHost {
         FunctionHost {
             permits: Semaphore::new(spec.max_concurrency),
             queue: Budget::new(spec.max_concurrency.saturating_add(spec.max_queued), spec.max_queued_bytes),
             spec,
-            token,
+            index,
             settings,
             worker: tokio::sync::Mutex::new(None),
-            launching: Mutex::new(None),
             last_activity: Mutex::new(Instant::now()),
             stopping: AtomicBool::new(false),
             stopped: CancellationToken::new(),
         }
-    }
-
-    pub(super) fn token(&self) -> &str {
-        &self.token
     }
 
     /// Takes a place for an invocation in the function's queue and the
@@ -228,7 +220,6 @@ impl FunctionHost {
         self.begin_stop();
         self.stopped.cancel();
         self.permits.close();
-        self.launching.lock().unwrap().take();
         let link = self.worker.lock().await.take();
         if let Some(link) = link {
             link.stop().await;

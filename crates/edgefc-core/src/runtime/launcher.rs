@@ -4,9 +4,8 @@
 //! Node worker.
 
 use std::ffi::OsString;
-use std::io::Write;
-use std::os::fd::{AsRawFd, FromRawFd};
-use std::path::{Path, PathBuf};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -19,12 +18,12 @@ use super::cgroup::WorkerGroups;
 use super::config::{FunctionSpec, ROUTER_FUNCTION_ID, THING_FUNCTION_ALIAS};
 use super::log::{self, OutputStream};
 
-/// What a launcher needs to start a worker that can connect back.
+/// What a launcher needs to start a worker.
 pub struct LaunchSpec<'a> {
     pub function: &'a FunctionSpec,
-    /// The function's own token; the worker authenticates with it.
-    pub token: &'a str,
-    pub socket_path: &'a Path,
+    /// The worker's end of its connection to the runtime, made for it: the
+    /// worker needs no socket path and no token, so there is none to steal.
+    pub connection: OwnedFd,
     /// The function that serves thing operations, if one is configured.
     pub thing_function_id: Option<&'a str>,
     /// Longer lines of the worker's output are split (`log.maxLineBytes`).
@@ -32,7 +31,7 @@ pub struct LaunchSpec<'a> {
 }
 
 pub trait WorkerLauncher: Send + Sync + 'static {
-    fn launch(&self, spec: &LaunchSpec<'_>) -> std::io::Result<WorkerProcess>;
+    fn launch(&self, spec: LaunchSpec<'_>) -> std::io::Result<WorkerProcess>;
 }
 
 /// A started worker. Dropping it stops the worker.
@@ -47,7 +46,7 @@ pub struct WorkerProcess {
 impl WorkerProcess {
     /// `stop` ends the worker; `exited` turns to `Some(how)` ("exit code 1",
     /// "signal 9") once it has ended and its output has been forwarded. A
-    /// worker with a `pid` must connect from that process.
+    /// `pid` is the process's id, when the worker is a process.
     pub fn new(stop: impl FnOnce() + Send + 'static, exited: watch::Receiver<Option<String>>, pid: Option<u32>) -> WorkerProcess {
         WorkerProcess { stop: Some(Box::new(stop)), exited, pid, exceeded_memory: Arc::new(AtomicBool::new(false)) }
     }
@@ -106,7 +105,7 @@ impl NodeLauncher {
 }
 
 impl WorkerLauncher for NodeLauncher {
-    fn launch(&self, spec: &LaunchSpec<'_>) -> std::io::Result<WorkerProcess> {
+    fn launch(&self, spec: LaunchSpec<'_>) -> std::io::Result<WorkerProcess> {
         let function = spec.function;
         let mut node_path = OsString::from(&self.module_dir);
         if let Some(existing) = std::env::var_os("NODE_PATH").filter(|path| !path.is_empty()) {
@@ -116,10 +115,7 @@ impl WorkerLauncher for NodeLauncher {
         let runtime_pid = std::process::id();
         let group = self.groups.as_ref().and_then(WorkerGroups::new_group).map(Arc::new);
         let group_in_child = group.clone();
-        // The token goes through a pipe the worker inherits as TOKEN_FD, never
-        // through its environment, which same-user processes may read.
-        let (token_read, mut token_write) = token_pipe()?;
-        let token_read_fd = token_read.as_raw_fd();
+        let connection_fd = spec.connection.as_raw_fd();
         let mut command = tokio::process::Command::new(&self.node);
         // Its own process group, so that stopping it reaches what it started;
         // and it dies with the runtime, however the runtime ends.
@@ -134,12 +130,12 @@ impl WorkerLauncher for NodeLauncher {
                 if libc::getppid() as u32 != runtime_pid {
                     libc::_exit(1);
                 }
-                // dup2 leaves the new descriptor open across exec; a pipe that
-                // already is TOKEN_FD only needs its close-on-exec flag cleared.
-                let handed_over = if token_read_fd == TOKEN_FD {
-                    libc::fcntl(TOKEN_FD, libc::F_SETFD, 0)
+                // dup2 leaves the new descriptor open across exec; one that
+                // already is CONNECTION_FD only needs its close-on-exec flag cleared.
+                let handed_over = if connection_fd == CONNECTION_FD {
+                    libc::fcntl(CONNECTION_FD, libc::F_SETFD, 0)
                 } else {
-                    libc::dup2(token_read_fd, TOKEN_FD)
+                    libc::dup2(connection_fd, CONNECTION_FD)
                 };
                 if handed_over < 0 {
                     return Err(std::io::Error::last_os_error());
@@ -158,8 +154,8 @@ impl WorkerLauncher for NodeLauncher {
             .current_dir(&function.code_dir)
             .env_remove("EDGEFC_TOKEN")
             .env_remove("AUTH_TOKEN")
-            .env("EDGEFC_TOKEN_FD", TOKEN_FD.to_string())
-            .env("EDGEFC_SOCKET", spec.socket_path)
+            .env_remove("EDGEFC_SOCKET")
+            .env("EDGEFC_CONNECTION_FD", CONNECTION_FD.to_string())
             .env("FUNCTION_ID", &function.function_id)
             .env("MY_FUNCTION_ID", &function.function_id)
             .env("ROUTER_FUNCTION_ID", ROUTER_FUNCTION_ID)
@@ -174,10 +170,7 @@ impl WorkerLauncher for NodeLauncher {
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()?;
-        drop(token_read);
-        // A token is far smaller than a pipe's buffer: this never blocks.
-        token_write.write_all(spec.token.as_bytes())?;
-        drop(token_write);
+        drop(spec.connection);
         let label = function.function_name.clone();
         let max_line = spec.max_line_bytes;
         let forwarders = [
@@ -258,20 +251,8 @@ pub fn make_non_dumpable() -> bool {
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0) == 0 }
 }
 
-/// The descriptor a worker reads its token from, once, at start.
-pub const TOKEN_FD: libc::c_int = 3;
-
-/// A pipe whose ends are closed on exec (the worker gets its read end
-/// through dup2 only).
-fn token_pipe() -> std::io::Result<(std::fs::File, std::fs::File)> {
-    let mut fds = [0; 2];
-    // SAFETY: pipe2 writes two descriptors into the array, which we then own.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: both descriptors were just opened and are owned by nothing else.
-    Ok(unsafe { (std::fs::File::from_raw_fd(fds[0]), std::fs::File::from_raw_fd(fds[1])) })
-}
+/// The descriptor a worker finds its connection to the runtime at.
+pub const CONNECTION_FD: libc::c_int = 3;
 
 /// How long a worker asked to stop (SIGTERM) has before it is killed.
 pub const STOP_GRACE: Duration = Duration::from_secs(2);

@@ -32,7 +32,6 @@ mod services;
 mod state_dir;
 mod supervisor;
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -50,12 +49,13 @@ pub use launcher::{LaunchSpec, NodeLauncher, WorkerLauncher, WorkerProcess};
 /// and scripts (admin token) rather than by a function.
 pub const ADMIN_SOURCE: &str = "local";
 
-/// Who a token belongs to.
+/// Who is on a connection.
 #[derive(Clone, Copy)]
 enum Caller {
     /// The CLI and local scripts, with the admin token.
     Admin,
-    /// A hosted function (its index), with its own token.
+    /// A hosted function (its index): its worker, on the connection the
+    /// runtime made for it.
     Function(usize),
 }
 
@@ -63,7 +63,7 @@ enum Caller {
 struct Shared {
     hosts: Vec<Arc<FunctionHost>>,
     functions: FunctionTable,
-    tokens: HashMap<String, Caller>,
+    admin_token: String,
     max_payload: usize,
     credentials: Option<Credentials>,
     bus: Bus,
@@ -107,26 +107,25 @@ pub async fn start(mut config: Config, launcher: Arc<dyn WorkerLauncher>) -> Res
     let admin_token_path = config.admin_token_path();
     state_dir::write_owner_only(&admin_token_path, admin_token.as_bytes())?;
 
+    // Bounded by the function count: a function launches one worker at a time.
+    let (worker_connections, new_workers) = tokio::sync::mpsc::unbounded_channel();
     let settings = Arc::new(HostSettings {
-        socket_path: socket_path.clone(),
         launcher,
         thing_function_id: config.thing_function.map(|index| config.functions[index].function_id.clone()),
         total_queue: budget::Budget::new(config.limits.max_total_queued, config.limits.max_total_queued_bytes),
         max_line_bytes: config.limits.log.max_line_bytes,
+        worker_connections,
     });
     let hosts: Vec<Arc<FunctionHost>> = config
         .functions
         .iter()
-        .map(|spec| Arc::new(FunctionHost::new(spec.clone(), state_dir::new_token(), settings.clone())))
+        .enumerate()
+        .map(|(index, spec)| Arc::new(FunctionHost::new(spec.clone(), index, settings.clone())))
         .collect();
-    let mut tokens = HashMap::from([(admin_token.clone(), Caller::Admin)]);
-    for (index, host) in hosts.iter().enumerate() {
-        tokens.insert(host.token().to_string(), Caller::Function(index));
-    }
     let shared = Arc::new(Shared {
         hosts: hosts.clone(),
         functions: config.table,
-        tokens,
+        admin_token: admin_token.clone(),
         max_payload: config.max_payload,
         credentials: config.credentials,
         bus: Bus::new(config.router, &config.limits.connections),
@@ -134,7 +133,7 @@ pub async fn start(mut config: Config, launcher: Arc<dyn WorkerLauncher>) -> Res
         settings: settings.clone(),
     });
     let shutdown = CancellationToken::new();
-    let server = tokio::spawn(server::serve(listener, shared, shutdown.clone()));
+    let server = tokio::spawn(server::serve(listener, new_workers, shared, shutdown.clone()));
     for host in &hosts {
         tokio::spawn(host.clone().supervise());
     }

@@ -1,20 +1,20 @@
-//! Accepting connections: each says Hello with a token, which tells who is
-//! calling; a worker's connection must also come from the process the
-//! runtime launched. Then every frame goes to the module that answers it.
-//! What a connection may cost is `connections`' business.
+//! Serving connections: one accepted on the socket says Hello with the admin
+//! token; a worker's was made by the runtime when it launched the worker,
+//! which already tells whose it is. Then every frame goes to the module that
+//! answers it. What a connection may cost is `connections`' business.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::connections::{GreetingPlace, OpenPlace};
 use super::log::Throttle;
-use super::supervisor::WorkerLink;
-use super::{bus, invoke, services, Caller, Shared};
+use super::supervisor::{WorkerConnection, WorkerLink};
+use super::{bus, invoke, log, services, Caller, Shared};
 use crate::error::{Error, ErrorCode};
 use crate::proto::frame::{Frame, FrameCodec, Payload, MAX_FIELD_LEN, PROTOCOL_VERSION};
 use crate::proto::message::{InvokeRequest, SyncResult};
@@ -28,10 +28,19 @@ const LAST_ACCEPT_PAUSE: Duration = Duration::from_secs(1);
 static ACCEPT_FAILED: Throttle = Throttle::new(Duration::from_secs(10));
 static SLOW_READER: Throttle = Throttle::new(Duration::from_secs(10));
 
-pub(super) async fn serve(listener: UnixListener, shared: Arc<Shared>, shutdown: CancellationToken) {
+pub(super) async fn serve(
+    listener: UnixListener,
+    mut new_workers: mpsc::UnboundedReceiver<WorkerConnection>,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+) {
     let mut pause = FIRST_ACCEPT_PAUSE;
     loop {
         let stream = tokio::select! {
+            Some(worker) = new_workers.recv() => {
+                tokio::spawn(handle_worker(worker, shared.clone(), shutdown.clone()));
+                continue;
+            }
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
                 Err(error) => {
@@ -71,23 +80,69 @@ struct Peer {
 }
 
 async fn handle_connection(stream: UnixStream, place: GreetingPlace, shared: Arc<Shared>, shutdown: CancellationToken) {
-    let peer_pid = stream.peer_cred().ok().and_then(|credentials| credentials.pid()).and_then(|pid| u32::try_from(pid).ok());
     let limits = &shared.connections.limits;
-    let hello_codec = FrameCodec::for_max_frame(limits.max_hello_bytes);
-    let (mut reader, sender) = transport::split(stream, hello_codec, shared.connections.output_bound());
+    let (mut reader, sender) =
+        transport::split(stream, FrameCodec::for_max_frame(limits.max_hello_bytes), shared.connections.output_bound());
     let greeted = tokio::select! {
-        greeted = tokio::time::timeout(limits.hello_timeout, greet(&mut reader, &sender, &shared, peer_pid)) => greeted,
+        greeted = tokio::time::timeout(limits.hello_timeout, greet(&mut reader, &sender, &shared)) => greeted,
         _ = place.evicted.cancelled() => return,
         _ = shutdown.cancelled() => return,
     };
     let connection_id = place.id;
     drop(place);
-    let Ok(Some((caller, worker, open_place))) = greeted else {
-        if greeted.is_err() {
+    match greeted {
+        Ok(Some((caller, open_place))) => {
+            serve_peer(reader, sender, connection_id, caller, None, open_place, shared, shutdown).await
+        }
+        Ok(None) => {}
+        Err(_) => {
             shared.connections.counters.hello_timeouts.fetch_add(1, Ordering::Relaxed);
         }
+    }
+}
+
+/// A new worker's connection: it needs no token, and takes no greeting
+/// place (a flood of strangers cannot evict it).
+async fn handle_worker(worker: WorkerConnection, shared: Arc<Shared>, shutdown: CancellationToken) {
+    let stream = match worker.stream.set_nonblocking(true).and_then(|()| UnixStream::from_std(worker.stream)) {
+        Ok(stream) => stream,
+        Err(error) => {
+            log::warn(format_args!("a worker's connection cannot be served: {error}"));
+            return;
+        }
+    };
+    let limits = &shared.connections.limits;
+    let (mut reader, sender) =
+        transport::split(stream, FrameCodec::for_max_frame(limits.max_hello_bytes), shared.connections.output_bound());
+    let caller = Caller::Function(worker.function);
+    let greeted = tokio::select! {
+        greeted = tokio::time::timeout(limits.hello_timeout, greet_worker(&mut reader, &sender, &shared)) => greeted,
+        _ = shutdown.cancelled() => return,
+    };
+    let Ok(Some(open_place)) = greeted else {
         return;
     };
+    // Welcome goes first: once attached, the worker's tasks follow on the same queue.
+    welcome(&shared, &sender);
+    let Some(link) = worker.attach.attach(sender.clone()) else {
+        return;
+    };
+    serve_peer(reader, sender, shared.connections.next_id(), caller, Some(link), open_place, shared, shutdown).await;
+}
+
+/// Answers an authenticated connection's frames until it ends.
+#[allow(clippy::too_many_arguments)]
+async fn serve_peer(
+    mut reader: FrameReader,
+    sender: FrameSender,
+    connection_id: u64,
+    caller: Caller,
+    worker: Option<Arc<WorkerLink>>,
+    open_place: OpenPlace,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+) {
+    let limits = &shared.connections.limits;
     reader.set_max_payload(shared.max_payload);
     let max_in_flight = match (&worker, caller) {
         // A worker's tasks are bounded where they are admitted; each of its
@@ -222,15 +277,37 @@ fn dispatch(shared: &Arc<Shared>, peer: &Peer, frame: Frame) -> bool {
     true
 }
 
-/// Reads and checks the Hello; answers Welcome or a Failure. `None` ends the
-/// connection; otherwise who is calling, its place among the open
-/// connections and, when the connection serves tasks, its worker link.
-async fn greet(
-    reader: &mut FrameReader,
-    sender: &FrameSender,
-    shared: &Arc<Shared>,
-    peer_pid: Option<u32>,
-) -> Option<(Caller, Option<Arc<WorkerLink>>, OpenPlace)> {
+/// Reads the Hello of a connection accepted on the socket and checks its
+/// token (only the admin token opens one); answers Welcome or a Failure.
+/// `None` ends the connection.
+async fn greet(reader: &mut FrameReader, sender: &FrameSender, shared: &Arc<Shared>) -> Option<(Caller, OpenPlace)> {
+    let (serve, token) = read_hello(reader, sender, shared).await?;
+    if token != shared.admin_token {
+        shared.connections.counters.hello_refused.fetch_add(1, Ordering::Relaxed);
+        refuse(sender, ErrorCode::Unauthorized, "the token was not accepted by the edgefc runtime");
+        return None;
+    }
+    if serve {
+        refuse(sender, ErrorCode::Unauthorized, "only a hosted function's worker can serve tasks");
+        return None;
+    }
+    let open_place = open(sender, shared)?;
+    welcome(shared, sender);
+    Some((Caller::Admin, open_place))
+}
+
+/// Reads the Hello on a worker's connection, which must ask to serve.
+async fn greet_worker(reader: &mut FrameReader, sender: &FrameSender, shared: &Arc<Shared>) -> Option<OpenPlace> {
+    let (serve, _) = read_hello(reader, sender, shared).await?;
+    if !serve {
+        refuse(sender, ErrorCode::Protocol, "a worker's connection serves its function's tasks");
+        return None;
+    }
+    open(sender, shared)
+}
+
+/// The Hello's `serve` flag and token, once its version is checked.
+async fn read_hello(reader: &mut FrameReader, sender: &FrameSender, shared: &Arc<Shared>) -> Option<(bool, String)> {
     let (version, serve, token) = match reader.read_frame().await {
         Ok(Some(Frame::Hello { version, serve, token })) => (version, serve, token),
         Ok(None) => return None,
@@ -253,40 +330,24 @@ async fn greet(
         );
         return None;
     }
-    let Some(caller) = shared.tokens.get(&token).copied() else {
-        shared.connections.counters.hello_refused.fetch_add(1, Ordering::Relaxed);
-        refuse(sender, ErrorCode::Unauthorized, "the token was not accepted by the edgefc runtime");
-        return None;
-    };
-    let Some(open_place) = shared.connections.open() else {
+    Some((serve, token))
+}
+
+/// A place among the open connections (`connections.max`), or the refusal.
+fn open(sender: &FrameSender, shared: &Shared) -> Option<OpenPlace> {
+    let place = shared.connections.open();
+    if place.is_none() {
         refuse(
             sender,
             ErrorCode::TooManyConnections,
             &format!("the runtime already serves {} connections (connections.max)", shared.connections.limits.max),
         );
-        return None;
-    };
-    let launch = match (caller, serve) {
-        (_, false) => None,
-        (Caller::Function(index), true) => match shared.hosts[index].claim_launch(peer_pid) {
-            Some(launch) => Some(launch),
-            None => {
-                refuse(sender, ErrorCode::Unauthorized, "no worker of this function is being started");
-                return None;
-            }
-        },
-        (Caller::Admin, true) => {
-            refuse(sender, ErrorCode::Unauthorized, "only a hosted function's worker can serve tasks");
-            return None;
-        }
-    };
-    // Welcome goes first: once attached, the worker's tasks follow on the same queue.
+    }
+    place
+}
+
+fn welcome(shared: &Shared, sender: &FrameSender) {
     sender.send(Frame::Welcome { version: PROTOCOL_VERSION, max_payload: shared.max_payload as u64 });
-    let worker = match launch {
-        Some(launch) => Some(launch.attach(sender.clone())?),
-        None => None,
-    };
-    Some((caller, worker, open_place))
 }
 
 fn refuse(sender: &FrameSender, code: ErrorCode, message: &str) {

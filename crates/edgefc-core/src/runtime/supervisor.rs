@@ -1,6 +1,6 @@
 //! A hosted function's worker process: launched by the first invocation (or
-//! with the runtime, when long-lived), attached when it connects back from
-//! that very process, replaced after it crashes or times out, restarted with
+//! with the runtime, when long-lived) with one end of a connection made for
+//! it, attached once it says Hello on that connection, replaced after it crashes or times out, restarted with
 //! back-off when long-lived, stopped after `idleTimeoutMs` when on demand.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -119,17 +119,20 @@ impl WorkerLink {
     }
 }
 
-/// A worker being launched: which process it is and who waits for it.
-pub(super) struct PendingLaunch {
-    attached: oneshot::Sender<Arc<WorkerLink>>,
-    pid: Option<u32>,
+/// A new worker's end of the connection the runtime made for it (the
+/// worker inherited the other end), for the server to serve: whoever is on
+/// it speaks for `function`, without a token.
+pub(super) struct WorkerConnection {
+    pub(super) stream: std::os::unix::net::UnixStream,
+    pub(super) function: usize,
+    pub(super) attach: AttachWorker,
 }
 
-/// The right to become the function's worker, claimed during the handshake.
-pub(super) struct ClaimedLaunch(oneshot::Sender<Arc<WorkerLink>>);
+/// Hands the worker's link, once its connection said Hello, to the
+/// invocation that launched it.
+pub(super) struct AttachWorker(oneshot::Sender<Arc<WorkerLink>>);
 
-impl ClaimedLaunch {
-    /// Hands the new worker's connection to the invocation that launched it.
+impl AttachWorker {
     pub(super) fn attach(self, sender: FrameSender) -> Option<Arc<WorkerLink>> {
         let link = Arc::new(WorkerLink {
             sender,
@@ -155,25 +158,24 @@ impl FunctionHost {
         if self.is_stopping() {
             return Err("the runtime is stopping".to_string());
         }
+        let cannot_start = |why: String| format!("cannot start the worker of {}: {why}", self.spec.function_id);
+        let (runtime_end, worker_end) =
+            std::os::unix::net::UnixStream::pair().map_err(|error| cannot_start(error.to_string()))?;
+        let process = self
+            .settings
+            .launcher
+            .launch(LaunchSpec {
+                function: &self.spec,
+                connection: worker_end.into(),
+                thing_function_id: self.settings.thing_function_id.as_deref(),
+                max_line_bytes: self.settings.max_line_bytes,
+            })
+            .map_err(|error| cannot_start(error.to_string()))?;
         let (attach_tx, attached) = oneshot::channel();
-        // The slot stays locked while launching, so that no connection can
-        // claim it before it knows which process to expect.
-        let process = {
-            let mut launching = self.launching.lock().unwrap();
-            let process = self
-                .settings
-                .launcher
-                .launch(&LaunchSpec {
-                    function: &self.spec,
-                    token: &self.token,
-                    socket_path: &self.settings.socket_path,
-                    thing_function_id: self.settings.thing_function_id.as_deref(),
-                    max_line_bytes: self.settings.max_line_bytes,
-                })
-                .map_err(|error| format!("cannot start the worker of {}: {error}", self.spec.function_id))?;
-            *launching = Some(PendingLaunch { attached: attach_tx, pid: process.pid() });
-            process
-        };
+        let connection = WorkerConnection { stream: runtime_end, function: self.index, attach: AttachWorker(attach_tx) };
+        if self.settings.worker_connections.send(connection).is_err() {
+            return Err("the runtime is stopping".to_string());
+        }
         let outcome = tokio::select! {
             link = attached => link.map_err(|_| "the runtime is stopping".to_string()),
             how = process.exit() => {
@@ -183,25 +185,10 @@ impl FunctionHost {
                 Err(format!("the worker of {} did not connect within {} s", self.spec.function_id, WORKER_START_TIMEOUT.as_secs()))
             }
         };
-        self.launching.lock().unwrap().take();
         let link = outcome?;
         *link.process.lock().unwrap() = Some(process);
         *current = Some(link.clone());
         Ok(link)
-    }
-
-    /// Called by the server when a connection authenticated with this
-    /// function's token asks to serve. `None` when no worker is being
-    /// launched or the connection comes from another process (`peer_pid`),
-    /// so that a stray process holding the token (a child of the worker,
-    /// say) cannot steal invocations.
-    pub(super) fn claim_launch(&self, peer_pid: Option<u32>) -> Option<ClaimedLaunch> {
-        let mut launching = self.launching.lock().unwrap();
-        let expected = launching.as_ref()?.pid;
-        if expected.is_some() && expected != peer_pid {
-            return None;
-        }
-        launching.take().map(|launch| ClaimedLaunch(launch.attached))
     }
 
     /// Keeps the function's worker in the shape its run mode asks for, until

@@ -5,7 +5,7 @@
 #![allow(dead_code)]
 
 use bytes::BytesMut;
-use edgefc_core::client::{Client, ConnectOptions, Dispatch, Sinks, TaskSink};
+use edgefc_core::client::{Client, ConnectOptions, Dispatch, Endpoint, Sinks, TaskSink};
 use edgefc_core::proto::{
     Frame, FrameCodec, FunctionError, InvokeRequest, Payload, Reply, Request, SyncResult, Task, PROTOCOL_VERSION,
 };
@@ -22,36 +22,34 @@ use tokio_util::codec::{Decoder, Encoder};
 /// "gate" waits for `gate` to open, "sleep:<ms>" answers after that long,
 /// anything else is echoed back.
 pub struct InProcess {
-    /// The pid workers claim to have; a wrong one makes the runtime refuse them.
-    pub claimed_pid: Option<u32>,
     pub launches: AtomicUsize,
     pub running: Arc<AtomicUsize>,
     pub peak: Arc<AtomicUsize>,
     pub gate: Arc<Notify>,
-    /// The tokens workers were started with.
-    pub tokens: std::sync::Mutex<Vec<String>>,
+    /// Each worker's connection, once it said Hello.
+    pub workers: Arc<std::sync::Mutex<Vec<Arc<Client>>>>,
 }
 
 impl InProcess {
     pub fn new() -> Arc<InProcess> {
         Arc::new(InProcess {
-            claimed_pid: Some(std::process::id()),
             launches: AtomicUsize::new(0),
             running: Arc::new(AtomicUsize::new(0)),
             peak: Arc::new(AtomicUsize::new(0)),
             gate: Arc::new(Notify::new()),
-            tokens: std::sync::Mutex::new(Vec::new()),
+            workers: Arc::new(std::sync::Mutex::new(Vec::new())),
         })
     }
 }
 
 impl WorkerLauncher for InProcess {
-    fn launch(&self, spec: &LaunchSpec<'_>) -> std::io::Result<WorkerProcess> {
+    fn launch(&self, spec: LaunchSpec<'_>) -> std::io::Result<WorkerProcess> {
         self.launches.fetch_add(1, Ordering::SeqCst);
-        self.tokens.lock().unwrap().push(spec.token.to_string());
-        let mut options = ConnectOptions::new(spec.socket_path, spec.token);
-        options.serve = true;
+        let connection = std::os::unix::net::UnixStream::from(spec.connection);
+        connection.set_nonblocking(true)?;
+        let options = ConnectOptions::worker(Endpoint::Inherited(Arc::new(std::sync::Mutex::new(Some(connection)))));
         let (running, peak, gate) = (self.running.clone(), self.peak.clone(), self.gate.clone());
+        let workers = self.workers.clone();
         let (exit_tx, exit_rx) = watch::channel(None);
         let worker = tokio::spawn(async move {
             let (task_queue, mut tasks) = mpsc::unbounded_channel::<Vec<Task>>();
@@ -63,6 +61,7 @@ impl WorkerLauncher for InProcess {
                 return;
             };
             let client = Arc::new(client);
+            workers.lock().unwrap().push(client.clone());
             // An empty batch: the connection has closed.
             while let Some(batch) = tasks.recv().await.filter(|batch| !batch.is_empty()) {
                 for task in batch {
@@ -93,8 +92,7 @@ impl WorkerLauncher for InProcess {
             }
             let _ = exit_tx.send(Some("exit code 0".to_string()));
         });
-        // In-process workers connect from this very process.
-        Ok(WorkerProcess::new(move || worker.abort(), exit_rx, self.claimed_pid))
+        Ok(WorkerProcess::new(move || worker.abort(), exit_rx, None))
     }
 }
 
