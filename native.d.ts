@@ -62,6 +62,13 @@ export declare class NativeSession {
   completeTask(id: number, functionError: number, payload: string | Buffer): void
 }
 
+/**
+ * Switches this process to `uid` and `gid` for good, without any
+ * supplementary group: a worker does it once edgefc's own code is loaded
+ * and before the function's is.
+ */
+export declare function becomeUser(uid: number, gid: number): void
+
 /** Every code an error can carry, for the facade's `ErrorCode` and the generated type declarations. */
 export declare function errorCodes(): Array<string>
 

@@ -837,6 +837,7 @@ module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __n
 module.exports = nativeBinding
 module.exports.NativeRuntime = nativeBinding.NativeRuntime
 module.exports.NativeSession = nativeBinding.NativeSession
+module.exports.becomeUser = nativeBinding.becomeUser
 module.exports.errorCodes = nativeBinding.errorCodes
 module.exports.functionArn = nativeBinding.functionArn
 module.exports.hardenProcess = nativeBinding.hardenProcess

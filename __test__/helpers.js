@@ -35,11 +35,16 @@ function fixture(functionName, overrides = {}) {
   };
 }
 
-/** Writes an edgefc.json (and its state dir) into a new temporary directory. */
+/**
+ * Writes an edgefc.json (and its state dir) into a new temporary directory.
+ * Functions run as the runtime's own user unless the config says otherwise:
+ * the fixtures live in this checkout, which other users may not be able to
+ * read (the tests of `runAs` itself set it).
+ */
 function writeConfig(config) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'efc-'));
   const configPath = path.join(dir, 'edgefc.json');
-  fs.writeFileSync(configPath, JSON.stringify({ stateDir: 'state', ...config }, null, 2));
+  fs.writeFileSync(configPath, JSON.stringify({ stateDir: 'state', runAs: 'runtime', ...config }, null, 2));
   return configPath;
 }
 

@@ -34,7 +34,7 @@ function writeConfig(extra = {}) {
     { serviceName: 'Stress', functionName: 'busy', functionId: 'busy', codeDir: path.join(FIXTURES, 'slow'), maxConcurrency: 1, timeoutMs: 600000 },
     { serviceName: 'Stress', functionName: 'chatty', functionId: 'chatty', codeDir: path.join(FIXTURES, 'chatty'), timeoutMs: 600000 },
   ];
-  fs.writeFileSync(configPath, JSON.stringify({ stateDir: 'state', functions, ...extra }));
+  fs.writeFileSync(configPath, JSON.stringify({ stateDir: 'state', runAs: 'runtime', functions, ...extra }));
   return configPath;
 }
 

@@ -52,6 +52,19 @@ pub fn harden_process() -> bool {
     edgefc_core::runtime::launcher::make_non_dumpable()
 }
 
+/// Switches this process to `uid` and `gid` for good, without any
+/// supplementary group: a worker does it once edgefc's own code is loaded
+/// and before the function's is.
+#[napi]
+pub fn become_user(uid: u32, gid: u32) -> error::Result<()> {
+    edgefc_core::runtime::identity::become_user(uid, gid).map_err(|cause| {
+        error::to_js(edgefc_core::Error::new(
+            edgefc_core::ErrorCode::RuntimeUnavailable,
+            format!("cannot switch to uid {uid}, gid {gid}: {cause}"),
+        ))
+    })
+}
+
 #[napi_derive::module_init]
 fn init() {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build();

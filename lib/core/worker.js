@@ -5,6 +5,7 @@
 // token). It loads the handler, and runs `handler(event, context, callback)`
 // for every task.
 
+const Module = require('module');
 const path = require('path');
 
 const native = require('../../native.js');
@@ -114,11 +115,50 @@ function runTask(session, handler, task, identity) {
   }
 }
 
+/**
+ * Loads the SDK modules hosted functions require by name now, while this
+ * process can still read edgefc's files, and makes those names resolve to
+ * what was loaded: once the worker runs as its function's user, edgefc's
+ * directory may be out of its reach.
+ */
+function preloadSdk() {
+  const preloaded = new Map();
+  for (const name of ['linkedge-core-sdk']) {
+    const file = require.resolve(name);
+    require(file);
+    preloaded.set(name, file);
+  }
+  const resolveFilename = Module._resolveFilename;
+  Module._resolveFilename = function resolveSdkFirst(request, ...rest) {
+    const file = preloaded.get(request);
+    return file !== undefined ? file : resolveFilename.call(this, request, ...rest);
+  };
+}
+
+/** Switches to the function's user (EDGEFC_RUN_AS, "uid:gid"), when the runtime asks for one. */
+function becomeFunctionUser(env) {
+  const runAs = env.EDGEFC_RUN_AS;
+  delete env.EDGEFC_RUN_AS;
+  if (runAs) {
+    const [uid, gid] = runAs.split(':').map(Number);
+    native.becomeUser(uid, gid);
+  }
+}
+
 async function main() {
   const env = process.env;
   native.hardenProcess();
+  // As the first process of a PID namespace, this one gets SIGTERM only if it handles it.
+  process.on('SIGTERM', () => process.exit(0));
   const connectionFd = Number(env.EDGEFC_CONNECTION_FD);
   delete env.EDGEFC_CONNECTION_FD;
+  try {
+    preloadSdk();
+    becomeFunctionUser(env);
+  } catch (err) {
+    console.error(`edgefc: the worker cannot start: ${err.message}`);
+    process.exit(1);
+  }
   const identity = {
     functionId: env.FUNCTION_ID,
     serviceName: env.EDGEFC_SERVICE_NAME,

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::proto::frame::{HEADER_LEN, MAX_FIELDS_LEN};
+use crate::runtime::identity::RunAs;
 use crate::runtime::router::{Route, RouteSource, Router, TopicFilter};
 
 pub const DEFAULT_MAX_PAYLOAD: usize = 6 * 1024 * 1024;
@@ -52,6 +53,36 @@ struct ConfigFile {
     routes: Vec<RouteEntry>,
     thing_function: Option<String>,
     credentials: Option<Credentials>,
+    /// The default of every function's `runAs`.
+    run_as: Option<RunAsEntry>,
+}
+
+/// `runAs`: `"runtime"`, or `{"uid": …, "gid": …}`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RunAsEntry {
+    Named(String),
+    Ids(UserIds),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserIds {
+    uid: u32,
+    gid: u32,
+}
+
+impl RunAsEntry {
+    fn resolve(entry: Option<RunAsEntry>, default: RunAs) -> Result<RunAs> {
+        match entry {
+            None => Ok(default),
+            Some(RunAsEntry::Named(name)) if name == "runtime" => Ok(RunAs::Runtime),
+            Some(RunAsEntry::Ids(UserIds { uid, gid })) if uid != u32::MAX && gid != u32::MAX => Ok(RunAs::Ids { uid, gid }),
+            Some(_) => {
+                Err(Error::config("runAs must be \"runtime\" or {\"uid\": <number>, \"gid\": <number>} (ids below 4294967295)"))
+            }
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -100,6 +131,7 @@ struct FunctionEntry {
     idle_timeout_ms: Option<u64>,
     /// MB, as in Link IoT Edge.
     memory_size: Option<u64>,
+    run_as: Option<RunAsEntry>,
 }
 
 impl RouteEntry {
@@ -146,6 +178,8 @@ pub struct FunctionSpec {
     pub idle_timeout: Duration,
     /// The most memory (resident set) the function's worker may use.
     pub memory_limit_bytes: u64,
+    /// Which user its workers run as.
+    pub run_as: RunAs,
 }
 
 impl FunctionSpec {
@@ -366,9 +400,10 @@ impl Config {
         let base = std::path::absolute(base).map_err(|error| Error::config(error.to_string()))?;
         let state_dir = base.join(file.state_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR)));
         let max_payload = bounded("maxPayloadBytes", file.max_payload_bytes, DEFAULT_MAX_PAYLOAD, 1..=64 * MIB)?;
-        let defaults = QueueDefaults {
+        let defaults = FunctionDefaults {
             max_queued: bounded("maxQueuedInvocations", file.max_queued_invocations, DEFAULT_MAX_QUEUED, 0..=1_000_000)?,
             max_queued_bytes: bounded("maxQueuedBytes", file.max_queued_bytes, DEFAULT_MAX_QUEUED_BYTES, KIB..=16 * GIB)?,
+            run_as: RunAsEntry::resolve(file.run_as, RunAs::default())?,
         };
         let limits = Limits {
             max_total_queued: bounded(
@@ -428,14 +463,15 @@ impl Config {
     }
 }
 
-/// What a function's queue gets when its entry does not say.
-struct QueueDefaults {
+/// What a function gets when its entry does not say.
+struct FunctionDefaults {
     max_queued: usize,
     max_queued_bytes: usize,
+    run_as: RunAs,
 }
 
 impl FunctionSpec {
-    fn from_entry(entry: FunctionEntry, base: &Path, defaults: &QueueDefaults) -> Result<FunctionSpec> {
+    fn from_entry(entry: FunctionEntry, base: &Path, defaults: &FunctionDefaults) -> Result<FunctionSpec> {
         let label = format!("function {}/{}", entry.service_name, entry.function_name);
         if entry.service_name.is_empty() || entry.function_name.is_empty() {
             return Err(Error::config("every function needs a non-empty serviceName and functionName"));
@@ -457,6 +493,7 @@ impl FunctionSpec {
             bounded("maxQueuedBytes", entry.max_queued_bytes, defaults.max_queued_bytes, KIB..=16 * GIB).map_err(in_function)?;
         let memory_size_mb =
             bounded("memorySize", entry.memory_size, DEFAULT_MEMORY_SIZE_MB, 32..=65_536).map_err(in_function)?;
+        let run_as = RunAsEntry::resolve(entry.run_as, defaults.run_as).map_err(in_function)?;
         let code_dir = base.join(&entry.code_dir);
         if !code_dir.is_dir() {
             return Err(Error::config(format!("{label}: codeDir {} is not a directory", code_dir.display())));
@@ -483,6 +520,7 @@ impl FunctionSpec {
             run_mode: entry.run_mode,
             idle_timeout: Duration::from_millis(idle_timeout_ms),
             memory_limit_bytes: memory_size_mb << 20,
+            run_as,
         })
     }
 }

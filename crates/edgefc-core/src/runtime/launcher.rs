@@ -16,6 +16,7 @@ use tokio::sync::{oneshot, watch};
 
 use super::cgroup::WorkerGroups;
 use super::config::{FunctionSpec, ROUTER_FUNCTION_ID, THING_FUNCTION_ALIAS};
+use super::identity::{self, Identity};
 use super::log::{self, OutputStream};
 
 /// What a launcher needs to start a worker.
@@ -32,6 +33,12 @@ pub struct LaunchSpec<'a> {
 
 pub trait WorkerLauncher: Send + Sync + 'static {
     fn launch(&self, spec: LaunchSpec<'_>) -> std::io::Result<WorkerProcess>;
+
+    /// Why `function` could not be launched, found when the runtime starts
+    /// (its code unreadable by the user it runs as, say).
+    fn check(&self, _function: &FunctionSpec) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// A started worker. Dropping it stops the worker.
@@ -96,17 +103,113 @@ pub struct NodeLauncher {
     module_dir: PathBuf,
     /// A control group per worker, where the runtime may create them.
     groups: Option<WorkerGroups>,
+    /// Whether each worker starts a PID namespace of its own (as root).
+    pid_namespaces: AtomicBool,
 }
 
 impl NodeLauncher {
     pub fn new(node: PathBuf, bootstrap: PathBuf, module_dir: PathBuf) -> NodeLauncher {
-        NodeLauncher { node, bootstrap, module_dir, groups: WorkerGroups::create() }
+        let pid_namespaces = AtomicBool::new(identity::runtime_uid() == 0);
+        NodeLauncher { node, bootstrap, module_dir, groups: WorkerGroups::create(), pid_namespaces }
+    }
+
+    /// The user `function`'s workers switch to, if any.
+    fn identity(function: &FunctionSpec) -> Result<Option<Identity>, String> {
+        identity::worker_identity(function.run_as, identity::runtime_uid(), identity::lookup_user)
+    }
+
+    /// Spawns `command` as the first process of a new PID namespace where
+    /// the runtime may create one: when that process ends, or the runtime
+    /// dies (and with it, by its parent-death signal, the worker), the
+    /// kernel ends every process left inside, whatever it did to escape
+    /// its process group. Elsewhere, as a plain child.
+    fn spawn(&self, command: tokio::process::Command) -> std::io::Result<tokio::process::Child> {
+        let own_namespace = self.pid_namespaces.load(Ordering::Relaxed);
+        match spawn_on_spawner_thread(command, own_namespace) {
+            (Err(error), Some(command)) => {
+                log::warn(format_args!(
+                    "workers cannot get PID namespaces of their own ({error}); they keep their process groups and control groups"
+                ));
+                self.pid_namespaces.store(false, Ordering::Relaxed);
+                spawn_on_spawner_thread(command, false).0
+            }
+            (spawned, _) => spawned,
+        }
     }
 }
 
+/// What the spawner thread is asked: spawn this, in a new PID namespace or not.
+struct SpawnRequest {
+    command: tokio::process::Command,
+    own_namespace: bool,
+    runtime: tokio::runtime::Handle,
+    /// The child, or why not (with the command back when only the namespace failed).
+    reply: std::sync::mpsc::Sender<(std::io::Result<tokio::process::Child>, Option<tokio::process::Command>)>,
+}
+
+/// Spawns on the one thread that starts every worker. A worker's
+/// parent-death signal fires when the *thread* that forked it ends, so that
+/// thread lives as long as the process; and unshare(CLONE_NEWPID) changes
+/// where that thread's children go for good, which no other thread should
+/// inherit.
+fn spawn_on_spawner_thread(
+    command: tokio::process::Command,
+    own_namespace: bool,
+) -> (std::io::Result<tokio::process::Child>, Option<tokio::process::Command>) {
+    static SPAWNER: std::sync::OnceLock<std::sync::Mutex<std::sync::mpsc::Sender<SpawnRequest>>> = std::sync::OnceLock::new();
+    let spawner = SPAWNER.get_or_init(|| {
+        let (requests, incoming) = std::sync::mpsc::channel::<SpawnRequest>();
+        let started = std::thread::Builder::new().name("edgefc-spawner".into()).spawn(move || {
+            // The process's own PID namespace: a thread may unshare only
+            // from it, so it is entered again before every worker.
+            let own = std::fs::File::open("/proc/self/ns/pid").ok();
+            for mut request in incoming {
+                let _entered = request.runtime.enter();
+                if request.own_namespace {
+                    // SAFETY: setns and unshare only change where this thread's children go.
+                    let unshared = own.as_ref().is_some_and(|own| unsafe {
+                        libc::setns(own.as_raw_fd(), libc::CLONE_NEWPID) == 0 && libc::unshare(libc::CLONE_NEWPID) == 0
+                    });
+                    if !unshared {
+                        let error = std::io::Error::last_os_error();
+                        let _ = request.reply.send((Err(error), Some(request.command)));
+                        continue;
+                    }
+                } else if let Some(own) = &own {
+                    // SAFETY: as above; a thread that never left its namespace stays in it.
+                    unsafe { libc::setns(own.as_raw_fd(), libc::CLONE_NEWPID) };
+                }
+                let _ = request.reply.send((request.command.spawn(), None));
+            }
+        });
+        if let Err(error) = started {
+            log::warn(format_args!("the thread that starts workers cannot start: {error}"));
+        }
+        std::sync::Mutex::new(requests)
+    });
+    let (reply, replied) = std::sync::mpsc::channel();
+    let request = SpawnRequest { command, own_namespace, runtime: tokio::runtime::Handle::current(), reply };
+    if spawner.lock().unwrap().send(request).is_err() {
+        return (Err(std::io::Error::other("the thread that starts workers is gone")), None);
+    }
+    replied.recv().unwrap_or_else(|_| (Err(std::io::Error::other("the thread that starts workers is gone")), None))
+}
+
 impl WorkerLauncher for NodeLauncher {
+    fn check(&self, function: &FunctionSpec) -> Result<(), String> {
+        let Some(identity) = NodeLauncher::identity(function)? else {
+            return Ok(());
+        };
+        let file =
+            [function.code_dir.join(&function.handler_file), function.code_dir.join(format!("{}.js", function.handler_file))]
+                .into_iter()
+                .find(|candidate| candidate.is_file());
+        identity::check_readable(&identity, &function.code_dir, file.as_deref())
+    }
+
     fn launch(&self, spec: LaunchSpec<'_>) -> std::io::Result<WorkerProcess> {
         let function = spec.function;
+        let identity = NodeLauncher::identity(function).map_err(std::io::Error::other)?;
         let mut node_path = OsString::from(&self.module_dir);
         if let Some(existing) = std::env::var_os("NODE_PATH").filter(|path| !path.is_empty()) {
             node_path.push(":");
@@ -127,7 +230,9 @@ impl WorkerLauncher for NodeLauncher {
                     return Err(std::io::Error::last_os_error());
                 }
                 // The runtime may have died before the line above took effect.
-                if libc::getppid() as u32 != runtime_pid {
+                // (In a PID namespace of its own the parent is outside it, 0.)
+                let parent = libc::getppid();
+                if parent != 0 && parent as u32 != runtime_pid {
                     libc::_exit(1);
                 }
                 // dup2 leaves the new descriptor open across exec; one that
@@ -147,7 +252,13 @@ impl WorkerLauncher for NodeLauncher {
             });
         }
         let memory_limit_mb = (function.memory_limit_bytes >> 20).max(1);
-        let mut child = command
+        if let Some(identity) = &identity {
+            // The worker switches once edgefc's own code is loaded (see `identity`).
+            command.env("EDGEFC_RUN_AS", format!("{}:{}", identity.uid, identity.gid));
+        } else {
+            command.env_remove("EDGEFC_RUN_AS");
+        }
+        command
             // V8's own heap limit backs the watchdog below up.
             .arg(format!("--max-old-space-size={memory_limit_mb}"))
             .arg(&self.bootstrap)
@@ -168,8 +279,8 @@ impl WorkerLauncher for NodeLauncher {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()?;
+            .kill_on_drop(true);
+        let mut child = self.spawn(command)?;
         drop(spec.connection);
         let label = function.function_name.clone();
         let max_line = spec.max_line_bytes;

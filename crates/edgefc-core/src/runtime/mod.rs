@@ -13,6 +13,7 @@
 //! - `budget`: a bound by count and bytes, for a function's queue and the runtime's.
 //! - `supervisor`: that function's worker process: launch, attach, restart, idle stop.
 //! - [`launcher`]: how a worker process is started (Node in production).
+//! - [`identity`]: which user a worker runs as (`runAs`).
 //! - `cgroup`: a control group per worker, where the runtime may create one.
 //! - [`log`]: where the runtime's and the functions' output goes.
 //! - `state_dir`: the state directory, its lock, the socket and token files, owner-only.
@@ -23,6 +24,7 @@ mod cgroup;
 pub mod config;
 mod connections;
 mod host;
+pub mod identity;
 mod invoke;
 pub mod launcher;
 pub mod log;
@@ -95,6 +97,11 @@ pub struct RuntimeHandle {
 /// Binds the socket and starts serving. Must be called on a tokio runtime.
 pub async fn start(mut config: Config, launcher: Arc<dyn WorkerLauncher>) -> Result<RuntimeHandle> {
     connections::fit_file_limit(&mut config.limits.connections, config.functions.len());
+    for function in &config.functions {
+        launcher
+            .check(function)
+            .map_err(|why| Error::config(format!("function {}/{}: {why}", function.service_name, function.function_name)))?;
+    }
     let socket_path = config.socket_path();
     state_dir::prepare(&config.state_dir)?;
     let state_lock = state_dir::lock(&config.state_dir, &socket_path)?;
