@@ -5,12 +5,14 @@
 // however each of them ends.
 
 const assert = require('assert/strict');
+const { execFileSync } = require('child_process');
 const fs = require('fs');
+const os = require('os');
 const path = require('path');
 const { describe, it } = require('node:test');
 
 const { FCClient } = require('..');
-const { fixture, startRuntimeProcess } = require('./helpers');
+const { FIXTURES, fixture, startRuntimeProcess } = require('./helpers');
 
 /** False once `pid` has ended (a zombie has ended too). */
 function alive(pid) {
@@ -63,6 +65,16 @@ describe('process lifetime', () => {
     assert.ok(await endsWithin(child, 2000), `the function's setsid child ${child} outlived the runtime`);
   });
 
+  it('ends what a function started in a session of its own when the runtime is killed, as root', {
+    skip: process.getuid() === 0 ? false : 'needs root: workers get a PID namespace of their own only then',
+  }, async () => {
+    const { runtime, call } = await started();
+    const child = await call('setsid');
+    process.kill(runtimePid(runtime), 'SIGKILL');
+    assert.ok(await endsWithin(child, 2000), `the function's setsid child ${child} outlived the killed runtime`);
+    await runtime.stop();
+  });
+
   it('ends the workers when the runtime is killed', async () => {
     const { runtime, call } = await started();
     const worker = await call('pid');
@@ -112,5 +124,83 @@ describe('credentials', () => {
     const seen = JSON.parse((await fc.invokeFunction({ functionId: 'environ', payload: '' })).payload);
     await runtime.stop();
     assert.deepEqual(seen, { tokenInEnviron: false, tokenInProcess: false });
+  });
+});
+
+/** A copy of a fixture in a new directory anyone may read, as a gateway's function code is. */
+function publicFixture(name, overrides = {}) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'efc-public-'));
+  fs.cpSync(path.join(FIXTURES, name), dir, { recursive: true });
+  fs.chmodSync(dir, 0o755);
+  return fixture(name, { codeDir: dir, ...overrides });
+}
+
+/** The user workers run as by default when the runtime is root. */
+function unprivilegedUser() {
+  for (const name of ['edgefc', 'nobody']) {
+    try {
+      return { uid: Number(execFileSync('id', ['-u', name])), gid: Number(execFileSync('id', ['-g', name])) };
+    } catch {
+      // no such user: try the next
+    }
+  }
+  return null;
+}
+
+describe('runAs', { skip: process.getuid() === 0 ? false : 'needs root: only a root runtime switches users' }, () => {
+  it('runs a function as an unprivileged user, with no supplementary group, when the config names none', async () => {
+    const runtime = await startRuntimeProcess({ runAs: undefined, functions: [publicFixture('intruder', { functionId: 'f' })] });
+    const fc = new FCClient({ config: runtime.configPath });
+    const who = JSON.parse((await fc.invokeFunction({ functionId: 'f', payload: 'who' })).payload);
+    await runtime.stop();
+    const expected = unprivilegedUser();
+    assert.deepEqual({ uid: who.uid, gid: who.gid, groups: who.groups }, { ...expected, groups: [expected.gid] });
+  });
+
+  it('runs a function as the user its runAs names, and as root only when told', async () => {
+    const runtime = await startRuntimeProcess({
+      runAs: undefined,
+      functions: [
+        publicFixture('intruder', { functionName: 'named', functionId: 'named', runAs: { uid: 4321, gid: 4322 } }),
+        publicFixture('intruder', { functionName: 'root', functionId: 'root', runAs: 'runtime' }),
+      ],
+    });
+    const fc = new FCClient({ config: runtime.configPath });
+    const named = JSON.parse((await fc.invokeFunction({ functionId: 'named', payload: 'who' })).payload);
+    const root = JSON.parse((await fc.invokeFunction({ functionId: 'root', payload: 'who' })).payload);
+    await runtime.stop();
+    assert.deepEqual([named.uid, named.gid], [4321, 4322]);
+    assert.equal(root.uid, 0);
+  });
+
+  it('refuses to start when the user a function runs as cannot read its code', async () => {
+    const hidden = fs.mkdtempSync(path.join(os.tmpdir(), 'efc-hidden-'));
+    fs.cpSync(path.join(FIXTURES, 'echo'), path.join(hidden, 'echo'), { recursive: true });
+    const started = startRuntimeProcess({ runAs: undefined, functions: [fixture('echo', { codeDir: path.join(hidden, 'echo') })] });
+    await assert.rejects(started, (err) => {
+      assert.match(err.message, new RegExp(`${hidden} is not searchable by .*set runAs`));
+      return true;
+    });
+  });
+
+  it('keeps a function from the runtime\'s state, the runtime\'s memory and its sibling of the same user', async () => {
+    const runtime = await startRuntimeProcess({
+      runAs: undefined,
+      functions: [publicFixture('intruder', { functionName: 'victim', functionId: 'victim' }), publicFixture('intruder', { functionName: 'intruder', functionId: 'intruder' })],
+    });
+    const fc = new FCClient({ config: runtime.configPath });
+    const victim = JSON.parse((await fc.invokeFunction({ functionId: 'victim', payload: 'who' })).payload);
+    const intruder = JSON.parse((await fc.invokeFunction({ functionId: 'intruder', payload: 'who' })).payload);
+    assert.equal(intruder.uid, victim.uid, 'both run as the same user');
+    const stateDir = path.join(path.dirname(runtime.configPath), 'state');
+    const targets = [
+      path.join(stateDir, 'admin.token'),
+      `/proc/${runtimePid(runtime)}/environ`,
+      `/proc/${victim.pid}/environ`,
+      `/proc/${victim.pid}/mem`,
+    ];
+    const tried = JSON.parse((await fc.invokeFunction({ functionId: 'intruder', payload: JSON.stringify(targets) })).payload);
+    await runtime.stop();
+    assert.deepEqual(tried, Object.fromEntries(targets.map((target) => [target, 'EACCES'])));
   });
 });

@@ -99,4 +99,4 @@ function runCli(args, options = {}) {
   });
 }
 
-module.exports = { ROOT, CLI, fixture, writeConfig, startRuntimeProcess, runCli, track };
+module.exports = { ROOT, CLI, FIXTURES, fixture, writeConfig, startRuntimeProcess, runCli, track };
