@@ -117,6 +117,33 @@ describe('memorySize', () => {
   });
 });
 
+/** Whether this runtime can cap a worker's memory with the kernel's memory controller. */
+function memoryGroupsAvailable() {
+  if (process.getuid() !== 0) return false;
+  if (fs.existsSync('/sys/fs/cgroup/memory/memory.limit_in_bytes')) return true;
+  try {
+    return fs.readFileSync('/sys/fs/cgroup/cgroup.controllers', 'utf8').split(/\s+/).includes('memory');
+  } catch {
+    return false;
+  }
+}
+
+describe('memorySize, as root', { skip: memoryGroupsAvailable() ? false : 'needs root and the memory controller' }, () => {
+  it('counts what a function\'s children hold: a leaking child takes the worker down with MemoryLimitExceeded', { timeout: 60000 }, async () => {
+    const runtime = await startRuntimeProcess({
+      functions: [fixture('leaky', { functionId: 'leaky', memorySize: 64, timeoutMs: 30000 })],
+    });
+    const fc = new FCClient({ config: runtime.configPath });
+    const before = JSON.parse((await fc.invokeFunction({ functionId: 'leaky', payload: 'fresh' })).payload);
+    const leaked = await fc.invokeFunction({ functionId: 'leaky', payload: 'child' });
+    assert.equal(leaked.functionError, 'Unhandled', leaked.payload);
+    assert.equal(JSON.parse(leaked.payload).errorType, 'MemoryLimitExceeded');
+    const after = JSON.parse((await fc.invokeFunction({ functionId: 'leaky', payload: 'fresh' })).payload);
+    assert.notEqual(after.pid, before.pid, 'a fresh worker');
+    await runtime.stop();
+  });
+});
+
 describe('credentials', () => {
   it('gives a worker no token and no socket path: its connection is handed over, already known', async () => {
     const runtime = await startRuntimeProcess({ functions: [fixture('environ', { functionId: 'environ' })] });

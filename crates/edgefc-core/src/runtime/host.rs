@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::budget::{Budget, BudgetStats};
 use super::config::FunctionSpec;
-use super::launcher::WorkerLauncher;
+use super::launcher::{WorkerLauncher, STOP_GRACE};
 use super::supervisor::{WorkerConnection, WorkerLink};
 use crate::error::{Error, ErrorCode, Result};
 use crate::proto::frame::{Frame, Payload};
@@ -162,15 +162,21 @@ impl FunctionHost {
             Ok(Err(_)) if self.is_stopping() => {
                 Err(Error::runtime_unavailable("the runtime stopped before the invocation finished"))
             }
-            Ok(Err(_)) if link.exceeded_memory() => Ok(SyncResult::unhandled(
-                "MemoryLimitExceeded",
-                &format!(
-                    "function {} used more than its memorySize ({} MB); its worker was stopped",
-                    self.spec.function_id,
-                    self.spec.memory_limit_bytes >> 20
-                ),
-            )),
-            Ok(Err(_)) => Ok(worker_lost()),
+            Ok(Err(_)) => {
+                // Whether the kernel killed it for its memory is known once it has ended.
+                link.exited(STOP_GRACE).await;
+                if !link.exceeded_memory() {
+                    return Ok(worker_lost());
+                }
+                Ok(SyncResult::unhandled(
+                    "MemoryLimitExceeded",
+                    &format!(
+                        "function {} used more than its memorySize ({} MB); its worker was stopped",
+                        self.spec.function_id,
+                        self.spec.memory_limit_bytes >> 20
+                    ),
+                ))
+            }
             Err(_) => {
                 link.forget(task_id);
                 self.retire(link);

@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::sync::{oneshot, watch};
 
-use super::cgroup::WorkerGroups;
+use super::cgroup::{WorkerGroup, WorkerGroups};
 use super::config::{FunctionSpec, ROUTER_FUNCTION_ID, THING_FUNCTION_ALIAS};
 use super::identity::{self, Identity};
 use super::log::{self, OutputStream};
@@ -216,7 +216,7 @@ impl WorkerLauncher for NodeLauncher {
             node_path.push(existing);
         }
         let runtime_pid = std::process::id();
-        let group = self.groups.as_ref().and_then(WorkerGroups::new_group).map(Arc::new);
+        let group = self.groups.as_ref().and_then(|groups| groups.new_group(function.memory_limit_bytes)).map(Arc::new);
         let group_in_child = group.clone();
         let connection_fd = spec.connection.as_raw_fd();
         let mut command = tokio::process::Command::new(&self.node);
@@ -297,7 +297,7 @@ impl WorkerLauncher for NodeLauncher {
         tokio::spawn(async move {
             let status = tokio::select! {
                 status = child.wait() => status,
-                () = memory_exceeded(pid, memory_limit) => {
+                () = memory_exceeded(pid, memory_limit, group.as_deref()) => {
                     exceeded.store(true, Ordering::Release);
                     signal_group(pid, libc::SIGKILL);
                     child.wait().await
@@ -316,6 +316,10 @@ impl WorkerLauncher for NodeLauncher {
             // Whatever the worker started and left behind ends with it.
             signal_group(pid, libc::SIGKILL);
             if let Some(group) = &group {
+                // The kernel itself may have killed the worker for its group's memory.
+                if group.ran_out_of_memory() {
+                    exceeded.store(true, Ordering::Release);
+                }
                 group.end();
             }
             for forwarder in forwarders.into_iter().flatten() {
@@ -336,8 +340,10 @@ impl WorkerLauncher for NodeLauncher {
 /// How often a worker's resident memory is looked at.
 const MEMORY_SAMPLE_INTERVAL: Duration = Duration::from_millis(100);
 
-/// Resolves once the process `pid` holds more than `limit` bytes resident.
-async fn memory_exceeded(pid: Option<u32>, limit: u64) {
+/// Resolves once the process `pid` holds more than `limit` bytes resident,
+/// or the kernel killed a process of its control group for the group's
+/// memory (a child the worker started, say: the worker goes too).
+async fn memory_exceeded(pid: Option<u32>, limit: u64, group: Option<&WorkerGroup>) {
     let Some(pid) = pid else {
         return std::future::pending().await;
     };
@@ -349,7 +355,9 @@ async fn memory_exceeded(pid: Option<u32>, limit: u64) {
         let resident_pages = std::fs::read_to_string(format!("/proc/{pid}/statm"))
             .ok()
             .and_then(|statm| statm.split_whitespace().nth(1).and_then(|pages| pages.parse::<u64>().ok()));
-        if resident_pages.is_some_and(|pages| pages.saturating_mul(page) > limit) {
+        if resident_pages.is_some_and(|pages| pages.saturating_mul(page) > limit)
+            || group.is_some_and(WorkerGroup::ran_out_of_memory)
+        {
             return;
         }
     }

@@ -94,9 +94,15 @@ impl WorkerLink {
     /// output has been forwarded.
     pub(super) async fn stop(&self) {
         self.kill();
+        self.exited(Duration::from_secs(2)).await;
+    }
+
+    /// Waits, at most `bound`, until the worker's process has ended and its
+    /// output has been forwarded.
+    pub(super) async fn exited(&self, bound: Duration) {
         let exit = self.process.lock().unwrap().as_ref().map(WorkerProcess::exit);
         if let Some(exit) = exit {
-            let _ = tokio::time::timeout(Duration::from_secs(2), exit).await;
+            let _ = tokio::time::timeout(bound, exit).await;
         }
     }
 
