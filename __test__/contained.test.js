@@ -91,6 +91,38 @@ describe('process lifetime', () => {
   });
 });
 
+/**
+ * Who runs a runtime without root's powers in this test: this user when it
+ * is not root; as root, an unprivileged user, if that user can reach this
+ * checkout (else null).
+ */
+function unprivilegedRunner() {
+  if (process.getuid() !== 0) return { uid: process.getuid(), gid: process.getgid() };
+  const user = unprivilegedUser();
+  try {
+    execFileSync(process.execPath, ['-e', `require(${JSON.stringify(path.join(__dirname, '..'))})`], { ...user, stdio: 'ignore' });
+    return user;
+  } catch {
+    return null;
+  }
+}
+
+describe('process lifetime without root', () => {
+  const runner = unprivilegedRunner();
+  it('ends, when the runtime stops, what a function started in a session of its own', {
+    skip: runner ? false : 'this checkout is out of reach of an unprivileged user',
+  }, async () => {
+    const runtime = await startRuntimeProcess({ functions: [publicFixture('spawner', { functionId: 'spawner' })] }, {
+      user: process.getuid() === 0 ? runner : undefined,
+    });
+    const fc = new FCClient({ config: runtime.configPath });
+    const child = Number((await fc.invokeFunction({ functionId: 'spawner', payload: 'setsid' })).payload);
+    assert.ok(alive(child));
+    await runtime.stop();
+    assert.ok(await endsWithin(child, 2000), `the function's setsid child ${child} outlived the runtime`);
+  });
+});
+
 describe('memorySize', () => {
   it('stops a leaking function before twice its limit; the next call gets a fresh worker', { timeout: 60000 }, async () => {
     const memorySize = 128;

@@ -49,13 +49,19 @@ function writeConfig(config) {
 }
 
 /**
- * Runs `edgefc run --config` as a child process, as a user would, and
+ * Runs `edgefc run --config` as a child process, as a user would (as
+ * `user`, `{uid, gid}`, when given: the test then runs as root), and
  * resolves once it says it is listening.
  */
-async function startRuntimeProcess(config) {
+async function startRuntimeProcess(config, { user } = {}) {
   const configPath = writeConfig(config);
+  if (user) {
+    fs.chownSync(path.dirname(configPath), user.uid, user.gid);
+    fs.chownSync(configPath, user.uid, user.gid);
+  }
   const child = track(spawn(process.execPath, [CLI, 'run', '--config', configPath], {
     stdio: ['ignore', 'pipe', 'pipe'],
+    ...user,
   }));
   let output = '';
   const exited = new Promise((resolve) => {

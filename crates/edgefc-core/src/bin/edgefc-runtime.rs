@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
-use edgefc_core::runtime::{self, log, Config, NodeLauncher};
+use edgefc_core::runtime::{self, launcher, log, Config, NodeLauncher};
 use edgefc_core::Error;
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -82,6 +82,8 @@ async fn run(args: Args, config: Config) -> Result<(), Error> {
         (Ok(interrupt), Ok(terminate)) => (interrupt, terminate),
         _ => return Err(Error::new(edgefc_core::ErrorCode::Internal, "cannot install signal handlers")),
     };
+    // What workers leave behind becomes this process's, to be ended at stop.
+    launcher::adopt_orphans();
     let launcher = NodeLauncher::new(args.node, args.bootstrap, args.module_dir);
     let handle = runtime::start(config, Arc::new(launcher)).await?;
     log::info(format_args!("edgefc runtime listening on {}", handle.socket_path().display()));
@@ -90,6 +92,7 @@ async fn run(args: Args, config: Config) -> Result<(), Error> {
         _ = terminate.recv() => {}
     }
     handle.stop().await;
+    launcher::end_orphans();
     log::info(format_args!("edgefc runtime stopped"));
     Ok(())
 }

@@ -179,7 +179,14 @@ fn spawn_on_spawner_thread(
                     // SAFETY: as above; a thread that never left its namespace stays in it.
                     unsafe { libc::setns(own.as_raw_fd(), libc::CLONE_NEWPID) };
                 }
-                let _ = request.reply.send((request.command.spawn(), None));
+                // Held across the fork: no orphan sweep may take the new worker for one.
+                let mut workers = WORKERS.lock().unwrap();
+                let spawned = request.command.spawn();
+                if let Some(pid) = spawned.as_ref().ok().and_then(tokio::process::Child::id) {
+                    workers.insert(pid);
+                }
+                drop(workers);
+                let _ = request.reply.send((spawned, None));
             }
         });
         if let Err(error) = started {
@@ -313,6 +320,10 @@ impl WorkerLauncher for NodeLauncher {
                     }
                 }
             };
+            if let Some(pid) = pid {
+                WORKERS.lock().unwrap().remove(&pid);
+            }
+            reap_orphans();
             // Whatever the worker started and left behind ends with it.
             signal_group(pid, libc::SIGKILL);
             if let Some(group) = &group {
@@ -372,6 +383,71 @@ pub fn make_non_dumpable() -> bool {
 
 /// The descriptor a worker finds its connection to the runtime at.
 pub const CONNECTION_FD: libc::c_int = 3;
+
+/// The pids of the workers started and not yet waited for: any other child
+/// of this process is something a worker left behind (see [`adopt_orphans`]).
+static WORKERS: std::sync::Mutex<std::collections::BTreeSet<u32>> = std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+/// Makes this process the subreaper of what its workers start: a
+/// descendant whose parent ended (a worker that ended, or a daemon's double
+/// fork) becomes this process's child rather than init's, so that it is
+/// reaped, and ended by [`end_orphans`] when the runtime stops. Where
+/// workers get PID namespaces and control groups (root) those end them
+/// sooner; this is what remains without. For the standalone runtime only: a
+/// process that embeds the runtime would take its own descendants too.
+pub fn adopt_orphans() -> bool {
+    // SAFETY: prctl(PR_SET_CHILD_SUBREAPER) has no memory-safety preconditions.
+    let adopting = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1) == 0 };
+    ADOPTING.store(adopting, Ordering::Release);
+    adopting
+}
+
+/// Set by [`adopt_orphans`]: only then are this process's other children
+/// the workers' leftovers (in a host application, they are its own).
+static ADOPTING: AtomicBool = AtomicBool::new(false);
+
+/// Kills and reaps every child of this process that is not a worker, once
+/// [`adopt_orphans`] made them the workers' leftovers.
+pub fn end_orphans() {
+    if !ADOPTING.load(Ordering::Acquire) {
+        return;
+    }
+    for pid in orphans() {
+        // SAFETY: kill and waitpid on a child of this process.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+            libc::waitpid(pid, std::ptr::null_mut(), 0);
+        }
+    }
+}
+
+/// Reaps the children of this process that are not workers and have ended.
+fn reap_orphans() {
+    if !ADOPTING.load(Ordering::Acquire) {
+        return;
+    }
+    for pid in orphans() {
+        // SAFETY: waitpid on a child of this process, without waiting.
+        unsafe {
+            libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG);
+        }
+    }
+}
+
+/// This process's children that are not workers.
+fn orphans() -> Vec<libc::pid_t> {
+    let workers = WORKERS.lock().unwrap();
+    let Ok(threads) = std::fs::read_dir("/proc/self/task") else {
+        return Vec::new();
+    };
+    threads
+        .flatten()
+        .filter_map(|thread| std::fs::read_to_string(thread.path().join("children")).ok())
+        .flat_map(|children| children.split_whitespace().filter_map(|pid| pid.parse::<u32>().ok()).collect::<Vec<_>>())
+        .filter(|pid| !workers.contains(pid))
+        .filter_map(|pid| libc::pid_t::try_from(pid).ok())
+        .collect()
+}
 
 /// How long a worker asked to stop (SIGTERM) has before it is killed.
 pub const STOP_GRACE: Duration = Duration::from_secs(2);
