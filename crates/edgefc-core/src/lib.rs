@@ -38,7 +38,9 @@
 //!    the target up in the [`runtime::FunctionTable`], takes a place in the
 //!    function's queue (`runtime::host`) and waits for a permit.
 //! 3. `runtime::supervisor` gives it the function's worker, launching one
-//!    through the [`runtime::WorkerLauncher`] if none is connected; the host
+//!    through the [`runtime::WorkerLauncher`] if none is connected (with one
+//!    end of a socketpair, the worker's connection, which `runtime::server`
+//!    serves as that function's without a token); the host
 //!    files the run in the worker's pending table and sends a `Task` frame.
 //! 4. The worker's client reads the `Task` and hands it to the task sink
 //!    (the Node handler); its `TaskDone` comes back, the host's waiter takes
