@@ -101,6 +101,9 @@ export interface NativeMessage {
 /** One run of the hosted function's handler, as the worker bootstrap sees it. */
 export interface NativeTask {
   id: number
+  /** 1 for an invocation's first run, more for its retries. */
+  attempt: number
+  /** The invocation's id, the same on every attempt. */
   requestId: string
   /** Base64 JSON as the caller sent it; the bootstrap decodes it. */
   invokerContext: string

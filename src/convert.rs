@@ -73,6 +73,9 @@ impl Outcome {
 #[napi(object)]
 pub struct NativeTask {
     pub id: i64,
+    /// 1 for an invocation's first run, more for its retries.
+    pub attempt: u32,
+    /// The invocation's id, the same on every attempt.
     pub request_id: String,
     /// Base64 JSON as the caller sent it; the bootstrap decodes it.
     pub invoker_context: String,
@@ -83,6 +86,7 @@ impl From<Task> for NativeTask {
     fn from(task: Task) -> NativeTask {
         NativeTask {
             id: task.id as i64,
+            attempt: u32::from(task.attempt),
             request_id: task.request_id,
             invoker_context: task.invoker_context,
             payload: payload_to_js(task.payload),

@@ -98,8 +98,12 @@ function runTask(session, handler, task, identity) {
       succeed(result);
     }
   };
+  // requestId and invocationId name the invocation, the same on every
+  // attempt: what a handler's side effects deduplicate on.
   const context = {
     requestId: task.requestId,
+    invocationId: task.requestId,
+    attempt: task.attempt,
     invokerContext: decodeInvokerContext(task.invokerContext),
     ...identity,
   };

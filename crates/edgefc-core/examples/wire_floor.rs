@@ -39,7 +39,7 @@ async fn broker(client: UnixStream, worker: UnixStream) {
         }
     });
     while let Ok(Some(Frame::Invoke { id, payload, .. })) = from_client.read_frame().await {
-        to_worker.send(Frame::Task { id, request_id: String::new(), invoker_context: String::new(), payload });
+        to_worker.send(Frame::Task { id, attempt: 1, request_id: String::new(), invoker_context: String::new(), payload });
     }
     back.abort();
 }

@@ -99,8 +99,8 @@ fn classify(frame: Frame) -> Option<Incoming> {
         }
         Frame::Accepted { id, accepted_id } => Incoming::Reply(id, Ok(Reply::Accepted { accepted_id })),
         Frame::Failure { id, code, message } => Incoming::Reply(id, Err(Error::new(code, message))),
-        Frame::Task { id, request_id, invoker_context, payload } => {
-            Incoming::Task(Task { id, request_id, invoker_context, payload })
+        Frame::Task { id, attempt, request_id, invoker_context, payload } => {
+            Incoming::Task(Task { id, attempt, request_id, invoker_context, payload })
         }
         Frame::Message { source, topic, payload, .. } => Incoming::Message(Message { source, topic, payload }),
         _ => return None,

@@ -170,9 +170,11 @@ pub enum Frame {
         code: ErrorCode,
         message: String,
     },
-    /// Runtime to a function's worker: run the handler once.
+    /// Runtime to a function's worker: run the handler once. `attempt`
+    /// (1, 2, …) travels in the header's code slot.
     Task {
         id: u64,
+        attempt: u16,
         request_id: String,
         invoker_context: String,
         payload: Payload,
@@ -305,6 +307,7 @@ fn decode_body(mut body: Bytes) -> Result<Frame, FrameError> {
         },
         KIND_TASK => Frame::Task {
             id,
+            attempt: code,
             request_id: take_field(&mut body)?,
             invoker_context: take_field(&mut body)?,
             payload: take_payload(flags, &mut body)?,
@@ -397,8 +400,8 @@ impl Encoder<&Frame> for FrameCodec {
                     (KIND_RESULT, payload.flag() | function_error.flag(), *status, *id, ["", ""], 0, Some(payload))
                 }
                 Frame::Failure { id, code, message } => (KIND_FAILURE, 0, *code as u16, *id, [message, ""], 1, None),
-                Frame::Task { id, request_id, invoker_context, payload } => {
-                    (KIND_TASK, payload.flag(), 0, *id, [request_id, invoker_context], 2, Some(payload))
+                Frame::Task { id, attempt, request_id, invoker_context, payload } => {
+                    (KIND_TASK, payload.flag(), *attempt, *id, [request_id, invoker_context], 2, Some(payload))
                 }
                 Frame::TaskDone { id, function_error, payload } => {
                     (KIND_TASK_DONE, payload.flag() | function_error.flag(), 0, *id, ["", ""], 0, Some(payload))
@@ -479,7 +482,7 @@ mod tests {
             Frame::Result { id: 3, status: 200, function_error: FunctionError::None, payload: Payload::empty_text() },
             Frame::Result { id: 4, status: 200, function_error: FunctionError::Handled, payload: Payload::Binary(Bytes::new()) },
             Frame::Failure { id: 5, code: ErrorCode::QueueFull, message: "full".into() },
-            Frame::Task { id: 6, request_id: "r".into(), invoker_context: "c".into(), payload: Payload::text("t") },
+            Frame::Task { id: 6, attempt: 2, request_id: "r".into(), invoker_context: "c".into(), payload: Payload::text("t") },
             Frame::TaskDone { id: 7, function_error: FunctionError::Unhandled, payload: Payload::text("{}") },
             Frame::Publish { id: 8, topic: "/hello/world".into(), payload: Payload::Binary(Bytes::from_static(b"\x00\xff")) },
             Frame::Request { id: 9, operation: "credentials".into() },

@@ -104,6 +104,9 @@ pub struct Message {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Task {
     pub id: u64,
+    /// 1 for the first run of an invocation, more for its retries.
+    pub attempt: u16,
+    /// The invocation's id: the same on every attempt.
     pub request_id: String,
     pub invoker_context: String,
     pub payload: Payload,

@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::proto::frame::{HEADER_LEN, MAX_FIELDS_LEN};
 use crate::runtime::identity::RunAs;
 use crate::runtime::router::{Route, RouteSource, Router, TopicFilter};
+use crate::runtime::store::StoreLimits;
 
 pub const DEFAULT_MAX_PAYLOAD: usize = 6 * 1024 * 1024;
 pub const DEFAULT_TIMEOUT_MS: u64 = 5_000;
@@ -49,6 +50,10 @@ struct ConfigFile {
     connections: ConnectionsEntry,
     #[serde(default)]
     log: LogEntry,
+    #[serde(default)]
+    store: StoreEntry,
+    #[serde(default)]
+    retry: RetryEntry,
     #[serde(default)]
     routes: Vec<RouteEntry>,
     thing_function: Option<String>,
@@ -132,6 +137,8 @@ struct FunctionEntry {
     /// MB, as in Link IoT Edge.
     memory_size: Option<u64>,
     run_as: Option<RunAsEntry>,
+    #[serde(default)]
+    retry: RetryEntry,
 }
 
 impl RouteEntry {
@@ -180,6 +187,21 @@ pub struct FunctionSpec {
     pub memory_limit_bytes: u64,
     /// Which user its workers run as.
     pub run_as: RunAs,
+    /// What happens to a failed Async invocation.
+    pub retry: RetryPolicy,
+}
+
+/// `retry` of a function (or the top level): how often, and how long, a
+/// failed Async invocation is tried again before it becomes a dead letter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included.
+    pub max_attempts: u32,
+    /// Before the second attempt; each later one waits four times longer, ±20%.
+    pub backoff: Duration,
+    pub max_backoff: Duration,
+    /// An invocation accepted longer ago than this is not tried again.
+    pub max_event_age: Duration,
 }
 
 impl FunctionSpec {
@@ -220,6 +242,7 @@ pub struct Limits {
     pub max_total_queued_bytes: usize,
     pub connections: ConnectionLimits,
     pub log: LogLimits,
+    pub store: StoreLimits,
 }
 
 /// `"connections"` in edgefc.json.
@@ -293,6 +316,70 @@ struct LogEntry {
     max_waiting_lines: Option<usize>,
     max_waiting_bytes: Option<usize>,
 }
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct StoreEntry {
+    max_bytes: Option<usize>,
+    max_dead_letters: Option<usize>,
+    max_dead_letter_bytes: Option<usize>,
+}
+
+impl StoreEntry {
+    fn limits(self) -> Result<StoreLimits> {
+        let max_bytes = bounded("store.maxBytes", self.max_bytes, 256 * MIB, MIB..=64 * GIB)?;
+        Ok(StoreLimits {
+            max_bytes,
+            max_dead_letters: bounded("store.maxDeadLetters", self.max_dead_letters, 10_000, 1..=10_000_000)?,
+            max_dead_letter_bytes: bounded("store.maxDeadLetterBytes", self.max_dead_letter_bytes, 64 * MIB, KIB..=max_bytes)?,
+        })
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RetryEntry {
+    max_attempts: Option<u32>,
+    backoff_ms: Option<u64>,
+    max_backoff_ms: Option<u64>,
+    max_event_age_ms: Option<u64>,
+}
+
+impl RetryEntry {
+    /// This entry's values where it has them, `defaults`' elsewhere.
+    fn policy(self, defaults: &RetryPolicy) -> Result<RetryPolicy> {
+        let millis = |duration: Duration| duration.as_millis() as u64;
+        Ok(RetryPolicy {
+            max_attempts: bounded("retry.maxAttempts", self.max_attempts, defaults.max_attempts, 1..=100)?,
+            backoff: Duration::from_millis(bounded(
+                "retry.backoffMs",
+                self.backoff_ms,
+                millis(defaults.backoff),
+                1..=86_400_000,
+            )?),
+            max_backoff: Duration::from_millis(bounded(
+                "retry.maxBackoffMs",
+                self.max_backoff_ms,
+                millis(defaults.max_backoff),
+                1..=86_400_000,
+            )?),
+            max_event_age: Duration::from_millis(bounded(
+                "retry.maxEventAgeMs",
+                self.max_event_age_ms,
+                millis(defaults.max_event_age),
+                1_000..=7 * 86_400_000,
+            )?),
+        })
+    }
+}
+
+/// Lambda's defaults for asynchronous invocations, with shorter delays for an edge box.
+pub const DEFAULT_RETRY: RetryPolicy = RetryPolicy {
+    max_attempts: 3,
+    backoff: Duration::from_secs(1),
+    max_backoff: Duration::from_secs(300),
+    max_event_age: Duration::from_secs(6 * 3600),
+};
 
 const KIB: usize = 1 << 10;
 const MIB: usize = 1 << 20;
@@ -404,6 +491,7 @@ impl Config {
             max_queued: bounded("maxQueuedInvocations", file.max_queued_invocations, DEFAULT_MAX_QUEUED, 0..=1_000_000)?,
             max_queued_bytes: bounded("maxQueuedBytes", file.max_queued_bytes, DEFAULT_MAX_QUEUED_BYTES, KIB..=16 * GIB)?,
             run_as: RunAsEntry::resolve(file.run_as, RunAs::default())?,
+            retry: file.retry.policy(&DEFAULT_RETRY)?,
         };
         let limits = Limits {
             max_total_queued: bounded(
@@ -420,6 +508,7 @@ impl Config {
             )?,
             connections: file.connections.limits(max_payload)?,
             log: file.log.limits()?,
+            store: file.store.limits()?,
         };
         let functions = file
             .functions
@@ -468,6 +557,7 @@ struct FunctionDefaults {
     max_queued: usize,
     max_queued_bytes: usize,
     run_as: RunAs,
+    retry: RetryPolicy,
 }
 
 impl FunctionSpec {
@@ -494,6 +584,7 @@ impl FunctionSpec {
         let memory_size_mb =
             bounded("memorySize", entry.memory_size, DEFAULT_MEMORY_SIZE_MB, 32..=65_536).map_err(in_function)?;
         let run_as = RunAsEntry::resolve(entry.run_as, defaults.run_as).map_err(in_function)?;
+        let retry = entry.retry.policy(&defaults.retry).map_err(in_function)?;
         let code_dir = base.join(&entry.code_dir);
         if !code_dir.is_dir() {
             return Err(Error::config(format!("{label}: codeDir {} is not a directory", code_dir.display())));
@@ -521,6 +612,7 @@ impl FunctionSpec {
             idle_timeout: Duration::from_millis(idle_timeout_ms),
             memory_limit_bytes: memory_size_mb << 20,
             run_as,
+            retry,
         })
     }
 }

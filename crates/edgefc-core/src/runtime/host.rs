@@ -13,6 +13,7 @@ use std::time::Instant;
 use tokio::sync::{oneshot, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+use super::asynchronous::AsyncQueue;
 use super::budget::{Budget, BudgetStats};
 use super::config::FunctionSpec;
 use super::launcher::{WorkerLauncher, STOP_GRACE};
@@ -37,6 +38,8 @@ pub(super) struct FunctionHost {
     pub spec: FunctionSpec,
     /// Its place in the runtime's function list: who its worker's connection speaks for.
     pub(super) index: usize,
+    /// Its Async invocations pending in the store.
+    pub(super) asynchronous: AsyncQueue,
     pub(super) settings: Arc<HostSettings>,
     pub(super) permits: Semaphore,
     /// Invocations admitted and not yet finished: running plus queued.
@@ -46,6 +49,15 @@ pub(super) struct FunctionHost {
     pub(super) last_activity: Mutex<Instant>,
     pub(super) stopping: AtomicBool,
     pub(super) stopped: CancellationToken,
+}
+
+/// One run of the function: what its worker's handler gets.
+pub(super) struct Run {
+    /// The invocation's id, the same on every attempt.
+    pub request_id: String,
+    pub attempt: u16,
+    pub invoker_context: String,
+    pub payload: Payload,
 }
 
 /// Holds a place among the admitted invocations until dropped.
@@ -70,6 +82,8 @@ pub(super) struct QueueStats {
     max_concurrency: usize,
     /// Running and waiting.
     admitted: BudgetStats,
+    /// Async invocations in the store, not yet ended.
+    async_pending: usize,
 }
 
 impl FunctionHost {
@@ -77,6 +91,7 @@ impl FunctionHost {
         FunctionHost {
             permits: Semaphore::new(spec.max_concurrency),
             queue: Budget::new(spec.max_concurrency.saturating_add(spec.max_queued), spec.max_queued_bytes),
+            asynchronous: AsyncQueue::new(spec.max_concurrency.saturating_add(spec.max_queued)),
             spec,
             index,
             settings,
@@ -124,27 +139,22 @@ impl FunctionHost {
             running: self.spec.max_concurrency - self.permits.available_permits(),
             max_concurrency: self.spec.max_concurrency,
             admitted: self.queue.stats(),
+            async_pending: self.asynchronous.pending(),
         }
     }
 
     /// Runs one invocation to its end. Errors are only for invocations that
     /// never reached the function (the runtime is stopping); whatever
     /// happens to the function itself is an `Unhandled` result.
-    pub(super) async fn run(
-        &self,
-        _admission: Admission,
-        request_id: String,
-        invoker_context: String,
-        payload: Payload,
-    ) -> Result<SyncResult> {
+    pub(super) async fn run(&self, _admission: Admission, run: Run) -> Result<SyncResult> {
         let _permit = self.permits.acquire().await.map_err(|_| Error::runtime_unavailable("the runtime is stopping"))?;
         self.touch();
-        let result = self.run_admitted(request_id, invoker_context, payload).await;
+        let result = self.run_admitted(run).await;
         self.touch();
         result
     }
 
-    async fn run_admitted(&self, request_id: String, invoker_context: String, payload: Payload) -> Result<SyncResult> {
+    async fn run_admitted(&self, Run { request_id, attempt, invoker_context, payload }: Run) -> Result<SyncResult> {
         let link = match self.ensure_worker().await {
             Ok(link) => link,
             Err(_) if self.is_stopping() => {
@@ -156,7 +166,7 @@ impl FunctionHost {
         let Some(task_id) = link.pending.register(done_tx) else {
             return Ok(worker_lost());
         };
-        link.sender.send(Frame::Task { id: task_id, request_id, invoker_context, payload });
+        link.sender.send(Frame::Task { id: task_id, attempt, request_id, invoker_context, payload });
         match tokio::time::timeout(self.spec.timeout, done).await {
             Ok(Ok(result)) => Ok(result),
             Ok(Err(_)) if self.is_stopping() => {

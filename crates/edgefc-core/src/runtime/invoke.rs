@@ -1,6 +1,6 @@
 //! An `Invoke` frame, from the function table to the reply: a Sync
 //! invocation is answered with its result, an Async one with `Accepted` as
-//! soon as it has a place in the function's queue.
+//! soon as it is durable in the store (`asynchronous`).
 
 use std::sync::Arc;
 
@@ -8,8 +8,8 @@ use base64::Engine;
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::config::ROUTER_FUNCTION_ID;
-use super::host::{Admission, FunctionHost};
-use super::{bus, log, server, Caller, Shared};
+use super::host::{Admission, FunctionHost, Run};
+use super::{asynchronous, bus, log, server, Caller, Shared};
 use crate::error::{Error, ErrorCode, Result};
 use crate::proto::frame::{Frame, FunctionError, Payload};
 use crate::proto::limits::check_payload;
@@ -53,36 +53,39 @@ async fn run(
         .get(&request.target)
         .ok_or_else(|| Error::new(ErrorCode::FunctionNotFound, format!("function {} does not exist", request.target)))?;
     let host = &shared.hosts[index];
-    let admission = host.admit(&request.invoker_context, &request.payload)?;
-    let request_id = uuid::Uuid::new_v4().to_string();
-    if !request.asynchronous {
-        return host.run(admission, request_id, request.invoker_context, request.payload).await.map(Some);
+    if request.asynchronous {
+        let invocation_id = asynchronous::accept(host, &shared.store, request.invoker_context, request.payload).await?;
+        server::reply(shared, sender, Frame::Accepted { id, accepted_id: invocation_id });
+        drop(in_flight);
+        return Ok(None);
     }
-    server::reply(shared, sender, Frame::Accepted { id, accepted_id: request_id.clone() });
-    drop(in_flight);
-    run_unawaited(host, admission, request_id, request.invoker_context, request.payload).await;
-    Ok(None)
+    let admission = host.admit(&request.invoker_context, &request.payload)?;
+    let run = Run {
+        request_id: uuid::Uuid::new_v4().to_string(),
+        attempt: 1,
+        invoker_context: request.invoker_context,
+        payload: request.payload,
+    };
+    host.run(admission, run).await.map(Some)
 }
 
-/// Runs a routed message's invocation, which nobody waits for.
-pub(super) async fn run_detached(host: Arc<FunctionHost>, admission: Admission, invoker_context: String, payload: Payload) {
-    run_unawaited(&host, admission, uuid::Uuid::new_v4().to_string(), invoker_context, payload).await;
-}
-
-/// How much of a failed Async invocation's error body is logged.
+/// How much of a failed routed message's error body is logged.
 const MAX_LOGGED_ERROR_BYTES: usize = 1024;
 
-/// Runs an invocation nobody waits for, and logs how it failed, if it did.
-async fn run_unawaited(host: &FunctionHost, admission: Admission, request_id: String, invoker_context: String, payload: Payload) {
-    match host.run(admission, request_id.clone(), invoker_context, payload).await {
+/// Runs a routed message's invocation, which nobody waits for (at most
+/// once), and logs how it failed, if it did.
+pub(super) async fn run_detached(host: Arc<FunctionHost>, admission: Admission, invoker_context: String, payload: Payload) {
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let run = Run { request_id: request_id.clone(), attempt: 1, invoker_context, payload };
+    match host.run(admission, run).await {
         Ok(result) if result.function_error != FunctionError::None => {
             let bytes = result.payload.bytes();
             let detail = String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_LOGGED_ERROR_BYTES)]);
             let cut = if bytes.len() > MAX_LOGGED_ERROR_BYTES { " [cut]" } else { "" };
-            log::warn(format_args!("async invocation {request_id} of {} failed: {detail}{cut}", host.spec.function_id));
+            log::warn(format_args!("routed message {request_id} to {} failed: {detail}{cut}", host.spec.function_id));
         }
         Ok(_) => {}
-        Err(error) => log::warn(format_args!("async invocation {request_id} of {} was dropped: {error}", host.spec.function_id)),
+        Err(error) => log::warn(format_args!("routed message {request_id} to {} was dropped: {error}", host.spec.function_id)),
     }
 }
 

@@ -10,6 +10,9 @@
 //! - [`router`]: topic filters and the routes they select.
 //! - `services`: `Request` frames (credentials, stats).
 //! - `host`: one function: admission, concurrency, timeouts.
+//! - `asynchronous`: Async invocations: accepted durably, run from the
+//!   store, retried, buried as dead letters.
+//! - [`store`]: the durable store (redb) and its group-commit writer.
 //! - `budget`: a bound by count and bytes, for a function's queue and the runtime's.
 //! - `supervisor`: that function's worker process: launch, attach, restart, idle stop.
 //! - [`launcher`]: how a worker process is started (Node in production).
@@ -18,6 +21,7 @@
 //! - [`log`]: where the runtime's and the functions' output goes.
 //! - `state_dir`: the state directory, its lock, the socket and token files, owner-only.
 
+mod asynchronous;
 mod budget;
 mod bus;
 mod cgroup;
@@ -32,6 +36,7 @@ pub mod router;
 mod server;
 mod services;
 mod state_dir;
+pub mod store;
 mod supervisor;
 
 use std::path::{Path, PathBuf};
@@ -69,6 +74,7 @@ struct Shared {
     max_payload: usize,
     credentials: Option<Credentials>,
     bus: Bus,
+    store: Arc<store::Store>,
     connections: Arc<connections::Connections>,
     settings: Arc<HostSettings>,
 }
@@ -90,6 +96,7 @@ pub struct RuntimeHandle {
     shutdown: CancellationToken,
     server: JoinHandle<()>,
     hosts: Vec<Arc<FunctionHost>>,
+    store: Arc<store::Store>,
     /// Released last, once the socket and token are gone.
     _state_lock: state_dir::StateLock,
 }
@@ -109,6 +116,8 @@ pub async fn start(mut config: Config, launcher: Arc<dyn WorkerLauncher>) -> Res
     let listener = UnixListener::bind(&socket_path)
         .map_err(|error| Error::config(format!("cannot listen on {}: {error}", socket_path.display())))?;
     state_dir::restrict_to_owner(&socket_path)?;
+    let (store, pending) = store::Store::open(&config.state_dir, config.limits.store)?;
+    let store = Arc::new(store);
 
     let admin_token = state_dir::new_token();
     let admin_token_path = config.admin_token_path();
@@ -136,15 +145,40 @@ pub async fn start(mut config: Config, launcher: Arc<dyn WorkerLauncher>) -> Res
         max_payload: config.max_payload,
         credentials: config.credentials,
         bus: Bus::new(config.router, &config.limits.connections),
+        store: store.clone(),
         connections: connections::Connections::new(config.limits.connections),
         settings: settings.clone(),
     });
     let shutdown = CancellationToken::new();
     let server = tokio::spawn(server::serve(listener, new_workers, shared, shutdown.clone()));
+    requeue(&hosts, &store, pending);
     for host in &hosts {
         tokio::spawn(host.clone().supervise());
+        tokio::spawn(asynchronous::dispatch(host.clone(), store.clone()));
     }
-    Ok(RuntimeHandle { socket_path, admin_token_path, admin_token, shutdown, server, hosts, _state_lock: state_lock })
+    Ok(RuntimeHandle { socket_path, admin_token_path, admin_token, shutdown, server, hosts, store, _state_lock: state_lock })
+}
+
+/// Gives every function the Async invocations it had pending when the
+/// runtime last stopped (or died). Those of a function no longer configured
+/// become dead letters, which a replay can bring back once it is.
+fn requeue(hosts: &[Arc<FunctionHost>], store: &store::Store, pending: Vec<store::PendingEntry>) {
+    let count = pending.len();
+    for entry in pending {
+        match hosts.iter().find(|host| host.spec.function_id == entry.function_id) {
+            Some(host) => host.asynchronous.add(entry.seq, entry.size, entry.not_before_ms),
+            None => {
+                if let Ok(Some(invocation)) = store.read(entry.seq) {
+                    let error = format!("function {} is not configured", entry.function_id);
+                    let dead = store::DeadLetter { invocation, error, dead_at_ms: asynchronous::now_ms() };
+                    store.bury(entry.seq, entry.size, &dead);
+                }
+            }
+        }
+    }
+    if count > 0 {
+        log::info(format_args!("{count} Async invocations were pending in {}; running them again", store.path().display()));
+    }
 }
 
 impl RuntimeHandle {
@@ -167,6 +201,7 @@ impl RuntimeHandle {
         for host in &self.hosts {
             host.stop().await;
         }
+        self.store.close().await;
         let _ = std::fs::remove_file(&self.socket_path);
         let _ = std::fs::remove_file(&self.admin_token_path);
     }

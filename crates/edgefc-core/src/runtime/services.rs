@@ -18,7 +18,24 @@ struct Stats {
     bus: BusStats,
     connections: ConnectionStats,
     queues: QueuesStats,
+    store: StoreStats,
     log: LogStats,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StoreStats {
+    /// Bytes of pending Async invocations and dead letters (`store.maxBytes`).
+    held_bytes: usize,
+    max_bytes: usize,
+    dead_letters: usize,
+    max_dead_letters: usize,
+    /// Dead letters dropped, oldest first, because the dead letters were full.
+    dead_letters_evicted: u64,
+    /// Transactions committed: each made any number of accepts durable at once.
+    commits: u64,
+    /// Records that could not be read back, and were left out.
+    damaged_records: u64,
 }
 
 #[derive(Serialize)]
@@ -47,6 +64,20 @@ fn stats(shared: &Shared) -> Stats {
         queues: QueuesStats {
             total: shared.settings.total_queue.stats(),
             functions: shared.hosts.iter().map(|host| host.queue_stats()).collect(),
+        },
+        store: {
+            let store = &shared.store;
+            let (counters, limits) = (store.counters(), store.limits());
+            let load = |counter: &std::sync::atomic::AtomicU64| counter.load(std::sync::atomic::Ordering::Relaxed);
+            StoreStats {
+                held_bytes: store.held_bytes(),
+                max_bytes: limits.max_bytes,
+                dead_letters: store.dead_letter_count(),
+                max_dead_letters: limits.max_dead_letters,
+                dead_letters_evicted: load(&counters.dead_letters_evicted),
+                commits: load(&counters.commits),
+                damaged_records: load(&counters.damaged_records),
+            }
         },
         log: LogStats {
             function_lines: launcher::output_lines(),

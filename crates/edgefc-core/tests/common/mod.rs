@@ -28,6 +28,8 @@ pub struct InProcess {
     pub gate: Arc<Notify>,
     /// Each worker's connection, once it said Hello.
     pub workers: Arc<std::sync::Mutex<Vec<Arc<Client>>>>,
+    /// Every task a worker started: its request id, attempt and payload.
+    pub tasks: Arc<std::sync::Mutex<Vec<(String, u16, Payload)>>>,
 }
 
 impl InProcess {
@@ -38,6 +40,7 @@ impl InProcess {
             peak: Arc::new(AtomicUsize::new(0)),
             gate: Arc::new(Notify::new()),
             workers: Arc::new(std::sync::Mutex::new(Vec::new())),
+            tasks: Arc::new(std::sync::Mutex::new(Vec::new())),
         })
     }
 }
@@ -50,6 +53,7 @@ impl WorkerLauncher for InProcess {
         let options = ConnectOptions::worker(Endpoint::Inherited(Arc::new(std::sync::Mutex::new(Some(connection)))));
         let (running, peak, gate) = (self.running.clone(), self.peak.clone(), self.gate.clone());
         let workers = self.workers.clone();
+        let tasks_seen = self.tasks.clone();
         let (exit_tx, exit_rx) = watch::channel(None);
         let worker = tokio::spawn(async move {
             let (task_queue, mut tasks) = mpsc::unbounded_channel::<Vec<Task>>();
@@ -65,6 +69,7 @@ impl WorkerLauncher for InProcess {
             // An empty batch: the connection has closed.
             while let Some(batch) = tasks.recv().await.filter(|batch| !batch.is_empty()) {
                 for task in batch {
+                    tasks_seen.lock().unwrap().push((task.request_id.clone(), task.attempt, task.payload.clone()));
                     let (client, running, peak, gate) = (client.clone(), running.clone(), peak.clone(), gate.clone());
                     tokio::spawn(async move {
                         let now = running.fetch_add(1, Ordering::SeqCst) + 1;
@@ -99,7 +104,8 @@ impl WorkerLauncher for InProcess {
 pub struct Fixture {
     pub handle: Option<RuntimeHandle>,
     pub launcher: Arc<InProcess>,
-    _dir: tempfile::TempDir,
+    config: String,
+    dir: tempfile::TempDir,
 }
 
 impl Fixture {
@@ -118,7 +124,18 @@ impl Fixture {
         );
         let config = Config::parse(&text, dir.path()).expect("valid config");
         let handle = runtime::start(config, launcher.clone()).await.expect("starts");
-        Fixture { handle: Some(handle), launcher, _dir: dir }
+        Fixture { handle: Some(handle), launcher, config: text, dir }
+    }
+
+    pub fn state_dir(&self) -> std::path::PathBuf {
+        self.dir.path().join("s")
+    }
+
+    /// Stops the runtime and starts it again on the same state directory.
+    pub async fn restart(&mut self) {
+        self.handle.take().unwrap().stop().await;
+        let config = Config::parse(&self.config, self.dir.path()).expect("valid config");
+        self.handle = Some(runtime::start(config, self.launcher.clone()).await.expect("starts again"));
     }
 
     pub fn handle(&self) -> &RuntimeHandle {

@@ -1,0 +1,286 @@
+//! Async invocations: accepted only once durable in the store, run from
+//! there, retried with back-off after a failed attempt, and buried as dead
+//! letters after the last one. At-least-once: an invocation whose attempt
+//! was cut short by a crash or a stop runs again, with the same id.
+//!
+//! Each function has an [`AsyncQueue`]: the store's sequence numbers of its
+//! pending invocations, with when each may run next (payloads stay in the
+//! store until they run). Its dispatcher runs up to `maxConcurrency` of them
+//! at once, oldest first.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{Notify, Semaphore};
+
+use super::config::RetryPolicy;
+use super::host::{FunctionHost, Run};
+use super::log;
+use super::store::{DeadLetter, Invocation, Store};
+use crate::error::{Error, ErrorCode, Result};
+use crate::proto::frame::{FunctionError, Payload};
+
+/// While the function's in-memory queue is full, a pending invocation waits
+/// this long before it asks again; this is not an attempt.
+const ADMISSION_PAUSE: Duration = Duration::from_millis(200);
+
+/// How much of a failed attempt's error body is logged.
+const MAX_LOGGED_ERROR_BYTES: usize = 1024;
+
+pub(super) struct AsyncQueue {
+    entries: Mutex<BTreeMap<u64, Entry>>,
+    /// Woken when an entry is added or becomes runnable.
+    wake: Notify,
+    /// Pending invocations past which accepts are refused (`maxConcurrency`
+    /// plus `maxQueuedInvocations`, as for Sync calls).
+    max_pending: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    /// What the store counts for it.
+    size: usize,
+    not_before_ms: u64,
+    running: bool,
+}
+
+/// What the queue has for the dispatcher.
+enum Next {
+    Run { seq: u64, size: usize },
+    WaitUntil(u64),
+    Empty,
+}
+
+impl AsyncQueue {
+    pub(super) fn new(max_pending: usize) -> AsyncQueue {
+        AsyncQueue { entries: Mutex::new(BTreeMap::new()), wake: Notify::new(), max_pending }
+    }
+
+    pub(super) fn pending(&self) -> usize {
+        self.entries.lock().unwrap().len()
+    }
+
+    /// Adds an invocation already in the store (accepted, or found there at start).
+    pub(super) fn add(&self, seq: u64, size: usize, not_before_ms: u64) {
+        self.entries.lock().unwrap().insert(seq, Entry { size, not_before_ms, running: false });
+        self.wake.notify_one();
+    }
+
+    fn next(&self, now_ms: u64) -> Next {
+        let mut entries = self.entries.lock().unwrap();
+        let mut earliest = None;
+        for (seq, entry) in entries.iter_mut().filter(|(_, entry)| !entry.running) {
+            if entry.not_before_ms <= now_ms {
+                entry.running = true;
+                return Next::Run { seq: *seq, size: entry.size };
+            }
+            earliest = Some(earliest.map_or(entry.not_before_ms, |earliest: u64| earliest.min(entry.not_before_ms)));
+        }
+        earliest.map_or(Next::Empty, Next::WaitUntil)
+    }
+
+    fn remove(&self, seq: u64) {
+        self.entries.lock().unwrap().remove(&seq);
+    }
+
+    /// The entry runs again at `not_before_ms`.
+    fn release(&self, seq: u64, not_before_ms: u64) {
+        if let Some(entry) = self.entries.lock().unwrap().get_mut(&seq) {
+            entry.running = false;
+            entry.not_before_ms = not_before_ms;
+        }
+        self.wake.notify_one();
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub(super) fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_millis() as u64)
+}
+
+/// Accepts an Async invocation of `host`: durable in the store before this
+/// returns its invocation id. `ERR_QUEUE_FULL` past the function's
+/// `maxQueuedInvocations` pending or the store's `store.maxBytes`.
+pub(super) async fn accept(host: &FunctionHost, store: &Store, invoker_context: String, payload: Payload) -> Result<String> {
+    let queue = &host.asynchronous;
+    if queue.pending() >= queue.max_pending {
+        return Err(Error::new(
+            ErrorCode::QueueFull,
+            format!(
+                "function {} already has {} Async invocations pending (maxQueuedInvocations)",
+                host.spec.function_id, queue.max_pending
+            ),
+        ));
+    }
+    let now = now_ms();
+    let invocation = Invocation {
+        function_id: host.spec.function_id.clone(),
+        invocation_id: uuid::Uuid::new_v4().to_string(),
+        invoker_context,
+        payload,
+        attempt: 1,
+        accepted_at_ms: now,
+        not_before_ms: now,
+        replays: 0,
+    };
+    let seq = store.accept(&invocation).await?;
+    queue.add(seq, invocation.size(), now);
+    Ok(invocation.invocation_id)
+}
+
+/// Runs `host`'s pending invocations, oldest first, up to `maxConcurrency`
+/// at once, until the runtime stops.
+pub(super) async fn dispatch(host: Arc<FunctionHost>, store: Arc<Store>) {
+    let slots = Arc::new(Semaphore::new(host.spec.max_concurrency));
+    loop {
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => slot,
+            _ = host.stopped.cancelled() => return,
+        };
+        let Ok(slot) = slot else {
+            return;
+        };
+        let (seq, size) = loop {
+            let woken = host.asynchronous.wake.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            let now = now_ms();
+            let until = match host.asynchronous.next(now) {
+                Next::Run { seq, size } => break (seq, size),
+                Next::WaitUntil(at) => Some(Duration::from_millis(at.saturating_sub(now))),
+                Next::Empty => None,
+            };
+            let sleep = async {
+                match until {
+                    Some(delay) => tokio::time::sleep(delay).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = woken => {}
+                _ = sleep => {}
+                _ = host.stopped.cancelled() => return,
+            }
+        };
+        let (host, store) = (host.clone(), store.clone());
+        tokio::spawn(async move {
+            attempt(&host, &store, seq, size).await;
+            drop(slot);
+        });
+    }
+}
+
+/// Runs one attempt of the pending invocation `seq`, then finishes it,
+/// schedules its retry, or buries it.
+async fn attempt(host: &Arc<FunctionHost>, store: &Store, seq: u64, size: usize) {
+    let queue = &host.asynchronous;
+    let mut invocation = match store.read(seq) {
+        Ok(Some(invocation)) => invocation,
+        Ok(None) => return queue.remove(seq),
+        Err(error) => {
+            log::warn(format_args!("Async invocation {seq} of {} cannot be read: {error}", host.spec.function_id));
+            return queue.remove(seq);
+        }
+    };
+    let Ok(admission) = host.admit(&invocation.invoker_context, &invocation.payload) else {
+        return queue.release(seq, now_ms() + ADMISSION_PAUSE.as_millis() as u64);
+    };
+    let run = Run {
+        request_id: invocation.invocation_id.clone(),
+        attempt: u16::try_from(invocation.attempt).unwrap_or(u16::MAX),
+        invoker_context: invocation.invoker_context.clone(),
+        payload: invocation.payload.clone(),
+    };
+    let result = match host.run(admission, run).await {
+        Ok(result) => result,
+        // The runtime is stopping: the invocation stays pending for the next start.
+        Err(_) => return,
+    };
+    if host.is_stopping() && result.function_error != FunctionError::None {
+        // Cut short by the stop, most likely: not held against the invocation.
+        return;
+    }
+    if result.function_error == FunctionError::None {
+        store.finish(seq, size);
+        return queue.remove(seq);
+    }
+    let error = String::from_utf8_lossy(result.payload.bytes()).into_owned();
+    let now = now_ms();
+    match next_attempt_at(&host.spec.retry, &invocation, now) {
+        Some(at) => {
+            log_failure(host, &invocation, &error, &format!("tried again in {} ms", at - now));
+            invocation.attempt += 1;
+            invocation.not_before_ms = at;
+            store.retry(seq, &invocation);
+            queue.release(seq, at);
+        }
+        None => {
+            log_failure(host, &invocation, &error, "now a dead letter");
+            let dead = DeadLetter { invocation, error, dead_at_ms: now };
+            store.bury(seq, size, &dead);
+            queue.remove(seq);
+        }
+    }
+}
+
+/// When the attempt after a failed one may start, or `None` when there is
+/// to be no other: back-off × 4ⁿ⁻¹ (capped, ±20%), within the invocation's
+/// attempts and its maximum age.
+fn next_attempt_at(policy: &RetryPolicy, invocation: &Invocation, now_ms: u64) -> Option<u64> {
+    if invocation.attempt >= policy.max_attempts {
+        return None;
+    }
+    let base = policy.backoff.as_millis() as u64;
+    let delay = base.saturating_mul(4u64.saturating_pow(invocation.attempt - 1)).min(policy.max_backoff.as_millis() as u64);
+    let jitter = (delay as f64 * 0.2 * (fastrand::f64() * 2.0 - 1.0)) as i64;
+    let at = now_ms + delay.saturating_add_signed(jitter);
+    (at <= invocation.accepted_at_ms + policy.max_event_age.as_millis() as u64).then_some(at)
+}
+
+fn log_failure(host: &FunctionHost, invocation: &Invocation, error: &str, then: &str) {
+    let end = error.char_indices().map(|(at, _)| at).find(|at| *at >= MAX_LOGGED_ERROR_BYTES).unwrap_or(error.len());
+    let cut = if end < error.len() { " [cut]" } else { "" };
+    log::warn(format_args!(
+        "Async invocation {} of {} failed (attempt {}); {then}: {}{cut}",
+        invocation.invocation_id,
+        host.spec.function_id,
+        invocation.attempt,
+        &error[..end]
+    ));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn invocation(attempt: u32) -> Invocation {
+        Invocation {
+            function_id: "f".into(),
+            invocation_id: "i".into(),
+            invoker_context: String::new(),
+            payload: Payload::empty_text(),
+            attempt,
+            accepted_at_ms: 0,
+            not_before_ms: 0,
+            replays: 0,
+        }
+    }
+
+    #[test]
+    fn failed_attempts_wait_one_then_four_seconds_within_a_fifth_then_stop() {
+        let policy = crate::runtime::config::DEFAULT_RETRY;
+        let first = next_attempt_at(&policy, &invocation(1), 0).unwrap();
+        assert!((800..=1200).contains(&first), "{first}");
+        let second = next_attempt_at(&policy, &invocation(2), 0).unwrap();
+        assert!((3200..=4800).contains(&second), "{second}");
+        assert_eq!(next_attempt_at(&policy, &invocation(3), 0), None);
+    }
+
+    #[test]
+    fn an_invocation_past_its_maximum_age_is_not_tried_again() {
+        let policy = RetryPolicy { max_event_age: Duration::from_secs(10), ..crate::runtime::config::DEFAULT_RETRY };
+        assert!(next_attempt_at(&policy, &invocation(1), 5_000).is_some());
+        assert_eq!(next_attempt_at(&policy, &invocation(1), 9_500), None);
+    }
+}

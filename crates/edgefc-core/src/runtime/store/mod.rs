@@ -1,0 +1,497 @@
+//! The durable store, `<stateDir>/store.redb` (redb): every accepted Async
+//! invocation until its last attempt ends, and the dead letters.
+//!
+//! One writer thread owns every write transaction. It takes everything
+//! waiting, applies it in one transaction and commits once, and only then
+//! answers: group commit, one fsync for as many accepts as arrived
+//! meanwhile. What must survive a crash (an accept, a replay, a purge)
+//! commits with `Durability::Immediate` before it is answered. What may be
+//! lost (a finished invocation's removal, a retry's new attempt count)
+//! rides along non-durably: losing it only runs an invocation once more,
+//! which at-least-once allows; a commit within `FLUSH_AFTER` makes it
+//! durable when nothing else comes.
+//!
+//! - [`record`]: how an invocation and a dead letter are laid out.
+
+pub mod record;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use tokio::sync::oneshot;
+
+use super::log;
+use crate::error::{Error, ErrorCode, Result};
+pub use record::{DeadLetter, Invocation};
+
+/// Accepted invocations not yet ended, by sequence number (FIFO).
+const PENDING: TableDefinition<u64, &[u8]> = TableDefinition::new("pending");
+/// Dead letters, by the sequence number they had while pending.
+const DEAD: TableDefinition<u64, &[u8]> = TableDefinition::new("dead");
+
+pub const STORE_FILE: &str = "store.redb";
+
+/// Writes taken into one transaction at most.
+const MAX_GROUP: usize = 1024;
+/// How long a non-durable write may wait for a durable commit.
+const FLUSH_AFTER: Duration = Duration::from_secs(1);
+
+/// How much the store may hold (`store.*` in the config).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreLimits {
+    /// Bytes of pending invocations and dead letters together.
+    pub max_bytes: usize,
+    /// Dead letters kept; past this (or `max_dead_letter_bytes`) the oldest is dropped and counted.
+    pub max_dead_letters: usize,
+    pub max_dead_letter_bytes: usize,
+}
+
+pub struct Store {
+    path: PathBuf,
+    /// `None` once closed: the file's lock goes with the last handle.
+    db: std::sync::RwLock<Option<Arc<Database>>>,
+    writes: mpsc::Sender<Write>,
+    next_seq: AtomicU64,
+    limits: StoreLimits,
+    /// Bytes held: pending and dead together.
+    held: Arc<AtomicUsize>,
+    dead: Arc<std::sync::Mutex<DeadIndex>>,
+    counters: Arc<Counters>,
+}
+
+/// The dead letters' sizes, oldest first: what the writer evicts from.
+#[derive(Default)]
+struct DeadIndex {
+    sizes: BTreeMap<u64, usize>,
+    bytes: usize,
+}
+
+#[derive(Default)]
+pub struct Counters {
+    pub commits: AtomicU64,
+    pub dead_letters_evicted: AtomicU64,
+    pub damaged_records: AtomicU64,
+}
+
+/// One pending invocation as loaded at start: all but its payload.
+#[derive(Debug, Clone)]
+pub struct PendingEntry {
+    pub seq: u64,
+    pub function_id: String,
+    pub size: usize,
+    pub not_before_ms: u64,
+}
+
+enum Write {
+    /// Durable before `done`.
+    Insert { seq: u64, record: Vec<u8>, done: oneshot::Sender<Result<()>> },
+    /// Non-durable.
+    Remove { seq: u64 },
+    /// Non-durable: a retry's new attempt count and start time.
+    Replace { seq: u64, record: Vec<u8> },
+    /// Non-durable: from pending to the dead letters.
+    Bury { seq: u64, record: Vec<u8> },
+    /// Durable before `done`: from the dead letters back to pending, under a new sequence number.
+    Revive { dead_seq: u64, seq: u64, record: Vec<u8>, done: oneshot::Sender<Result<()>> },
+    /// Durable before `done`: dead letters removed.
+    Purge { seqs: Vec<u64>, done: oneshot::Sender<Result<()>> },
+    /// Everything before it made durable, then the writer ends.
+    Close { done: oneshot::Sender<Result<()>> },
+}
+
+impl Store {
+    /// Opens (or creates) the store in `state_dir`, and returns what was
+    /// pending when it was last closed. A damaged file is an error that
+    /// says so; a damaged record is counted, logged and left out.
+    pub fn open(state_dir: &Path, limits: StoreLimits) -> Result<(Store, Vec<PendingEntry>)> {
+        let path = state_dir.join(STORE_FILE);
+        let damaged = |error: &dyn std::fmt::Display| {
+            Error::new(
+                ErrorCode::Config,
+                format!("the store {} cannot be opened: {error}; move it aside to start with an empty one", path.display()),
+            )
+        };
+        let db = Database::create(&path).map_err(|error| damaged(&error))?;
+        let setup = db.begin_write().map_err(|error| damaged(&error))?;
+        setup.open_table(PENDING).map_err(|error| damaged(&error))?;
+        setup.open_table(DEAD).map_err(|error| damaged(&error))?;
+        setup.commit().map_err(|error| damaged(&error))?;
+        let counters = Arc::new(Counters::default());
+        let (pending, dead, last_seq) = load(&db, &counters).map_err(|error| damaged(&error))?;
+        let held = pending.iter().map(|entry| entry.size).sum::<usize>() + dead.bytes;
+        let db = Arc::new(db);
+        let held = Arc::new(AtomicUsize::new(held));
+        let dead = Arc::new(std::sync::Mutex::new(dead));
+        let (writes, incoming) = mpsc::channel();
+        let writer = Writer { db: db.clone(), limits, held: held.clone(), dead: dead.clone(), counters: counters.clone() };
+        std::thread::Builder::new()
+            .name("edgefc-store".into())
+            .spawn(move || writer.run(incoming))
+            .map_err(|error| Error::new(ErrorCode::Internal, format!("cannot start the store's writer: {error}")))?;
+        let store = Store {
+            path,
+            db: std::sync::RwLock::new(Some(db)),
+            writes,
+            next_seq: AtomicU64::new(last_seq + 1),
+            limits,
+            held,
+            dead,
+            counters,
+        };
+        Ok((store, pending))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Bytes held by pending invocations and dead letters.
+    pub fn held_bytes(&self) -> usize {
+        self.held.load(Ordering::Relaxed)
+    }
+
+    pub fn dead_letter_count(&self) -> usize {
+        self.dead.lock().unwrap().sizes.len()
+    }
+
+    pub fn limits(&self) -> StoreLimits {
+        self.limits
+    }
+
+    /// Stores an accepted invocation, durably, and returns its sequence
+    /// number. Fails with `ERR_QUEUE_FULL` when it would pass `store.maxBytes`.
+    pub async fn accept(&self, invocation: &Invocation) -> Result<u64> {
+        let size = invocation.size();
+        let held = self.held.fetch_add(size, Ordering::AcqRel);
+        if held + size > self.limits.max_bytes {
+            self.held.fetch_sub(size, Ordering::AcqRel);
+            return Err(Error::new(
+                ErrorCode::QueueFull,
+                format!(
+                    "the store is full ({} bytes of accepted invocations and dead letters; store.maxBytes)",
+                    self.limits.max_bytes
+                ),
+            ));
+        }
+        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        let (done, committed) = oneshot::channel();
+        self.send(Write::Insert { seq, record: invocation.encode(), done });
+        match committed.await.unwrap_or_else(|_| Err(stopped())) {
+            Ok(()) => Ok(seq),
+            Err(error) => {
+                self.held.fetch_sub(size, Ordering::AcqRel);
+                Err(error)
+            }
+        }
+    }
+
+    /// Makes everything written so far durable and closes the file; the
+    /// store answers nothing after this.
+    pub async fn close(&self) {
+        let (done, closed) = oneshot::channel();
+        self.send(Write::Close { done });
+        let _ = closed.await;
+        self.db.write().unwrap().take();
+    }
+
+    fn database(&self) -> Result<Arc<Database>> {
+        self.db.read().unwrap().clone().ok_or_else(stopped)
+    }
+
+    /// An invocation as stored, payload included.
+    pub fn read(&self, seq: u64) -> Result<Option<Invocation>> {
+        let db = self.database()?;
+        let bytes = read_value(&db, PENDING, seq)?;
+        bytes.map(|bytes| Invocation::decode(&bytes).map_err(|error| self.damaged(error))).transpose()
+    }
+
+    /// The invocation ended: it leaves the store.
+    pub fn finish(&self, seq: u64, size: usize) {
+        self.held.fetch_sub(size, Ordering::AcqRel);
+        self.send(Write::Remove { seq });
+    }
+
+    /// A failed attempt that will be retried: its new attempt count and start time.
+    pub fn retry(&self, seq: u64, invocation: &Invocation) {
+        self.send(Write::Replace { seq, record: invocation.encode() });
+    }
+
+    /// The last attempt failed: the invocation becomes a dead letter.
+    pub fn bury(&self, seq: u64, size: usize, dead: &DeadLetter) {
+        let record = dead.encode();
+        // The dead letter replaces the invocation in what the store holds.
+        self.held.fetch_add(record.len(), Ordering::AcqRel);
+        self.held.fetch_sub(size, Ordering::AcqRel);
+        self.send(Write::Bury { seq, record });
+    }
+
+    /// Every dead letter, oldest first, payloads left out.
+    pub fn dead_letters(&self) -> Result<Vec<(u64, DeadLetter)>> {
+        let read = self.database()?.begin_read().map_err(storage)?;
+        let table = read.open_table(DEAD).map_err(storage)?;
+        let mut letters = Vec::new();
+        for entry in table.iter().map_err(storage)? {
+            let (seq, bytes) = entry.map_err(storage)?;
+            match DeadLetter::decode(bytes.value()) {
+                Ok(mut letter) => {
+                    letter.invocation.payload = crate::proto::frame::Payload::empty_text();
+                    letters.push((seq.value(), letter));
+                }
+                Err(error) => log::warn(format_args!("dead letter {} is unreadable: {error}", seq.value())),
+            }
+        }
+        Ok(letters)
+    }
+
+    pub fn dead_letter(&self, seq: u64) -> Result<Option<DeadLetter>> {
+        let db = self.database()?;
+        let bytes = read_value(&db, DEAD, seq)?;
+        bytes.map(|bytes| DeadLetter::decode(&bytes).map_err(|error| self.damaged(error))).transpose()
+    }
+
+    /// Moves a dead letter back to pending (first attempt again, same
+    /// invocation id), durably; returns its new sequence number and record.
+    pub async fn revive(&self, dead_seq: u64, now_ms: u64) -> Result<Option<(u64, Invocation)>> {
+        let Some(letter) = self.dead_letter(dead_seq)? else {
+            return Ok(None);
+        };
+        let mut invocation = letter.invocation;
+        invocation.attempt = 1;
+        invocation.not_before_ms = now_ms;
+        invocation.accepted_at_ms = now_ms;
+        invocation.replays += 1;
+        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        let (done, committed) = oneshot::channel();
+        self.send(Write::Revive { dead_seq, seq, record: invocation.encode(), done });
+        committed.await.unwrap_or_else(|_| Err(stopped()))?;
+        Ok(Some((seq, invocation)))
+    }
+
+    /// Removes dead letters, durably; returns how many there were.
+    pub async fn purge(&self, seqs: Vec<u64>) -> Result<usize> {
+        let existing: Vec<u64> = {
+            let dead = self.dead.lock().unwrap();
+            seqs.into_iter().filter(|seq| dead.sizes.contains_key(seq)).collect()
+        };
+        let count = existing.len();
+        let (done, committed) = oneshot::channel();
+        self.send(Write::Purge { seqs: existing, done });
+        committed.await.unwrap_or_else(|_| Err(stopped()))?;
+        Ok(count)
+    }
+
+    /// Every dead letter's sequence number, oldest first.
+    pub fn dead_letter_seqs(&self) -> Vec<u64> {
+        self.dead.lock().unwrap().sizes.keys().copied().collect()
+    }
+
+    fn send(&self, write: Write) {
+        // The writer lives as long as the store: a send fails only while the process ends.
+        let _ = self.writes.send(write);
+    }
+
+    fn damaged(&self, error: record::Damaged) -> Error {
+        self.counters.damaged_records.fetch_add(1, Ordering::Relaxed);
+        Error::new(ErrorCode::Internal, format!("{}: {error}", self.path.display()))
+    }
+}
+
+fn stopped() -> Error {
+    Error::runtime_unavailable("the store stopped")
+}
+
+fn storage(error: impl std::fmt::Display) -> Error {
+    Error::new(ErrorCode::Internal, format!("the store failed: {error}"))
+}
+
+fn read_value(db: &Database, table: TableDefinition<u64, &[u8]>, seq: u64) -> Result<Option<Vec<u8>>> {
+    let read = db.begin_read().map_err(storage)?;
+    let table = read.open_table(table).map_err(storage)?;
+    Ok(table.get(seq).map_err(storage)?.map(|bytes| bytes.value().to_vec()))
+}
+
+/// What was pending, the dead letters' sizes, and the last sequence number used.
+fn load(db: &Database, counters: &Counters) -> std::result::Result<(Vec<PendingEntry>, DeadIndex, u64), redb::Error> {
+    let read = db.begin_read()?;
+    let pending_table = read.open_table(PENDING)?;
+    let dead_table = read.open_table(DEAD)?;
+    let mut last_seq = 0;
+    let mut pending = Vec::new();
+    for entry in pending_table.iter()? {
+        let (seq, bytes) = entry?;
+        let seq = seq.value();
+        last_seq = last_seq.max(seq);
+        match Invocation::decode(bytes.value()) {
+            Ok(invocation) => pending.push(PendingEntry {
+                seq,
+                size: invocation.size(),
+                function_id: invocation.function_id,
+                not_before_ms: invocation.not_before_ms,
+            }),
+            Err(error) => {
+                counters.damaged_records.fetch_add(1, Ordering::Relaxed);
+                log::warn(format_args!("pending invocation {seq} is unreadable and is left out: {error}"));
+            }
+        }
+    }
+    let mut dead = DeadIndex::default();
+    for entry in dead_table.iter()? {
+        let (seq, bytes) = entry?;
+        last_seq = last_seq.max(seq.value());
+        dead.sizes.insert(seq.value(), bytes.value().len());
+        dead.bytes += bytes.value().len();
+    }
+    Ok((pending, dead, last_seq))
+}
+
+/// The thread that owns every write transaction.
+struct Writer {
+    db: Arc<Database>,
+    limits: StoreLimits,
+    held: Arc<AtomicUsize>,
+    dead: Arc<std::sync::Mutex<DeadIndex>>,
+    counters: Arc<Counters>,
+}
+
+impl Writer {
+    fn run(self, incoming: mpsc::Receiver<Write>) {
+        // Whether non-durable writes wait for a durable commit.
+        let mut unflushed = false;
+        loop {
+            let first = if unflushed {
+                match incoming.recv_timeout(FLUSH_AFTER) {
+                    Ok(write) => write,
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        unflushed = self.commit(Vec::new(), true).is_err();
+                        continue;
+                    }
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                }
+            } else {
+                match incoming.recv() {
+                    Ok(write) => write,
+                    Err(_) => break,
+                }
+            };
+            let mut group = vec![first];
+            while group.len() < MAX_GROUP {
+                match incoming.try_recv() {
+                    Ok(write) => group.push(write),
+                    Err(_) => break,
+                }
+            }
+            let close = group.iter().position(|write| matches!(write, Write::Close { .. })).map(|at| group.remove(at));
+            let durable = unflushed
+                || close.is_some()
+                || group.iter().any(|write| matches!(write, Write::Insert { .. } | Write::Revive { .. } | Write::Purge { .. }));
+            let outcome = self.commit(group, durable);
+            unflushed = !durable || outcome.is_err();
+            if let Some(Write::Close { done }) = close {
+                // The file's lock goes with the last handle: this one goes before the answer.
+                drop(self);
+                let _ = done.send(outcome);
+                return;
+            }
+        }
+        // The store is closing: what rode along non-durably is made durable.
+        if unflushed {
+            let _ = self.commit(Vec::new(), true);
+        }
+    }
+
+    /// Applies `group` in one transaction, commits, then answers whoever waits.
+    fn commit(&self, group: Vec<Write>, durable: bool) -> Result<()> {
+        let outcome = self.apply(&group, durable);
+        if outcome.is_ok() {
+            self.counters.commits.fetch_add(1, Ordering::Relaxed);
+        } else if let Err(error) = &outcome {
+            log::warn(format_args!("{error}"));
+        }
+        for write in group {
+            let done = match write {
+                Write::Insert { done, .. } | Write::Revive { done, .. } | Write::Purge { done, .. } | Write::Close { done } => {
+                    done
+                }
+                _ => continue,
+            };
+            let _ = done.send(outcome.clone());
+        }
+        outcome
+    }
+
+    fn apply(&self, group: &[Write], durable: bool) -> Result<()> {
+        let mut transaction = self.db.begin_write().map_err(storage)?;
+        if !durable {
+            transaction.set_durability(Durability::None).map_err(storage)?;
+        }
+        {
+            let mut pending = transaction.open_table(PENDING).map_err(storage)?;
+            let mut dead = transaction.open_table(DEAD).map_err(storage)?;
+            let mut index = self.dead.lock().unwrap();
+            for write in group {
+                match write {
+                    Write::Insert { seq, record, .. } | Write::Replace { seq, record } => {
+                        pending.insert(*seq, record.as_slice()).map_err(storage)?;
+                    }
+                    Write::Remove { seq } => {
+                        pending.remove(*seq).map_err(storage)?;
+                    }
+                    Write::Bury { seq, record } => {
+                        pending.remove(*seq).map_err(storage)?;
+                        dead.insert(*seq, record.as_slice()).map_err(storage)?;
+                        index.sizes.insert(*seq, record.len());
+                        index.bytes += record.len();
+                        self.evict_oldest(&mut dead, &mut index)?;
+                    }
+                    Write::Revive { dead_seq, seq, record, .. } => {
+                        if let Some(size) = index.sizes.remove(dead_seq) {
+                            index.bytes -= size;
+                            self.held.fetch_sub(size, Ordering::AcqRel);
+                        }
+                        dead.remove(*dead_seq).map_err(storage)?;
+                        pending.insert(*seq, record.as_slice()).map_err(storage)?;
+                        self.held.fetch_add(record.len(), Ordering::AcqRel);
+                    }
+                    Write::Close { .. } => {}
+                    Write::Purge { seqs, .. } => {
+                        for seq in seqs {
+                            dead.remove(*seq).map_err(storage)?;
+                            if let Some(size) = index.sizes.remove(seq) {
+                                index.bytes -= size;
+                                self.held.fetch_sub(size, Ordering::AcqRel);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        transaction.commit().map_err(storage)
+    }
+
+    /// Drops the oldest dead letters past `store.maxDeadLetters` or
+    /// `store.maxDeadLetterBytes`; each is counted and logged.
+    fn evict_oldest(&self, dead: &mut redb::Table<u64, &[u8]>, index: &mut DeadIndex) -> Result<()> {
+        while index.sizes.len() > self.limits.max_dead_letters || index.bytes > self.limits.max_dead_letter_bytes {
+            let Some((seq, size)) = index.sizes.pop_first() else {
+                break;
+            };
+            index.bytes -= size;
+            self.held.fetch_sub(size, Ordering::AcqRel);
+            dead.remove(seq).map_err(storage)?;
+            self.counters.dead_letters_evicted.fetch_add(1, Ordering::Relaxed);
+            log::warn(format_args!(
+                "dead letter {seq} was dropped: the dead letters are full (store.maxDeadLetters, store.maxDeadLetterBytes)"
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,109 @@
+//! Nothing accepted is lost: an Async invocation answered Accepted is in
+//! the store, runs again after a restart with the same id, is retried after
+//! a failed attempt, and becomes a dead letter after the last one.
+
+mod common;
+
+use common::*;
+use edgefc_core::proto::{InvokeRequest, Payload, Reply};
+use edgefc_core::runtime::store::{Store, StoreLimits};
+use edgefc_core::ErrorCode;
+
+const LIMITS: StoreLimits = StoreLimits { max_bytes: 1 << 20, max_dead_letters: 10, max_dead_letter_bytes: 1 << 20 };
+
+fn asynchronous(target: &str, payload: &str) -> InvokeRequest {
+    InvokeRequest { asynchronous: true, ..sync(target, Payload::text(payload)) }
+}
+
+async fn accepted(client: &edgefc_core::client::Client, request: InvokeRequest) -> String {
+    match invoke(client, request).await.expect("accepted") {
+        Reply::Accepted { accepted_id } => accepted_id,
+        other => panic!("expected Accepted, got {other:?}"),
+    }
+}
+
+/// The tasks started so far: (request id, attempt, payload).
+fn tasks(fixture: &Fixture) -> Vec<(String, u16, Payload)> {
+    fixture.launcher.tasks.lock().unwrap().clone()
+}
+
+async fn tasks_when(fixture: &Fixture, ready: impl Fn(&[(String, u16, Payload)]) -> bool) -> Vec<(String, u16, Payload)> {
+    loop {
+        let seen = tasks(fixture);
+        if ready(&seen) {
+            return seen;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn accepted_invocations_cut_short_by_a_restart_run_again_with_the_same_id() {
+    let mut fixture = Fixture::start("").await;
+    let client = fixture.client().await;
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(accepted(&client, asynchronous("echo", "hang")).await);
+    }
+    tasks_when(&fixture, |seen| seen.len() == 5).await;
+    fixture.restart().await;
+    let seen = tasks_when(&fixture, |seen| seen.len() == 10).await;
+    let mut again: Vec<String> = seen[5..].iter().map(|(id, _, _)| id.clone()).collect();
+    again.sort();
+    ids.sort();
+    assert_eq!(again, ids, "the same invocations, with the same ids");
+    assert!(seen.iter().all(|(_, attempt, _)| *attempt == 1), "a stop is not held against an invocation: {seen:?}");
+    fixture.stop().await;
+}
+
+#[tokio::test]
+async fn what_completed_leaves_the_store_and_what_did_not_stays() {
+    let mut fixture = Fixture::start("").await;
+    let client = fixture.client().await;
+    accepted(&client, asynchronous("echo", "done once")).await;
+    stats_when(&client, |stats| stats["queues"]["functions"][0]["asyncPending"] == 0).await;
+    let hanging = accepted(&client, asynchronous("echo", "hang")).await;
+    fixture.handle.take().unwrap().stop().await;
+    let (store, pending) = Store::open(&fixture.state_dir(), LIMITS).expect("opens");
+    assert_eq!(pending.len(), 1);
+    assert_eq!(store.read(pending[0].seq).unwrap().unwrap().invocation_id, hanging);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn a_failing_invocation_is_retried_with_the_same_id_then_becomes_a_dead_letter() {
+    let fixture = Fixture::start(r#""retry": {"maxAttempts": 3, "backoffMs": 10},"#).await;
+    let client = fixture.client().await;
+    let id = accepted(&client, asynchronous("echo", "fail")).await;
+    let stats = stats_when(&client, |stats| stats["store"]["deadLetters"] == 1).await;
+    let attempts: Vec<u16> =
+        tasks(&fixture).iter().filter(|(request_id, _, _)| *request_id == id).map(|(_, attempt, _)| *attempt).collect();
+    assert_eq!(attempts, vec![1, 2, 3]);
+    assert_eq!(stats["queues"]["functions"][0]["asyncPending"], 0);
+    fixture.stop().await;
+}
+
+#[tokio::test]
+async fn accepts_past_the_pending_bound_are_refused_and_accepted_ones_kept() {
+    let fixture = Fixture::start(r#""maxQueuedInvocations": 0,"#).await;
+    let client = fixture.client().await;
+    let mut refused = None;
+    let mut accepted_count = 0;
+    // The echo function runs 100 at once; "hang" keeps them running.
+    for _ in 0..200 {
+        match invoke(&client, asynchronous("echo", "hang")).await {
+            Ok(Reply::Accepted { .. }) => accepted_count += 1,
+            Err(error) => {
+                refused = Some(error);
+                break;
+            }
+            Ok(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    let refused = refused.expect("the bound was reached");
+    assert_eq!(refused.code, ErrorCode::QueueFull);
+    assert!(refused.message.contains("maxQueuedInvocations"), "{}", refused.message);
+    assert_eq!(accepted_count, 100, "maxConcurrency plus maxQueuedInvocations");
+    assert_eq!(stats(&client).await["queues"]["functions"][0]["asyncPending"], accepted_count);
+    fixture.stop().await;
+}
