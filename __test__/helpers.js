@@ -44,7 +44,8 @@ function fixture(functionName, overrides = {}) {
 function writeConfig(config) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'efc-'));
   const configPath = path.join(dir, 'edgefc.json');
-  fs.writeFileSync(configPath, JSON.stringify({ stateDir: 'state', runAs: 'runtime', ...config }, null, 2));
+  // A short grace: calls that never end (a spinning handler) would hold every stop for the default 10 s.
+  fs.writeFileSync(configPath, JSON.stringify({ stateDir: 'state', runAs: 'runtime', shutdownGraceMs: 500, ...config }, null, 2));
   return configPath;
 }
 

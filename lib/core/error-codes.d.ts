@@ -15,6 +15,7 @@ export type ErrorCodeValue =
   | 'ERR_FUNCTION_FAILED'
   | 'ERR_CREDENTIALS_UNAVAILABLE'
   | 'ERR_TOO_MANY_CONNECTIONS'
+  | 'ERR_SHUTTING_DOWN'
 
 /** `ErrorCode.X` is `'ERR_X'`. */
 export interface ErrorCodeMap {
@@ -31,4 +32,5 @@ export interface ErrorCodeMap {
   readonly FUNCTION_FAILED: 'ERR_FUNCTION_FAILED'
   readonly CREDENTIALS_UNAVAILABLE: 'ERR_CREDENTIALS_UNAVAILABLE'
   readonly TOO_MANY_CONNECTIONS: 'ERR_TOO_MANY_CONNECTIONS'
+  readonly SHUTTING_DOWN: 'ERR_SHUTTING_DOWN'
 }

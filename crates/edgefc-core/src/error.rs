@@ -24,10 +24,12 @@ pub enum ErrorCode {
     CredentialsUnavailable = 12,
     /// The runtime already serves `connections.max` connections.
     TooManyConnections = 13,
+    /// The runtime is stopping: it takes no new calls.
+    ShuttingDown = 14,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 13] = [
+    pub const ALL: [ErrorCode; 14] = [
         ErrorCode::InvalidParams,
         ErrorCode::FunctionNotFound,
         ErrorCode::Timeout,
@@ -41,6 +43,7 @@ impl ErrorCode {
         ErrorCode::FunctionFailed,
         ErrorCode::CredentialsUnavailable,
         ErrorCode::TooManyConnections,
+        ErrorCode::ShuttingDown,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -58,6 +61,7 @@ impl ErrorCode {
             ErrorCode::FunctionFailed => "ERR_FUNCTION_FAILED",
             ErrorCode::CredentialsUnavailable => "ERR_CREDENTIALS_UNAVAILABLE",
             ErrorCode::TooManyConnections => "ERR_TOO_MANY_CONNECTIONS",
+            ErrorCode::ShuttingDown => "ERR_SHUTTING_DOWN",
         }
     }
 

@@ -107,3 +107,26 @@ async fn accepts_past_the_pending_bound_are_refused_and_accepted_ones_kept() {
     assert_eq!(stats(&client).await["queues"]["functions"][0]["asyncPending"], accepted_count);
     fixture.stop().await;
 }
+
+#[tokio::test]
+async fn a_stop_refuses_new_calls_and_lets_those_running_finish() {
+    let mut fixture = Fixture::start(r#""shutdownGraceMs": 10000,"#).await;
+    let client = fixture.client().await;
+    let running = {
+        let client = fixture.client().await;
+        tokio::spawn(async move { completed(&client, sync("echo", Payload::text("sleep:300"))).await })
+    };
+    while fixture.launcher.running.load(std::sync::atomic::Ordering::SeqCst) < 1 {
+        tokio::task::yield_now().await;
+    }
+    let stopping = tokio::spawn(fixture.handle.take().unwrap().stop());
+    let refused = loop {
+        match invoke(&client, sync("echo", Payload::text("late"))).await {
+            Err(error) => break error,
+            Ok(_) => tokio::task::yield_now().await,
+        }
+    };
+    assert_eq!(refused.code, ErrorCode::ShuttingDown);
+    assert_eq!(running.await.unwrap().payload, Payload::text("sleep:300"), "the call taken before the stop finished");
+    stopping.await.unwrap();
+}

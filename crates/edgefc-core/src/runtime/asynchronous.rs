@@ -136,7 +136,7 @@ pub(super) async fn dispatch(host: Arc<FunctionHost>, store: Arc<Store>) {
     loop {
         let slot = tokio::select! {
             slot = slots.clone().acquire_owned() => slot,
-            _ = host.stopped.cancelled() => return,
+            _ = host.settings.draining.cancelled() => return,
         };
         let Ok(slot) = slot else {
             return;
@@ -160,7 +160,7 @@ pub(super) async fn dispatch(host: Arc<FunctionHost>, store: Arc<Store>) {
             tokio::select! {
                 _ = woken => {}
                 _ = sleep => {}
-                _ = host.stopped.cancelled() => return,
+                _ = host.settings.draining.cancelled() => return,
             }
         };
         let (host, store) = (host.clone(), store.clone());

@@ -5,6 +5,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
+use tokio::sync::Notify;
+
 use serde::Serialize;
 
 pub(super) struct Budget {
@@ -12,6 +14,8 @@ pub(super) struct Budget {
     max_bytes: usize,
     used: Mutex<Used>,
     refused: AtomicU64,
+    /// Woken when the last place is given back.
+    emptied: Notify,
 }
 
 #[derive(Clone, Copy, Default)]
@@ -33,7 +37,7 @@ pub(super) struct BudgetStats {
 
 impl Budget {
     pub(super) fn new(max_count: usize, max_bytes: usize) -> Budget {
-        Budget { max_count, max_bytes, used: Mutex::new(Used::default()), refused: AtomicU64::new(0) }
+        Budget { max_count, max_bytes, used: Mutex::new(Used::default()), refused: AtomicU64::new(0), emptied: Notify::new() }
     }
 
     /// Takes one place of `bytes`, or counts a refusal.
@@ -64,6 +68,22 @@ impl Budget {
         let mut used = self.used.lock().unwrap();
         used.count -= 1;
         used.bytes -= bytes;
+        if used.count == 0 {
+            self.emptied.notify_waiters();
+        }
+    }
+
+    /// Resolves once nothing is held.
+    pub(super) async fn empty(&self) {
+        loop {
+            let emptied = self.emptied.notified();
+            tokio::pin!(emptied);
+            emptied.as_mut().enable();
+            if self.used.lock().unwrap().count == 0 {
+                return;
+            }
+            emptied.await;
+        }
     }
 
     pub(super) fn max_count(&self) -> usize {

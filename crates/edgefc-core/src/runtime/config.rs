@@ -60,6 +60,7 @@ struct ConfigFile {
     credentials: Option<Credentials>,
     /// The default of every function's `runAs`.
     run_as: Option<RunAsEntry>,
+    shutdown_grace_ms: Option<u64>,
 }
 
 /// `runAs`: `"runtime"`, or `{"uid": …, "gid": …}`.
@@ -231,6 +232,8 @@ pub struct Config {
     pub thing_function: Option<usize>,
     pub credentials: Option<Credentials>,
     pub limits: Limits,
+    /// How long calls already taken may run on once the runtime is asked to stop.
+    pub shutdown_grace: Duration,
 }
 
 /// The runtime-wide bounds; each has a config key, a default and a range.
@@ -535,6 +538,7 @@ impl Config {
             thing_function,
             credentials: file.credentials,
             limits,
+            shutdown_grace: Duration::from_millis(bounded("shutdownGraceMs", file.shutdown_grace_ms, 10_000, 0..=600_000)?),
         };
         config.check_socket_path()?;
         Ok(config)

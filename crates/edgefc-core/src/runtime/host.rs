@@ -32,6 +32,8 @@ pub(super) struct HostSettings {
     pub max_line_bytes: usize,
     /// Where a new worker's connection goes to be served.
     pub worker_connections: tokio::sync::mpsc::UnboundedSender<WorkerConnection>,
+    /// Cancelled when the runtime starts to stop: no new call is taken.
+    pub draining: CancellationToken,
 }
 
 pub(super) struct FunctionHost {
@@ -131,6 +133,11 @@ impl FunctionHost {
             ));
         }
         Ok(Admission { host: self.clone(), bytes })
+    }
+
+    /// Resolves once no invocation is admitted (running or waiting).
+    pub(super) async fn settled(&self) {
+        self.queue.empty().await;
     }
 
     pub(super) fn queue_stats(&self) -> QueueStats {

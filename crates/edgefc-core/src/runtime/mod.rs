@@ -97,6 +97,9 @@ pub struct RuntimeHandle {
     server: JoinHandle<()>,
     hosts: Vec<Arc<FunctionHost>>,
     store: Arc<store::Store>,
+    settings: Arc<HostSettings>,
+    /// How long calls already taken may run on once stopping begins.
+    shutdown_grace: std::time::Duration,
     /// Released last, once the socket and token are gone.
     _state_lock: state_dir::StateLock,
 }
@@ -131,6 +134,7 @@ pub async fn start(mut config: Config, launcher: Arc<dyn WorkerLauncher>) -> Res
         total_queue: budget::Budget::new(config.limits.max_total_queued, config.limits.max_total_queued_bytes),
         max_line_bytes: config.limits.log.max_line_bytes,
         worker_connections,
+        draining: CancellationToken::new(),
     });
     let hosts: Vec<Arc<FunctionHost>> = config
         .functions
@@ -156,7 +160,18 @@ pub async fn start(mut config: Config, launcher: Arc<dyn WorkerLauncher>) -> Res
         tokio::spawn(host.clone().supervise());
         tokio::spawn(asynchronous::dispatch(host.clone(), store.clone()));
     }
-    Ok(RuntimeHandle { socket_path, admin_token_path, admin_token, shutdown, server, hosts, store, _state_lock: state_lock })
+    Ok(RuntimeHandle {
+        socket_path,
+        admin_token_path,
+        admin_token,
+        shutdown,
+        server,
+        hosts,
+        store,
+        settings,
+        shutdown_grace: config.shutdown_grace,
+        _state_lock: state_lock,
+    })
 }
 
 /// Gives every function the Async invocations it had pending when the
@@ -190,9 +205,15 @@ impl RuntimeHandle {
         &self.admin_token
     }
 
-    /// Stops accepting, ends every connection and worker, and removes the
-    /// socket and the admin token file.
+    /// Stops gracefully: new calls are refused (`ERR_SHUTTING_DOWN`); those
+    /// already taken, Sync calls and Async attempts, may finish within
+    /// `shutdownGraceMs`; Async invocations still pending stay in the store
+    /// for the next start. Then every connection and worker ends, the store
+    /// is closed and the socket removed.
     pub async fn stop(self) {
+        self.settings.draining.cancel();
+        let settled = futures_util::future::join_all(self.hosts.iter().map(|host| host.settled()));
+        let _ = tokio::time::timeout(self.shutdown_grace, settled).await;
         for host in &self.hosts {
             host.begin_stop();
         }

@@ -237,6 +237,13 @@ fn take_in_flight(shared: &Shared, peer: &Peer, id: u64) -> Result<OwnedSemaphor
 
 /// Answers one frame; false when the connection must end.
 fn dispatch(shared: &Arc<Shared>, peer: &Peer, frame: Frame) -> bool {
+    if shared.settings.draining.is_cancelled() {
+        if let Frame::Invoke { id, .. } | Frame::Publish { id, .. } = frame {
+            let error = Error::new(ErrorCode::ShuttingDown, "the edgefc runtime is shutting down and takes no new calls");
+            reply(shared, &peer.sender, failure(id, error));
+            return true;
+        }
+    }
     let answer = match frame {
         Frame::Invoke { id, asynchronous, target, invoker_context, payload } => match take_in_flight(shared, peer, id) {
             Ok(permit) => {

@@ -115,8 +115,10 @@ impl Fixture {
 
     pub async fn start_with(extra: &str, launcher: Arc<InProcess>) -> Fixture {
         let dir = tempfile::Builder::new().prefix("efc").tempdir_in("/tmp").unwrap();
+        // Calls that never answer ("hang") would hold a stop for the whole default grace.
+        let grace = if extra.contains("shutdownGraceMs") { "" } else { r#""shutdownGraceMs": 100,"# };
         let text = format!(
-            r#"{{"stateDir": "s", {extra} "functions": [
+            r#"{{"stateDir": "s", {grace} {extra} "functions": [
                 {{"serviceName": "S", "functionName": "echo", "functionId": "echo", "codeDir": "."}},
                 {{"serviceName": "S", "functionName": "slow", "codeDir": ".", "timeoutMs": 200}},
                 {{"serviceName": "S", "functionName": "narrow", "codeDir": ".", "maxConcurrency": 2}}
