@@ -5,6 +5,7 @@
 mod common;
 
 use common::*;
+use edgefc_core::client::{Client, ConnectOptions, Sinks};
 use edgefc_core::proto::{InvokeRequest, Payload, Reply};
 use edgefc_core::runtime::store::{Store, StoreLimits};
 use edgefc_core::ErrorCode;
@@ -15,7 +16,7 @@ fn asynchronous(target: &str, payload: &str) -> InvokeRequest {
     InvokeRequest { asynchronous: true, ..sync(target, Payload::text(payload)) }
 }
 
-async fn accepted(client: &edgefc_core::client::Client, request: InvokeRequest) -> String {
+async fn accepted(client: &Client, request: InvokeRequest) -> String {
     match invoke(client, request).await.expect("accepted") {
         Reply::Accepted { accepted_id } => accepted_id,
         other => panic!("expected Accepted, got {other:?}"),
@@ -129,4 +130,60 @@ async fn a_stop_refuses_new_calls_and_lets_those_running_finish() {
     assert_eq!(refused.code, ErrorCode::ShuttingDown);
     assert_eq!(running.await.unwrap().payload, Payload::text("sleep:300"), "the call taken before the stop finished");
     stopping.await.unwrap();
+}
+
+#[tokio::test]
+async fn the_admin_token_outlives_a_restart_until_it_is_rotated() {
+    let mut fixture = Fixture::start("").await;
+    let (socket, token) = (fixture.handle().socket_path().to_path_buf(), fixture.handle().admin_token());
+    fixture.restart().await;
+    let client =
+        Client::connect(&ConnectOptions::new(&socket, token.clone()), Sinks::default()).await.expect("the old token works");
+    query(&client, "token.rotate").await.expect("rotated");
+    let refused = Client::connect(&ConnectOptions::new(&socket, token), Sinks::default()).await.err().expect("refused");
+    assert_eq!(refused.code, ErrorCode::Unauthorized);
+    let rotated = std::fs::read_to_string(fixture.state_dir().join("admin.token")).unwrap();
+    assert_eq!(rotated, fixture.handle().admin_token());
+    Client::connect(&ConnectOptions::new(&socket, rotated), Sinks::default()).await.expect("the new token works");
+    fixture.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_connecting_while_the_runtime_is_down_waits_for_it_within_its_connect_timeout() {
+    let mut fixture = Fixture::start("").await;
+    let mut options = ConnectOptions::new(fixture.handle().socket_path(), fixture.handle().admin_token());
+    options.connect_timeout = std::time::Duration::from_secs(5);
+    fixture.stop_runtime().await;
+    let connecting = tokio::spawn(async move { Client::connect(&options, Sinks::default()).await });
+    fixture.start_again().await;
+    let client = connecting.await.unwrap().expect("connected once the runtime was back");
+    assert_eq!(completed(&client, sync("echo", Payload::text("back"))).await.payload, Payload::text("back"));
+    fixture.stop().await;
+}
+
+#[tokio::test]
+async fn a_dead_letter_can_be_listed_shown_replayed_with_its_id_and_purged() {
+    let fixture = Fixture::start(r#""retry": {"maxAttempts": 1},"#).await;
+    let client = fixture.client().await;
+    let id = accepted(&client, asynchronous("echo", "fail")).await;
+    stats_when(&client, |stats| stats["store"]["deadLetters"] == 1).await;
+    let listed = query(&client, "dlq.list").await.unwrap();
+    assert_eq!(listed[0]["invocationId"], id.as_str());
+    assert_eq!(listed[0]["attempts"], 1);
+    assert!(listed[0]["error"].as_str().unwrap().contains("failed"), "{listed}");
+    let shown = query(&client, &format!("dlq.show {id}")).await.unwrap();
+    assert_eq!(shown["payload"], "fail");
+
+    let replayed = query(&client, &format!("dlq.replay {id}")).await.unwrap();
+    assert_eq!(replayed["replayed"], 1);
+    tasks_when(&fixture, |seen| seen.iter().filter(|(request_id, _, _)| *request_id == id).count() == 2).await;
+    let again = stats_when(&client, |stats| stats["store"]["deadLetters"] == 1).await;
+    assert_eq!(again["queues"]["functions"][0]["asyncPending"], 0);
+    assert_eq!(query(&client, "dlq.list").await.unwrap()[0]["replays"], 1);
+
+    assert_eq!(query(&client, "dlq.purge all").await.unwrap()["purged"], 1);
+    assert_eq!(stats(&client).await["store"]["deadLetters"], 0);
+    let missing = query(&client, &format!("dlq.show {id}")).await.unwrap_err();
+    assert_eq!(missing.code, ErrorCode::InvalidParams);
+    fixture.stop().await;
 }

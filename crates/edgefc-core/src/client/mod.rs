@@ -164,7 +164,8 @@ impl Client {
     /// to `sinks`. Fails with `ERR_RUNTIME_UNAVAILABLE` when nothing answers
     /// within `connect_timeout`, `ERR_UNAUTHORIZED` when the token is refused.
     pub async fn connect(options: &ConnectOptions, sinks: Sinks) -> Result<Client> {
-        let handshake = Client::handshake(options, sinks);
+        let deadline = tokio::time::Instant::now() + options.connect_timeout;
+        let handshake = Client::handshake(options, sinks, deadline);
         match tokio::time::timeout(options.connect_timeout, handshake).await {
             Ok(result) => result,
             Err(_) => Err(Error::runtime_unavailable(format!(
@@ -175,11 +176,11 @@ impl Client {
         }
     }
 
-    async fn handshake(options: &ConnectOptions, sinks: Sinks) -> Result<Client> {
+    async fn handshake(options: &ConnectOptions, sinks: Sinks, deadline: tokio::time::Instant) -> Result<Client> {
         let (stream, token) = match &options.endpoint {
             Endpoint::Socket { path, token } => {
                 check_field("the token", token)?;
-                let stream = UnixStream::connect(path).await.map_err(|error| {
+                let stream = connect_once_listening(path, deadline).await.map_err(|error| {
                     Error::runtime_unavailable(format!("cannot connect to {}: {error}", options.endpoint.describe()))
                 })?;
                 (stream, token.clone())
@@ -294,6 +295,29 @@ impl Client {
         match dispatch {
             Dispatch::Writer => self.sender.send(frame),
             Dispatch::Queue => self.sender.queue(frame),
+        }
+    }
+}
+
+/// Pauses between connect attempts while the runtime is not listening:
+/// doubling from the first to the last.
+const FIRST_CONNECT_PAUSE: Duration = Duration::from_millis(10);
+const LAST_CONNECT_PAUSE: Duration = Duration::from_millis(200);
+
+/// Connects to the socket at `path`, trying again while nothing listens
+/// there (a runtime restarting) until `deadline`.
+async fn connect_once_listening(path: &std::path::Path, deadline: tokio::time::Instant) -> std::io::Result<UnixStream> {
+    let mut pause = FIRST_CONNECT_PAUSE;
+    loop {
+        match UnixStream::connect(path).await {
+            Err(error)
+                if matches!(error.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused)
+                    && tokio::time::Instant::now() + pause < deadline =>
+            {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(LAST_CONNECT_PAUSE);
+            }
+            connected => return connected,
         }
     }
 }

@@ -13,6 +13,7 @@
 //! - `asynchronous`: Async invocations: accepted durably, run from the
 //!   store, retried, buried as dead letters.
 //! - [`store`]: the durable store (redb) and its group-commit writer.
+//! - `dead_letters`: what `edgefc dlq` lists, shows, replays and purges.
 //! - `budget`: a bound by count and bytes, for a function's queue and the runtime's.
 //! - `supervisor`: that function's worker process: launch, attach, restart, idle stop.
 //! - [`launcher`]: how a worker process is started (Node in production).
@@ -27,6 +28,7 @@ mod bus;
 mod cgroup;
 pub mod config;
 mod connections;
+mod dead_letters;
 mod host;
 pub mod identity;
 mod invoke;
@@ -70,7 +72,9 @@ enum Caller {
 struct Shared {
     hosts: Vec<Arc<FunctionHost>>,
     functions: FunctionTable,
-    admin_token: String,
+    /// Replaced by `edgefc token rotate`.
+    admin_token: Arc<std::sync::RwLock<String>>,
+    admin_token_path: PathBuf,
     max_payload: usize,
     credentials: Option<Credentials>,
     bus: Bus,
@@ -91,8 +95,7 @@ impl Shared {
 /// A running runtime. Dropping the handle does not stop it; call [`stop`](RuntimeHandle::stop).
 pub struct RuntimeHandle {
     socket_path: PathBuf,
-    admin_token_path: PathBuf,
-    admin_token: String,
+    admin_token: Arc<std::sync::RwLock<String>>,
     shutdown: CancellationToken,
     server: JoinHandle<()>,
     hosts: Vec<Arc<FunctionHost>>,
@@ -122,9 +125,8 @@ pub async fn start(mut config: Config, launcher: Arc<dyn WorkerLauncher>) -> Res
     let (store, pending) = store::Store::open(&config.state_dir, config.limits.store)?;
     let store = Arc::new(store);
 
-    let admin_token = state_dir::new_token();
     let admin_token_path = config.admin_token_path();
-    state_dir::write_owner_only(&admin_token_path, admin_token.as_bytes())?;
+    let admin_token = Arc::new(std::sync::RwLock::new(state_dir::admin_token(&admin_token_path)?));
 
     // Bounded by the function count: a function launches one worker at a time.
     let (worker_connections, new_workers) = tokio::sync::mpsc::unbounded_channel();
@@ -146,6 +148,7 @@ pub async fn start(mut config: Config, launcher: Arc<dyn WorkerLauncher>) -> Res
         hosts: hosts.clone(),
         functions: config.table,
         admin_token: admin_token.clone(),
+        admin_token_path,
         max_payload: config.max_payload,
         credentials: config.credentials,
         bus: Bus::new(config.router, &config.limits.connections),
@@ -162,7 +165,6 @@ pub async fn start(mut config: Config, launcher: Arc<dyn WorkerLauncher>) -> Res
     }
     Ok(RuntimeHandle {
         socket_path,
-        admin_token_path,
         admin_token,
         shutdown,
         server,
@@ -201,8 +203,9 @@ impl RuntimeHandle {
         &self.socket_path
     }
 
-    pub fn admin_token(&self) -> &str {
-        &self.admin_token
+    /// The admin token now: it stays the same across restarts until rotated.
+    pub fn admin_token(&self) -> String {
+        self.admin_token.read().unwrap().clone()
     }
 
     /// Stops gracefully: new calls are refused (`ERR_SHUTTING_DOWN`); those
@@ -224,6 +227,5 @@ impl RuntimeHandle {
         }
         self.store.close().await;
         let _ = std::fs::remove_file(&self.socket_path);
-        let _ = std::fs::remove_file(&self.admin_token_path);
     }
 }

@@ -265,9 +265,20 @@ fn dispatch(shared: &Arc<Shared>, peer: &Peer, frame: Frame) -> bool {
             Ok(message_id) => Frame::Accepted { id, accepted_id: message_id },
             Err(error) => failure(id, error),
         },
-        Frame::Request { id, operation } => match services::answer(shared, peer.caller, &operation) {
-            Ok(json) => SyncResult::ok(Payload::text(json)).into_frame(id),
-            Err(error) => failure(id, error),
+        Frame::Request { id, operation } => match take_in_flight(shared, peer, id) {
+            Ok(permit) => {
+                let (shared, sender, caller) = (shared.clone(), peer.sender.clone(), peer.caller);
+                tokio::spawn(async move {
+                    let answer = match services::answer(&shared, caller, &operation).await {
+                        Ok(json) => SyncResult::ok(Payload::text(json)).into_frame(id),
+                        Err(error) => failure(id, error),
+                    };
+                    reply(&shared, &sender, answer);
+                    drop(permit);
+                });
+                return true;
+            }
+            Err(refusal) => refusal,
         },
         Frame::Subscribe { id, topic_filter } => {
             match shared.bus.subscribe(peer.caller, peer.connection_id, &peer.sender, id, &topic_filter) {
@@ -289,7 +300,7 @@ fn dispatch(shared: &Arc<Shared>, peer: &Peer, frame: Frame) -> bool {
 /// `None` ends the connection.
 async fn greet(reader: &mut FrameReader, sender: &FrameSender, shared: &Arc<Shared>) -> Option<(Caller, OpenPlace)> {
     let (serve, token) = read_hello(reader, sender, shared).await?;
-    if token != shared.admin_token {
+    if token != *shared.admin_token.read().unwrap() {
         shared.connections.counters.hello_refused.fetch_add(1, Ordering::Relaxed);
         refuse(sender, ErrorCode::Unauthorized, "the token was not accepted by the edgefc runtime");
         return None;

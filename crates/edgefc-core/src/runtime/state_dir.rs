@@ -25,6 +25,29 @@ pub(super) fn new_token() -> String {
     format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple())
 }
 
+/// The admin token kept at `path` since an earlier start, so that clients
+/// holding it keep working across restarts; a new one when there is none
+/// (or the file is not this user's alone, or not a token).
+pub(super) fn admin_token(path: &Path) -> Result<String> {
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    let owner_only = std::fs::metadata(path).is_ok_and(|metadata| metadata.uid() == me && metadata.mode() & 0o077 == 0);
+    if let Some(token) = std::fs::read_to_string(path).ok().filter(|_| owner_only) {
+        let token = token.trim();
+        if token.len() == 64 && token.bytes().all(|byte| byte.is_ascii_hexdigit()) {
+            return Ok(token.to_string());
+        }
+    }
+    rotate_admin_token(path)
+}
+
+/// A new admin token, written to `path` in place of the old one.
+pub(super) fn rotate_admin_token(path: &Path) -> Result<String> {
+    let token = new_token();
+    write_owner_only(path, token.as_bytes())?;
+    Ok(token)
+}
+
 /// Creates the state directory 0700, or checks that an existing one is a
 /// directory of this user's that nobody else can reach: its mode is never
 /// changed, since it may be shared on purpose.

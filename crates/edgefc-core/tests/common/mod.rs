@@ -135,7 +135,16 @@ impl Fixture {
 
     /// Stops the runtime and starts it again on the same state directory.
     pub async fn restart(&mut self) {
+        self.stop_runtime().await;
+        self.start_again().await;
+    }
+
+    /// Stops the runtime, keeping its state directory.
+    pub async fn stop_runtime(&mut self) {
         self.handle.take().unwrap().stop().await;
+    }
+
+    pub async fn start_again(&mut self) {
         let config = Config::parse(&self.config, self.dir.path()).expect("valid config");
         self.handle = Some(runtime::start(config, self.launcher.clone()).await.expect("starts again"));
     }

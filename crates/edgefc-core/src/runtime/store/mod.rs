@@ -234,7 +234,7 @@ impl Store {
         self.send(Write::Bury { seq, record });
     }
 
-    /// Every dead letter, oldest first, payloads left out.
+    /// Every dead letter, oldest first (at most `store.maxDeadLetterBytes` of them).
     pub fn dead_letters(&self) -> Result<Vec<(u64, DeadLetter)>> {
         let read = self.database()?.begin_read().map_err(storage)?;
         let table = read.open_table(DEAD).map_err(storage)?;
@@ -242,10 +242,7 @@ impl Store {
         for entry in table.iter().map_err(storage)? {
             let (seq, bytes) = entry.map_err(storage)?;
             match DeadLetter::decode(bytes.value()) {
-                Ok(mut letter) => {
-                    letter.invocation.payload = crate::proto::frame::Payload::empty_text();
-                    letters.push((seq.value(), letter));
-                }
+                Ok(letter) => letters.push((seq.value(), letter)),
                 Err(error) => log::warn(format_args!("dead letter {} is unreadable: {error}", seq.value())),
             }
         }
