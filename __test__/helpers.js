@@ -60,6 +60,11 @@ async function startRuntimeProcess(config, { user } = {}) {
     fs.chownSync(path.dirname(configPath), user.uid, user.gid);
     fs.chownSync(configPath, user.uid, user.gid);
   }
+  return runRuntimeProcess(configPath, user);
+}
+
+/** Runs `edgefc run` on an existing config (a runtime started again), resolving once it listens. */
+async function runRuntimeProcess(configPath, user) {
   const child = track(spawn(process.execPath, [CLI, 'run', '--config', configPath], {
     stdio: ['ignore', 'pipe', 'pipe'],
     ...user,
@@ -85,6 +90,8 @@ async function startRuntimeProcess(config, { user } = {}) {
     child,
     exited,
     output: () => output,
+    /** The runtime's own pid (the child is the `edgefc run` wrapper). */
+    pid: () => Number(fs.readFileSync(path.join(path.dirname(configPath), 'state', 'edgefc.lock'), 'utf8')),
     async stop() {
       if (child.exitCode === null && child.signalCode === null) {
         child.kill('SIGTERM');
@@ -106,4 +113,4 @@ function runCli(args, options = {}) {
   });
 }
 
-module.exports = { ROOT, CLI, FIXTURES, fixture, writeConfig, startRuntimeProcess, runCli, track };
+module.exports = { ROOT, CLI, FIXTURES, fixture, writeConfig, startRuntimeProcess, runRuntimeProcess, runCli, track };

@@ -4,11 +4,13 @@
 const { spawn } = require('child_process');
 const { once } = require('events');
 const fs = require('fs');
+const path = require('path');
 const { parseArgs } = require('util');
 
 const { FCClient, EdgeFCError } = require('..');
 const { RuntimeLink } = require('../lib/core/link');
 const { runtimeCommand } = require('../lib/runtime');
+const native = require('../native.js');
 
 const USAGE = `Usage:
   edgefc run --config edgefc.json
@@ -21,7 +23,15 @@ const USAGE = `Usage:
   edgefc subscribe <topicFilter> --config edgefc.json
       Prints every message published on a matching topic until interrupted.
   edgefc stats --config edgefc.json
-      Prints the router's counters as JSON.
+      Prints the runtime's counters and bounds as JSON.
+  edgefc dlq list --config edgefc.json
+  edgefc dlq show <invocationId> --config edgefc.json
+  edgefc dlq replay <invocationId | --all> --config edgefc.json
+  edgefc dlq purge <invocationId | --all> --config edgefc.json
+      Lists, shows, replays (same invocation id, first attempt again) or
+      removes the Async invocations that failed their last attempt.
+  edgefc token rotate --config edgefc.json
+      Replaces the admin token (clients using --config pick the new one up).
 
 The config may also come from the EDGEFC_CONFIG environment variable.`;
 
@@ -44,6 +54,7 @@ function parse(argv) {
         payload: { type: 'string' },
         'payload-file': { type: 'string' },
         async: { type: 'boolean', default: false },
+        all: { type: 'boolean', default: false },
         context: { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
       },
@@ -202,6 +213,46 @@ async function stats(values) {
   return 0;
 }
 
+/** Asks the running runtime for `operation` and prints its JSON answer. */
+async function ask(values, operation) {
+  const link = new RuntimeLink({ config: configPath(values) });
+  const answer = await link.call((session) => session.query(operation));
+  process.stdout.write(`${JSON.stringify(answer, null, 2)}\n`);
+  return 0;
+}
+
+const DLQ_COMMANDS = new Set(['list', 'show', 'replay', 'purge']);
+
+function dlq(values, [action, id]) {
+  if (!DLQ_COMMANDS.has(action)) {
+    throw new UsageError('dlq needs list, show, replay or purge');
+  }
+  if (action === 'list') {
+    return ask(values, 'dlq.list');
+  }
+  const which = values.all && action !== 'show' ? 'all' : id;
+  if (!which) {
+    throw new UsageError(`dlq ${action} needs an invocation id${action === 'show' ? '' : ' or --all'}`);
+  }
+  return ask(values, `dlq.${action} ${which}`);
+}
+
+async function token(values, [action]) {
+  if (action !== 'rotate') {
+    throw new UsageError('token needs rotate');
+  }
+  try {
+    return await ask(values, 'token.rotate');
+  } catch (err) {
+    if (!(err instanceof EdgeFCError) || err.code !== 'ERR_RUNTIME_UNAVAILABLE') throw err;
+    // Not running: the next start makes a new token.
+    const { adminTokenPath } = native.runtimeEndpoint(path.resolve(configPath(values)));
+    fs.rmSync(adminTokenPath, { force: true });
+    process.stdout.write(`the runtime is not running; it makes a new admin token at its next start (${adminTokenPath} removed)\n`);
+    return 0;
+  }
+}
+
 async function main(argv) {
   const { values, positionals } = parse(argv);
   const [command, ...rest] = positionals;
@@ -223,6 +274,12 @@ async function main(argv) {
   }
   if (command === 'stats') {
     return stats(values);
+  }
+  if (command === 'dlq') {
+    return dlq(values, rest);
+  }
+  if (command === 'token') {
+    return token(values, rest);
   }
   throw new UsageError(`unknown command "${command}"`);
 }
