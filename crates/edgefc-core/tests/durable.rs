@@ -187,3 +187,31 @@ async fn a_dead_letter_can_be_listed_shown_replayed_with_its_id_and_purged() {
     assert_eq!(missing.code, ErrorCode::InvalidParams);
     fixture.stop().await;
 }
+
+#[tokio::test]
+async fn a_damaged_store_is_reported_at_start_never_a_panic() {
+    let mut fixture = Fixture::start("").await;
+    fixture.stop_runtime().await;
+    std::fs::write(fixture.state_dir().join("store.redb"), vec![0x5a; 64 * 1024]).unwrap();
+    let error = Store::open(&fixture.state_dir(), LIMITS).err().expect("refused");
+    assert_eq!(error.code, ErrorCode::Config);
+    assert!(error.message.contains("move it aside"), "{}", error.message);
+}
+
+#[tokio::test]
+async fn a_message_on_a_qos_1_route_is_durable_before_the_publish_is_acknowledged() {
+    let routes = r#""routes": [
+        {"source": "any", "topicFilter": "/durable/#", "target": "function:echo", "qos": 1},
+        {"source": "any", "topicFilter": "/fast/#", "target": "function:echo"}
+    ],"#;
+    let mut fixture = Fixture::start(routes).await;
+    let client = fixture.client().await;
+    publish(&client, "/durable/x", Payload::text("hang")).await;
+    publish(&client, "/fast/x", Payload::text("hang")).await;
+    let before = tasks_when(&fixture, |seen| seen.len() == 2).await;
+    assert_eq!(stats(&client).await["queues"]["functions"][0]["asyncPending"], 1, "only the qos 1 message is in the store");
+    fixture.restart().await;
+    let after = tasks_when(&fixture, |seen| seen.len() == 3).await;
+    assert!(before.iter().any(|(id, _, _)| *id == after[2].0), "the durable message ran again with its id");
+    fixture.stop().await;
+}

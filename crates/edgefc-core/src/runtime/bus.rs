@@ -14,7 +14,7 @@ use serde::Serialize;
 use super::config::{ConnectionLimits, SlowSubscriber};
 use super::log::Throttle;
 use super::router::{check_topic, Router, TopicFilter};
-use super::{invoke, Caller, Shared};
+use super::{asynchronous, invoke, Caller, Shared};
 use crate::error::{Error, ErrorCode, Result};
 use crate::proto::frame::{Frame, Payload};
 use crate::proto::limits::check_payload;
@@ -161,7 +161,59 @@ impl Bus {
 
 /// Routes one message and returns its id. A target whose queue is full is
 /// skipped and named in the `ERR_QUEUE_FULL` error; the others still get it.
-pub(super) fn publish(shared: &Shared, caller: Caller, topic: String, payload: Payload) -> Result<String> {
+/// Targets of `"qos": 1` routes get it durably: the publish is acknowledged
+/// once they all have it in the store.
+pub(super) async fn publish(shared: &Shared, caller: Caller, topic: String, payload: Payload) -> Result<String> {
+    let (message_id, durable) = publish_at_most_once(shared, caller, topic, payload)?;
+    match durable {
+        Some(deliveries) => deliveries.deliver(shared).await.map(|()| message_id),
+        None => Ok(message_id),
+    }
+}
+
+/// Targets that get a message durably, as Async invocations.
+pub(super) struct DurableDeliveries {
+    targets: Vec<usize>,
+    topic: String,
+    invoker_context: String,
+    payload: Payload,
+}
+
+impl DurableDeliveries {
+    /// Accepts the message into the store for each target; `ERR_QUEUE_FULL`
+    /// names those that could not take it (the others have it).
+    pub(super) async fn deliver(self, shared: &Shared) -> Result<()> {
+        let mut full = Vec::new();
+        for target in self.targets {
+            let host = &shared.hosts[target];
+            match asynchronous::accept(host, &shared.store, self.invoker_context.clone(), self.payload.clone()).await {
+                Ok(_) => {
+                    shared.bus.counters.delivered.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(_) => {
+                    shared.bus.counters.refused_queue_full.fetch_add(1, Ordering::Relaxed);
+                    full.push(host.spec.function_id.clone());
+                }
+            }
+        }
+        if !full.is_empty() {
+            return Err(Error::new(
+                ErrorCode::QueueFull,
+                format!("{} could not take the message on {} durably (queue or store full)", full.join(", "), self.topic),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Routes one message to subscribers and at-most-once targets; what is left
+/// for `"qos": 1` targets comes back to be delivered (it waits for a commit).
+pub(super) fn publish_at_most_once(
+    shared: &Shared,
+    caller: Caller,
+    topic: String,
+    payload: Payload,
+) -> Result<(String, Option<DurableDeliveries>)> {
     check_topic(&topic)?;
     check_payload(&payload, shared.max_payload)?;
     let bus = &shared.bus;
@@ -176,12 +228,13 @@ pub(super) fn publish(shared: &Shared, caller: Caller, topic: String, payload: P
     let targets = bus.router.targets(publisher, &topic);
     if targets.is_empty() {
         bus.counters.dropped_no_route.fetch_add(1, Ordering::Relaxed);
-        return Ok(message_id);
+        return Ok((message_id, None));
     }
     let invoker_context = routed_context(source, &topic);
+    let durable: Vec<usize> = targets.iter().filter(|target| target.durable).map(|target| target.function).collect();
     let mut full = Vec::new();
-    for target in targets {
-        let host = &shared.hosts[target];
+    for target in targets.iter().filter(|target| !target.durable) {
+        let host = &shared.hosts[target.function];
         match host.admit(&invoker_context, &payload) {
             Ok(admission) => {
                 bus.counters.delivered.fetch_add(1, Ordering::Relaxed);
@@ -199,7 +252,8 @@ pub(super) fn publish(shared: &Shared, caller: Caller, topic: String, payload: P
             format!("the queue of {} is full; the message on {topic} was not delivered there", full.join(", ")),
         ));
     }
-    Ok(message_id)
+    let durable = (!durable.is_empty()).then(|| DurableDeliveries { targets: durable, topic, invoker_context, payload });
+    Ok((message_id, durable))
 }
 
 /// What a routed message's handler finds in `context.invokerContext`.

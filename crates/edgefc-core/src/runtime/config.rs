@@ -97,6 +97,8 @@ struct RouteEntry {
     source: String,
     topic_filter: String,
     target: String,
+    /// 0 (at most once, the default) or 1 (at least once, durable).
+    qos: Option<u8>,
 }
 
 /// The credentials functions get from `CredentialProviderChain`.
@@ -150,7 +152,12 @@ impl RouteEntry {
         };
         let filter = TopicFilter::parse(&self.topic_filter)
             .map_err(|error| Error::config(format!("route topicFilter: {}", error.message)))?;
-        Ok(Route { source, filter, target: function_named(table, &self.target, "route target")? })
+        let durable = match self.qos.unwrap_or(0) {
+            0 => false,
+            1 => true,
+            other => return Err(Error::config(format!("route qos must be 0 or 1; got {other}"))),
+        };
+        Ok(Route { source, filter, target: function_named(table, &self.target, "route target")?, durable })
     }
 }
 

@@ -46,7 +46,7 @@ async fn run(
 ) -> Result<Option<SyncResult>> {
     check_payload(&request.payload, shared.max_payload)?;
     if request.target == ROUTER_FUNCTION_ID {
-        return publish_through_router_function(shared, sender, caller, id, request);
+        return publish_through_router_function(shared, sender, caller, id, request).await;
     }
     let index = shared
         .functions
@@ -91,7 +91,7 @@ pub(super) async fn run_detached(host: Arc<FunctionHost>, admission: Admission, 
 
 /// Upstream's `publish` invokes `ROUTER_FUNCTION_ID` with the topic in the
 /// invoker context; code that does so directly keeps working.
-fn publish_through_router_function(
+async fn publish_through_router_function(
     shared: &Shared,
     sender: &FrameSender,
     caller: Caller,
@@ -104,7 +104,7 @@ fn publish_through_router_function(
         .and_then(|json| serde_json::from_slice::<serde_json::Value>(&json).ok())
         .and_then(|context| context.pointer("/custom/topic").and_then(|topic| topic.as_str()).map(str::to_string))
         .ok_or_else(|| Error::new(ErrorCode::InvalidParams, "a message for the router needs invokerContext.custom.topic"))?;
-    let message_id = bus::publish(shared, caller, topic, request.payload)?;
+    let message_id = bus::publish(shared, caller, topic, request.payload).await?;
     if request.asynchronous {
         server::reply(shared, sender, Frame::Accepted { id, accepted_id: message_id });
         return Ok(None);

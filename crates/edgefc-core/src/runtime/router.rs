@@ -93,6 +93,17 @@ pub struct Route {
     pub filter: TopicFilter,
     /// Index of the target function.
     pub target: usize,
+    /// `"qos": 1`: the message is durable for the target before the
+    /// publish is acknowledged, and delivered at least once (as an Async
+    /// invocation); otherwise at most once, in memory.
+    pub durable: bool,
+}
+
+/// A function a message goes to, and whether durably.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Target {
+    pub function: usize,
+    pub durable: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -105,20 +116,24 @@ impl Router {
         Router { routes }
     }
 
-    /// The functions (by index) that receive a message on `topic` from
-    /// `publisher` (a function's index; `None` for the CLI and scripts), in
-    /// route order. A message has one source, so every matching route to a
-    /// target has the same source and target: the target gets it once,
-    /// however many routes match.
-    pub fn targets(&self, publisher: Option<usize>, topic: &str) -> Vec<usize> {
-        let mut targets = Vec::new();
+    /// The functions that receive a message on `topic` from `publisher` (a
+    /// function's index; `None` for the CLI and scripts), in route order. A
+    /// message has one source, so every matching route to a target has the
+    /// same source and target: the target gets it once, however many routes
+    /// match, durably if any of them says so.
+    pub fn targets(&self, publisher: Option<usize>, topic: &str) -> Vec<Target> {
+        let mut targets: Vec<Target> = Vec::new();
         for route in &self.routes {
             let source_matches = match route.source {
                 RouteSource::Any => true,
                 RouteSource::Function(index) => publisher == Some(index),
             };
-            if source_matches && !targets.contains(&route.target) && route.filter.matches(topic) {
-                targets.push(route.target);
+            if !source_matches || !route.filter.matches(topic) {
+                continue;
+            }
+            match targets.iter_mut().find(|target| target.function == route.target) {
+                Some(target) => target.durable |= route.durable,
+                None => targets.push(Target { function: route.target, durable: route.durable }),
             }
         }
         targets
@@ -175,7 +190,21 @@ mod tests {
     }
 
     fn route(source: RouteSource, filter: &str, target: usize) -> Route {
-        Route { source, filter: TopicFilter::parse(filter).unwrap(), target }
+        Route { source, filter: TopicFilter::parse(filter).unwrap(), target, durable: false }
+    }
+
+    fn functions(router: &Router, publisher: Option<usize>, topic: &str) -> Vec<usize> {
+        router.targets(publisher, topic).iter().map(|target| target.function).collect()
+    }
+
+    #[test]
+    fn a_target_gets_a_message_durably_when_any_matching_route_says_so() {
+        let router = Router::new(vec![
+            route(RouteSource::Any, "/hello/#", 0),
+            Route { durable: true, ..route(RouteSource::Any, "/hello/world", 0) },
+        ]);
+        assert_eq!(router.targets(None, "/hello/world"), vec![super::Target { function: 0, durable: true }]);
+        assert_eq!(router.targets(None, "/hello/there"), vec![super::Target { function: 0, durable: false }]);
     }
 
     #[test]
@@ -185,11 +214,11 @@ mod tests {
             route(RouteSource::Function(5), "/hello/world", 1),
             route(RouteSource::Any, "/other", 2),
         ]);
-        assert_eq!(router.targets(None, "/hello/world"), vec![0]);
-        assert_eq!(router.targets(Some(5), "/hello/world"), vec![0, 1]);
-        assert_eq!(router.targets(Some(4), "/hello/world"), vec![0]);
-        assert_eq!(router.targets(Some(5), "/other"), vec![2]);
-        assert!(router.targets(Some(5), "/nowhere").is_empty());
+        assert_eq!(functions(&router, None, "/hello/world"), vec![0]);
+        assert_eq!(functions(&router, Some(5), "/hello/world"), vec![0, 1]);
+        assert_eq!(functions(&router, Some(4), "/hello/world"), vec![0]);
+        assert_eq!(functions(&router, Some(5), "/other"), vec![2]);
+        assert!(functions(&router, Some(5), "/nowhere").is_empty());
     }
 
     #[test]
@@ -201,8 +230,8 @@ mod tests {
             route(RouteSource::Function(1), "/hello/world", 0),
             route(RouteSource::Function(1), "#", 0),
         ]);
-        assert_eq!(router.targets(None, "/hello/world"), vec![0]);
-        assert_eq!(router.targets(Some(1), "/hello/world"), vec![0]);
-        assert_eq!(router.targets(Some(1), "/elsewhere"), vec![0]);
+        assert_eq!(functions(&router, None, "/hello/world"), vec![0]);
+        assert_eq!(functions(&router, Some(1), "/hello/world"), vec![0]);
+        assert_eq!(functions(&router, Some(1), "/elsewhere"), vec![0]);
     }
 }

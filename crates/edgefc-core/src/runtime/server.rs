@@ -261,8 +261,23 @@ fn dispatch(shared: &Arc<Shared>, peer: &Peer, frame: Frame) -> bool {
             link.complete(id, SyncResult { function_error, ..SyncResult::ok(payload) });
             return true;
         }
-        Frame::Publish { id, topic, payload } => match bus::publish(shared, peer.caller, topic, payload) {
-            Ok(message_id) => Frame::Accepted { id, accepted_id: message_id },
+        Frame::Publish { id, topic, payload } => match bus::publish_at_most_once(shared, peer.caller, topic, payload) {
+            Ok((message_id, None)) => Frame::Accepted { id, accepted_id: message_id },
+            Ok((message_id, Some(durable))) => match take_in_flight(shared, peer, id) {
+                Ok(permit) => {
+                    let (shared, sender) = (shared.clone(), peer.sender.clone());
+                    tokio::spawn(async move {
+                        let answer = match durable.deliver(&shared).await {
+                            Ok(()) => Frame::Accepted { id, accepted_id: message_id },
+                            Err(error) => failure(id, error),
+                        };
+                        reply(&shared, &sender, answer);
+                        drop(permit);
+                    });
+                    return true;
+                }
+                Err(refusal) => refusal,
+            },
             Err(error) => failure(id, error),
         },
         Frame::Request { id, operation } => match take_in_flight(shared, peer, id) {
