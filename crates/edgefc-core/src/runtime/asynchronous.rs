@@ -4,9 +4,10 @@
 //! was cut short by a crash or a stop runs again, with the same id.
 //!
 //! Each function has an [`AsyncQueue`]: the store's sequence numbers of its
-//! pending invocations, with when each may run next (payloads stay in the
-//! store until they run). Its dispatcher runs up to `maxConcurrency` of them
-//! at once, oldest first.
+//! pending invocations, with when each may run next, and the invocations
+//! themselves while they fit in `maxQueuedBytes` (the others are read back
+//! from the store when they run, off the runtime's thread). Its dispatcher
+//! runs up to `maxConcurrency` of them at once, oldest first.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -29,51 +30,78 @@ const ADMISSION_PAUSE: Duration = Duration::from_millis(200);
 const MAX_LOGGED_ERROR_BYTES: usize = 1024;
 
 pub(super) struct AsyncQueue {
-    entries: Mutex<BTreeMap<u64, Entry>>,
+    state: Mutex<QueueState>,
     /// Woken when an entry is added or becomes runnable.
     wake: Notify,
     /// Pending invocations past which accepts are refused (`maxConcurrency`
     /// plus `maxQueuedInvocations`, as for Sync calls).
     max_pending: usize,
+    /// Bytes of invocations kept in memory (`maxQueuedBytes`).
+    max_kept_bytes: usize,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Default)]
+struct QueueState {
+    entries: BTreeMap<u64, Entry>,
+    kept_bytes: usize,
+}
+
+#[derive(Debug, Clone)]
 struct Entry {
     /// What the store counts for it.
     size: usize,
     not_before_ms: u64,
     running: bool,
+    /// The invocation itself, when it fitted in memory.
+    kept: Option<Arc<Invocation>>,
 }
 
 /// What the queue has for the dispatcher.
 enum Next {
-    Run { seq: u64, size: usize },
+    Run { seq: u64, size: usize, kept: Option<Arc<Invocation>> },
     WaitUntil(u64),
     Empty,
 }
 
 impl AsyncQueue {
-    pub(super) fn new(max_pending: usize) -> AsyncQueue {
-        AsyncQueue { entries: Mutex::new(BTreeMap::new()), wake: Notify::new(), max_pending }
+    pub(super) fn new(max_pending: usize, max_kept_bytes: usize) -> AsyncQueue {
+        AsyncQueue { state: Mutex::new(QueueState::default()), wake: Notify::new(), max_pending, max_kept_bytes }
     }
 
     pub(super) fn pending(&self) -> usize {
-        self.entries.lock().unwrap().len()
+        self.state.lock().unwrap().entries.len()
     }
 
-    /// Adds an invocation already in the store (accepted, or found there at start).
+    /// Adds an invocation already in the store (found there at start, or replayed).
     pub(super) fn add(&self, seq: u64, size: usize, not_before_ms: u64) {
-        self.entries.lock().unwrap().insert(seq, Entry { size, not_before_ms, running: false });
+        self.insert(seq, Entry { size, not_before_ms, running: false, kept: None });
+    }
+
+    /// Adds an invocation just accepted, kept in memory if it fits.
+    fn add_accepted(&self, seq: u64, invocation: Invocation) {
+        let size = invocation.size();
+        let not_before_ms = invocation.not_before_ms;
+        let mut state = self.state.lock().unwrap();
+        let kept = (state.kept_bytes + size <= self.max_kept_bytes).then(|| {
+            state.kept_bytes += size;
+            Arc::new(invocation)
+        });
+        drop(state);
+        self.insert(seq, Entry { size, not_before_ms, running: false, kept });
+    }
+
+    fn insert(&self, seq: u64, entry: Entry) {
+        self.state.lock().unwrap().entries.insert(seq, entry);
         self.wake.notify_one();
     }
 
     fn next(&self, now_ms: u64) -> Next {
-        let mut entries = self.entries.lock().unwrap();
+        let mut state = self.state.lock().unwrap();
         let mut earliest = None;
-        for (seq, entry) in entries.iter_mut().filter(|(_, entry)| !entry.running) {
+        for (seq, entry) in state.entries.iter_mut().filter(|(_, entry)| !entry.running) {
             if entry.not_before_ms <= now_ms {
                 entry.running = true;
-                return Next::Run { seq: *seq, size: entry.size };
+                return Next::Run { seq: *seq, size: entry.size, kept: entry.kept.clone() };
             }
             earliest = Some(earliest.map_or(entry.not_before_ms, |earliest: u64| earliest.min(entry.not_before_ms)));
         }
@@ -81,12 +109,26 @@ impl AsyncQueue {
     }
 
     fn remove(&self, seq: u64) {
-        self.entries.lock().unwrap().remove(&seq);
+        let mut state = self.state.lock().unwrap();
+        if let Some(entry) = state.entries.remove(&seq) {
+            if entry.kept.is_some() {
+                state.kept_bytes -= entry.size;
+            }
+        }
+    }
+
+    /// A retry's new attempt count, where the invocation is kept.
+    fn keep_retry(&self, seq: u64, invocation: &Invocation) {
+        if let Some(entry) = self.state.lock().unwrap().entries.get_mut(&seq) {
+            if entry.kept.is_some() {
+                entry.kept = Some(Arc::new(invocation.clone()));
+            }
+        }
     }
 
     /// The entry runs again at `not_before_ms`.
     fn release(&self, seq: u64, not_before_ms: u64) {
-        if let Some(entry) = self.entries.lock().unwrap().get_mut(&seq) {
+        if let Some(entry) = self.state.lock().unwrap().entries.get_mut(&seq) {
             entry.running = false;
             entry.not_before_ms = not_before_ms;
         }
@@ -125,8 +167,9 @@ pub(super) async fn accept(host: &FunctionHost, store: &Store, invoker_context: 
         replays: 0,
     };
     let seq = store.accept(&invocation).await?;
-    queue.add(seq, invocation.size(), now);
-    Ok(invocation.invocation_id)
+    let invocation_id = invocation.invocation_id.clone();
+    queue.add_accepted(seq, invocation);
+    Ok(invocation_id)
 }
 
 /// Runs `host`'s pending invocations, oldest first, up to `maxConcurrency`
@@ -141,13 +184,13 @@ pub(super) async fn dispatch(host: Arc<FunctionHost>, store: Arc<Store>) {
         let Ok(slot) = slot else {
             return;
         };
-        let (seq, size) = loop {
+        let (seq, size, kept) = loop {
             let woken = host.asynchronous.wake.notified();
             tokio::pin!(woken);
             woken.as_mut().enable();
             let now = now_ms();
             let until = match host.asynchronous.next(now) {
-                Next::Run { seq, size } => break (seq, size),
+                Next::Run { seq, size, kept } => break (seq, size, kept),
                 Next::WaitUntil(at) => Some(Duration::from_millis(at.saturating_sub(now))),
                 Next::Empty => None,
             };
@@ -165,7 +208,7 @@ pub(super) async fn dispatch(host: Arc<FunctionHost>, store: Arc<Store>) {
         };
         let (host, store) = (host.clone(), store.clone());
         tokio::spawn(async move {
-            attempt(&host, &store, seq, size).await;
+            attempt(&host, &store, seq, size, kept).await;
             drop(slot);
         });
     }
@@ -173,9 +216,19 @@ pub(super) async fn dispatch(host: Arc<FunctionHost>, store: Arc<Store>) {
 
 /// Runs one attempt of the pending invocation `seq`, then finishes it,
 /// schedules its retry, or buries it.
-async fn attempt(host: &Arc<FunctionHost>, store: &Store, seq: u64, size: usize) {
+async fn attempt(host: &Arc<FunctionHost>, store: &Arc<Store>, seq: u64, size: usize, kept: Option<Arc<Invocation>>) {
     let queue = &host.asynchronous;
-    let mut invocation = match store.read(seq) {
+    let read = match kept {
+        Some(kept) => Ok(Some(Invocation::clone(&kept))),
+        // A read may wait for the store's file: not on the runtime's thread.
+        None => {
+            let store = store.clone();
+            tokio::task::spawn_blocking(move || store.read(seq))
+                .await
+                .unwrap_or_else(|_| Err(Error::new(ErrorCode::Internal, "reading the store panicked")))
+        }
+    };
+    let mut invocation = match read {
         Ok(Some(invocation)) => invocation,
         Ok(None) => return queue.remove(seq),
         Err(error) => {
@@ -213,6 +266,7 @@ async fn attempt(host: &Arc<FunctionHost>, store: &Store, seq: u64, size: usize)
             invocation.attempt += 1;
             invocation.not_before_ms = at;
             store.retry(seq, &invocation);
+            queue.keep_retry(seq, &invocation);
             queue.release(seq, at);
         }
         None => {

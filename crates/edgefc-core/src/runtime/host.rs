@@ -93,7 +93,7 @@ impl FunctionHost {
         FunctionHost {
             permits: Semaphore::new(spec.max_concurrency),
             queue: Budget::new(spec.max_concurrency.saturating_add(spec.max_queued), spec.max_queued_bytes),
-            asynchronous: AsyncQueue::new(spec.max_concurrency.saturating_add(spec.max_queued)),
+            asynchronous: AsyncQueue::new(spec.max_concurrency.saturating_add(spec.max_queued), spec.max_queued_bytes),
             spec,
             index,
             settings,

@@ -34,6 +34,8 @@ struct StoreStats {
     dead_letters_evicted: u64,
     /// Transactions committed: each made any number of accepts durable at once.
     commits: u64,
+    /// Time those commits took, fsync included.
+    commit_micros: u64,
     /// Records that could not be read back, and were left out.
     damaged_records: u64,
 }
@@ -76,6 +78,7 @@ fn stats(shared: &Shared) -> Stats {
                 max_dead_letters: limits.max_dead_letters,
                 dead_letters_evicted: load(&counters.dead_letters_evicted),
                 commits: load(&counters.commits),
+                commit_micros: load(&counters.commit_micros),
                 damaged_records: load(&counters.damaged_records),
             }
         },

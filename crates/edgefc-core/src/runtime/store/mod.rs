@@ -74,6 +74,8 @@ struct DeadIndex {
 #[derive(Default)]
 pub struct Counters {
     pub commits: AtomicU64,
+    /// Time spent applying and committing, fsync included.
+    pub commit_micros: AtomicU64,
     pub dead_letters_evicted: AtomicU64,
     pub damaged_records: AtomicU64,
 }
@@ -407,7 +409,9 @@ impl Writer {
 
     /// Applies `group` in one transaction, commits, then answers whoever waits.
     fn commit(&self, group: Vec<Write>, durable: bool) -> Result<()> {
+        let started = std::time::Instant::now();
         let outcome = self.apply(&group, durable);
+        self.counters.commit_micros.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
         if outcome.is_ok() {
             self.counters.commits.fetch_add(1, Ordering::Relaxed);
         } else if let Err(error) = &outcome {
