@@ -184,7 +184,19 @@ export interface RuntimeStats {
   queues: {
     /** Every function's running and waiting invocations together. */
     total: BoundStats
-    functions: Array<{ function: string; running: number; maxConcurrency: number; admitted: BoundStats }>
+    /** `asyncPending`: Async invocations in the store, not yet ended. */
+    functions: Array<{ function: string; running: number; maxConcurrency: number; admitted: BoundStats; asyncPending: number }>
+  }
+  /** The durable store: bytes held (`store.maxBytes`), dead letters, group commits and their total time. */
+  store: {
+    heldBytes: number
+    maxBytes: number
+    deadLetters: number
+    maxDeadLetters: number
+    deadLettersEvicted: number
+    commits: number
+    commitMicros: number
+    damagedRecords: number
   }
   log: { functionLines: number; droppedLines: number; splitLines: number }
 }
@@ -209,7 +221,12 @@ export declare function startRuntime(configPath: string): Promise<Runtime>
 
 /** What a hosted function's handler gets as `context`. */
 export interface HandlerContext {
+  /** The invocation's id: the same on every attempt of an Async invocation. */
   requestId: string
+  /** The same as `requestId`: what handlers with side effects deduplicate on (delivery is at least once). */
+  invocationId: string
+  /** 1 for the first attempt, more for retries of a failed Async invocation. */
+  attempt: number
   /** The caller's invokerContext, decoded from base64 JSON; `{}` when none was sent. For a routed message, `custom` is `{source, topic}`. */
   invokerContext: Record<string, unknown> & { custom?: any }
   functionId: string
