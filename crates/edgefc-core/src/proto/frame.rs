@@ -657,15 +657,11 @@ mod tests {
                 }
             }
         }
-        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut random = fastrand::Rng::with_seed(0x2545_f491_4f6c_dd1d);
         for _ in 0..20_000 {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            let len = (state % 64) as usize;
-            let body: Vec<u8> = (0..len).map(|i| (state.rotate_left(i as u32 * 5) >> 11) as u8).collect();
-            let kind = (state >> 56) as u8 % 14;
-            let mut bytes = raw_frame(kind, (state >> 48) as u8, (state >> 32) as u16, &body);
+            let mut body = vec![0; random.usize(..64)];
+            random.fill(&mut body);
+            let mut bytes = raw_frame(random.u8(..14), random.u8(..), random.u16(..), &body);
             let _ = codec().decode(&mut bytes);
         }
     }

@@ -358,27 +358,12 @@ struct RetryEntry {
 impl RetryEntry {
     /// This entry's values where it has them, `defaults`' elsewhere.
     fn policy(self, defaults: &RetryPolicy) -> Result<RetryPolicy> {
-        let millis = |duration: Duration| duration.as_millis() as u64;
+        let day = 86_400_000;
         Ok(RetryPolicy {
             max_attempts: bounded("retry.maxAttempts", self.max_attempts, defaults.max_attempts, 1..=100)?,
-            backoff: Duration::from_millis(bounded(
-                "retry.backoffMs",
-                self.backoff_ms,
-                millis(defaults.backoff),
-                1..=86_400_000,
-            )?),
-            max_backoff: Duration::from_millis(bounded(
-                "retry.maxBackoffMs",
-                self.max_backoff_ms,
-                millis(defaults.max_backoff),
-                1..=86_400_000,
-            )?),
-            max_event_age: Duration::from_millis(bounded(
-                "retry.maxEventAgeMs",
-                self.max_event_age_ms,
-                millis(defaults.max_event_age),
-                1_000..=7 * 86_400_000,
-            )?),
+            backoff: bounded_ms("retry.backoffMs", self.backoff_ms, defaults.backoff, 1..=day)?,
+            max_backoff: bounded_ms("retry.maxBackoffMs", self.max_backoff_ms, defaults.max_backoff, 1..=day)?,
+            max_event_age: bounded_ms("retry.maxEventAgeMs", self.max_event_age_ms, defaults.max_event_age, 1_000..=7 * day)?,
         })
     }
 }
@@ -406,6 +391,11 @@ where
         return Err(Error::config(format!("{key} must be between {} and {}; got {value}", range.start(), range.end())));
     }
     Ok(value)
+}
+
+/// A duration in milliseconds, as [`bounded`] checks it.
+fn bounded_ms(key: &str, value: Option<u64>, default: Duration, range: std::ops::RangeInclusive<u64>) -> Result<Duration> {
+    bounded(key, value, default.as_millis() as u64, range).map(Duration::from_millis)
 }
 
 impl ConnectionsEntry {
@@ -545,7 +535,7 @@ impl Config {
             thing_function,
             credentials: file.credentials,
             limits,
-            shutdown_grace: Duration::from_millis(bounded("shutdownGraceMs", file.shutdown_grace_ms, 10_000, 0..=600_000)?),
+            shutdown_grace: bounded_ms("shutdownGraceMs", file.shutdown_grace_ms, Duration::from_secs(10), 0..=600_000)?,
         };
         config.check_socket_path()?;
         Ok(config)

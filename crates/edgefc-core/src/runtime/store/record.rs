@@ -223,14 +223,11 @@ mod tests {
                 let _ = Invocation::decode(&changed);
             }
         }
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut random = fastrand::Rng::with_seed(0x9e37_79b9_7f4a_7c15);
         for _ in 0..20_000 {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            let len = (state % 96) as usize;
-            let mut noise: Vec<u8> = (0..len).map(|i| (state.rotate_left(i as u32 * 7) >> 3) as u8).collect();
-            if let Some(first) = noise.first_mut().filter(|_| state & 1 == 0) {
+            let mut noise = vec![0; random.usize(..96)];
+            random.fill(&mut noise);
+            if let Some(first) = noise.first_mut().filter(|_| random.bool()) {
                 *first = VERSION;
             }
             let _ = DeadLetter::decode(&noise);
