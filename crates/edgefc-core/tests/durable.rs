@@ -215,3 +215,98 @@ async fn a_message_on_a_qos_1_route_is_durable_before_the_publish_is_acknowledge
     assert!(before.iter().any(|(id, _, _)| *id == after[2].0), "the durable message ran again with its id");
     fixture.stop().await;
 }
+
+/// Storage whose writes reach the "disk" only at `sync_data`, as after a
+/// power cut: `durable` is what would be left.
+#[derive(Debug, Default)]
+struct PowerCut {
+    live: std::sync::Mutex<Vec<u8>>,
+    durable: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl PowerCut {
+    fn from_image(image: Vec<u8>) -> PowerCut {
+        PowerCut { live: std::sync::Mutex::new(image.clone()), durable: std::sync::Arc::new(std::sync::Mutex::new(image)) }
+    }
+}
+
+impl redb::StorageBackend for PowerCut {
+    fn len(&self) -> std::io::Result<u64> {
+        Ok(self.live.lock().unwrap().len() as u64)
+    }
+
+    fn read(&self, offset: u64, out: &mut [u8]) -> std::io::Result<()> {
+        let live = self.live.lock().unwrap();
+        let start = offset as usize;
+        let bytes = live.get(start..start + out.len()).ok_or_else(|| std::io::Error::other("read past the end"))?;
+        out.copy_from_slice(bytes);
+        Ok(())
+    }
+
+    fn set_len(&self, len: u64) -> std::io::Result<()> {
+        self.live.lock().unwrap().resize(len as usize, 0);
+        Ok(())
+    }
+
+    fn sync_data(&self) -> std::io::Result<()> {
+        *self.durable.lock().unwrap() = self.live.lock().unwrap().clone();
+        Ok(())
+    }
+
+    fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+        let mut live = self.live.lock().unwrap();
+        let end = offset as usize + data.len();
+        if live.len() < end {
+            live.resize(end, 0);
+        }
+        live[offset as usize..end].copy_from_slice(data);
+        Ok(())
+    }
+}
+
+fn invocation(n: usize) -> edgefc_core::runtime::store::Invocation {
+    edgefc_core::runtime::store::Invocation {
+        function_id: "f".into(),
+        invocation_id: format!("invocation-{n}"),
+        invoker_context: String::new(),
+        payload: Payload::text(format!("payload {n}")),
+        attempt: 1,
+        accepted_at_ms: 0,
+        not_before_ms: 0,
+        replays: 0,
+    }
+}
+
+#[tokio::test]
+async fn every_accept_answered_is_on_disk_when_the_power_goes() {
+    let backend = PowerCut::default();
+    let disk = backend.durable.clone();
+    let label = std::path::Path::new("power-cut");
+    let (store, _) = Store::open_with_backend(backend, label, LIMITS).expect("opens");
+    let store = std::sync::Arc::new(store);
+    // Accepts in flight together, so that they share commits.
+    let accepts: Vec<_> = (0..200)
+        .map(|n| {
+            let store = store.clone();
+            tokio::spawn(async move { store.accept(&invocation(n)).await.map(|seq| (seq, n)) })
+        })
+        .collect();
+    let mut answered = Vec::new();
+    for accept in accepts {
+        answered.push(accept.await.unwrap().expect("accepted"));
+    }
+    // Some finish without waiting for a commit of their own: that may be lost, and only runs them again.
+    for (seq, n) in &answered[..50] {
+        store.finish(*seq, invocation(*n).size());
+    }
+    // The power goes now: what is left is what was synced.
+    let image = disk.lock().unwrap().clone();
+    let (after, pending) = Store::open_with_backend(PowerCut::from_image(image), label, LIMITS).expect("reopens");
+    for (seq, n) in &answered[50..] {
+        let kept = after.read(*seq).unwrap().unwrap_or_else(|| panic!("accept {n} was answered but is gone"));
+        assert_eq!(kept, invocation(*n));
+    }
+    assert!(pending.len() >= 150);
+    after.close().await;
+    store.close().await;
+}

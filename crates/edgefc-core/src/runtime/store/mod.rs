@@ -112,13 +112,23 @@ impl Store {
     /// says so; a damaged record is counted, logged and left out.
     pub fn open(state_dir: &Path, limits: StoreLimits) -> Result<(Store, Vec<PendingEntry>)> {
         let path = state_dir.join(STORE_FILE);
-        let damaged = |error: &dyn std::fmt::Display| {
-            Error::new(
-                ErrorCode::Config,
-                format!("the store {} cannot be opened: {error}; move it aside to start with an empty one", path.display()),
-            )
-        };
-        let db = Database::create(&path).map_err(|error| damaged(&error))?;
+        let db = Database::create(&path).map_err(|error| damaged(&path, &error))?;
+        Store::on(db, path, limits)
+    }
+
+    /// The store on another storage than a file (`label` names it in
+    /// messages): how the tests cut the power between two syncs.
+    pub fn open_with_backend(
+        backend: impl redb::StorageBackend,
+        label: &Path,
+        limits: StoreLimits,
+    ) -> Result<(Store, Vec<PendingEntry>)> {
+        let db = Database::builder().create_with_backend(backend).map_err(|error| damaged(label, &error))?;
+        Store::on(db, label.to_path_buf(), limits)
+    }
+
+    fn on(db: Database, path: PathBuf, limits: StoreLimits) -> Result<(Store, Vec<PendingEntry>)> {
+        let damaged = |error: &dyn std::fmt::Display| damaged(&path, error);
         let setup = db.begin_write().map_err(|error| damaged(&error))?;
         setup.open_table(PENDING).map_err(|error| damaged(&error))?;
         setup.open_table(DEAD).map_err(|error| damaged(&error))?;
@@ -302,6 +312,13 @@ impl Store {
         self.counters.damaged_records.fetch_add(1, Ordering::Relaxed);
         Error::new(ErrorCode::Internal, format!("{}: {error}", self.path.display()))
     }
+}
+
+fn damaged(path: &Path, error: &dyn std::fmt::Display) -> Error {
+    Error::new(
+        ErrorCode::Config,
+        format!("the store {} cannot be opened: {error}; move it aside to start with an empty one", path.display()),
+    )
 }
 
 fn stopped() -> Error {
