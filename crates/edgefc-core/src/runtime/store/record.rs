@@ -61,9 +61,20 @@ impl Invocation {
         Ok(invocation)
     }
 
-    /// What the record holds in memory and on disk, roughly: for budgets.
+    /// The length of [`encode`](Invocation::encode)'s record: what the
+    /// store counts for it, whether written now or read back later.
     pub fn size(&self) -> usize {
-        64 + self.function_id.len() + self.invocation_id.len() + self.invoker_context.len() + self.payload.len()
+        // Version, payload kind, four length prefixes, attempt, two times, replays.
+        1 + 1
+            + 4 * 4
+            + 4
+            + 8
+            + 8
+            + 4
+            + self.function_id.len()
+            + self.invocation_id.len()
+            + self.invoker_context.len()
+            + self.payload.len()
     }
 
     fn put(&self, out: &mut BytesMut) {
@@ -199,6 +210,7 @@ mod tests {
     fn records_read_back_as_written() {
         for payload in [Payload::text("héllo"), Payload::Binary(Bytes::from_static(&[0, 255, 7]))] {
             let written = invocation(payload);
+            assert_eq!(written.encode().len(), written.size());
             assert_eq!(Invocation::decode(&written.encode()).unwrap(), written);
             let dead = DeadLetter { invocation: written, error: "{\"errorMessage\":\"x\"}".into(), dead_at_ms: 9 };
             assert_eq!(DeadLetter::decode(&dead.encode()).unwrap(), dead);
