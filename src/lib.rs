@@ -49,7 +49,7 @@ pub fn thing_function_alias() -> String {
 /// Workers call it first thing. Returns whether it took effect.
 #[napi]
 pub fn harden_process() -> bool {
-    edgefc_core::runtime::launcher::make_non_dumpable()
+    edgefc_core::runtime::identity::make_non_dumpable()
 }
 
 /// Switches this process to `uid` and `gid` for good, without any

@@ -26,9 +26,6 @@ use crate::proto::frame::{FunctionError, Payload};
 /// this long before it asks again; this is not an attempt.
 const ADMISSION_PAUSE: Duration = Duration::from_millis(200);
 
-/// How much of a failed attempt's error body is logged.
-const MAX_LOGGED_ERROR_BYTES: usize = 1024;
-
 pub(super) struct AsyncQueue {
     state: Mutex<QueueState>,
     /// Woken when an entry is added or becomes runnable.
@@ -118,10 +115,10 @@ impl AsyncQueue {
     }
 
     /// A retry's new attempt count, where the invocation is kept.
-    fn keep_retry(&self, seq: u64, invocation: &Invocation) {
+    fn keep_retry(&self, seq: u64, invocation: Invocation) {
         if let Some(entry) = self.state.lock().unwrap().entries.get_mut(&seq) {
             if entry.kept.is_some() {
-                entry.kept = Some(Arc::new(invocation.clone()));
+                entry.kept = Some(Arc::new(invocation));
             }
         }
     }
@@ -219,16 +216,17 @@ pub(super) async fn dispatch(host: Arc<FunctionHost>, store: Arc<Store>) {
 async fn attempt(host: &Arc<FunctionHost>, store: &Arc<Store>, seq: u64, size: usize, kept: Option<Arc<Invocation>>) {
     let queue = &host.asynchronous;
     let read = match kept {
-        Some(kept) => Ok(Some(Invocation::clone(&kept))),
+        Some(kept) => Ok(Some(kept)),
         // A read may wait for the store's file: not on the runtime's thread.
         None => {
             let store = store.clone();
             tokio::task::spawn_blocking(move || store.read(seq))
                 .await
                 .unwrap_or_else(|_| Err(Error::new(ErrorCode::Internal, "reading the store panicked")))
+                .map(|read| read.map(Arc::new))
         }
     };
-    let mut invocation = match read {
+    let invocation = match read {
         Ok(Some(invocation)) => invocation,
         Ok(None) => return queue.remove(seq),
         Err(error) => {
@@ -263,15 +261,14 @@ async fn attempt(host: &Arc<FunctionHost>, store: &Arc<Store>, seq: u64, size: u
     match next_attempt_at(&host.spec.retry, &invocation, now) {
         Some(at) => {
             log_failure(host, &invocation, &error, &format!("tried again in {} ms", at - now));
-            invocation.attempt += 1;
-            invocation.not_before_ms = at;
-            store.retry(seq, &invocation);
-            queue.keep_retry(seq, &invocation);
+            let retried = Invocation { attempt: invocation.attempt + 1, not_before_ms: at, ..Invocation::clone(&invocation) };
+            store.retry(seq, &retried);
+            queue.keep_retry(seq, retried);
             queue.release(seq, at);
         }
         None => {
             log_failure(host, &invocation, &error, "now a dead letter");
-            let dead = DeadLetter { invocation, error, dead_at_ms: now };
+            let dead = DeadLetter { invocation: Invocation::clone(&invocation), error, dead_at_ms: now };
             store.bury(seq, size, &dead);
             queue.remove(seq);
         }
@@ -293,14 +290,12 @@ fn next_attempt_at(policy: &RetryPolicy, invocation: &Invocation, now_ms: u64) -
 }
 
 fn log_failure(host: &FunctionHost, invocation: &Invocation, error: &str, then: &str) {
-    let end = error.char_indices().map(|(at, _)| at).find(|at| *at >= MAX_LOGGED_ERROR_BYTES).unwrap_or(error.len());
-    let cut = if end < error.len() { " [cut]" } else { "" };
     log::warn(format_args!(
-        "Async invocation {} of {} failed (attempt {}); {then}: {}{cut}",
+        "Async invocation {} of {} failed (attempt {}); {then}: {}",
         invocation.invocation_id,
         host.spec.function_id,
         invocation.attempt,
-        &error[..end]
+        log::error_body(error.as_bytes())
     ));
 }
 

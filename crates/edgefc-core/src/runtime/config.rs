@@ -220,6 +220,11 @@ impl FunctionSpec {
     pub fn handler(&self) -> String {
         format!("{}.{}", self.handler_file, self.handler_export)
     }
+
+    /// The files `require` may load for the handler, in its order.
+    pub fn handler_candidates(&self) -> [PathBuf; 2] {
+        handler_candidates(&self.code_dir, &self.handler_file)
+    }
 }
 
 /// The ARN the upstream SDK builds from a service and function name.
@@ -627,8 +632,7 @@ fn check_handler_inside(code_dir: &Path, handler_file: &str) -> Result<()> {
     if !Path::new(handler_file).components().all(|part| matches!(part, Component::Normal(_) | Component::CurDir)) {
         return Err(outside());
     }
-    // What Node would load for `require(<codeDir>/<file>)`, where it exists.
-    for candidate in [code_dir.join(handler_file), code_dir.join(format!("{handler_file}.js"))] {
+    for candidate in handler_candidates(code_dir, handler_file) {
         if let Ok(resolved) = std::fs::canonicalize(&candidate) {
             if !resolved.starts_with(code_dir) {
                 return Err(outside());
@@ -636,6 +640,11 @@ fn check_handler_inside(code_dir: &Path, handler_file: &str) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// What Node would load for `require(<codeDir>/<file>)`, in its order.
+fn handler_candidates(code_dir: &Path, handler_file: &str) -> [PathBuf; 2] {
+    [code_dir.join(handler_file), code_dir.join(format!("{handler_file}.js"))]
 }
 
 /// Finds a function (its index in the config) by id, by ARN, or by an

@@ -56,10 +56,7 @@ pub(super) struct Purged {
 
 fn summary(letter: &DeadLetter, error_bytes: usize) -> Summary {
     let invocation = &letter.invocation;
-    let mut end = letter.error.len().min(error_bytes);
-    while !letter.error.is_char_boundary(end) {
-        end -= 1;
-    }
+    let end = letter.error.floor_char_boundary(error_bytes);
     Summary {
         invocation_id: invocation.invocation_id.clone(),
         function_id: invocation.function_id.clone(),
@@ -101,10 +98,9 @@ pub(super) async fn replay(shared: &Shared, which: &str) -> Result<Replayed> {
             continue;
         };
         let now = now_ms();
-        if let Some((new_seq, invocation)) = shared.store.revive(seq, now).await? {
-            host.asynchronous.add(new_seq, invocation.size(), now);
-            outcome.replayed += 1;
-        }
+        let (new_seq, invocation) = shared.store.revive(seq, letter, now).await?;
+        host.asynchronous.add(new_seq, invocation.size(), now);
+        outcome.replayed += 1;
     }
     Ok(outcome)
 }

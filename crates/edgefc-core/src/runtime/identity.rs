@@ -151,9 +151,18 @@ pub fn become_user(uid: u32, gid: u32) -> std::io::Result<()> {
             return Err(std::io::Error::other("root could be regained after switching users"));
         }
         check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong))?;
-        check(libc::prctl(libc::PR_SET_DUMPABLE, 0))?;
+    }
+    if !make_non_dumpable() {
+        return Err(std::io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// Makes the calling process non-dumpable (`PR_SET_DUMPABLE` 0); what a
+/// worker does first. Returns whether it took effect.
+pub fn make_non_dumpable() -> bool {
+    // SAFETY: prctl(PR_SET_DUMPABLE) has no memory-safety preconditions.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0) == 0 }
 }
 
 #[cfg(test)]

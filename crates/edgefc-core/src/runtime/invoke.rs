@@ -69,9 +69,6 @@ async fn run(
     host.run(admission, run).await.map(Some)
 }
 
-/// How much of a failed routed message's error body is logged.
-const MAX_LOGGED_ERROR_BYTES: usize = 1024;
-
 /// Runs a routed message's invocation, which nobody waits for (at most
 /// once), and logs how it failed, if it did.
 pub(super) async fn run_detached(host: Arc<FunctionHost>, admission: Admission, invoker_context: String, payload: Payload) {
@@ -79,10 +76,8 @@ pub(super) async fn run_detached(host: Arc<FunctionHost>, admission: Admission, 
     let run = Run { request_id: request_id.clone(), attempt: 1, invoker_context, payload };
     match host.run(admission, run).await {
         Ok(result) if result.function_error != FunctionError::None => {
-            let bytes = result.payload.bytes();
-            let detail = String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_LOGGED_ERROR_BYTES)]);
-            let cut = if bytes.len() > MAX_LOGGED_ERROR_BYTES { " [cut]" } else { "" };
-            log::warn(format_args!("routed message {request_id} to {} failed: {detail}{cut}", host.spec.function_id));
+            let detail = log::error_body(result.payload.bytes());
+            log::warn(format_args!("routed message {request_id} to {} failed: {detail}", host.spec.function_id));
         }
         Ok(_) => {}
         Err(error) => log::warn(format_args!("routed message {request_id} to {} was dropped: {error}", host.spec.function_id)),

@@ -45,26 +45,20 @@ pub trait WorkerLauncher: Send + Sync + 'static {
 pub struct WorkerProcess {
     stop: Option<Box<dyn FnOnce() + Send>>,
     exited: watch::Receiver<Option<String>>,
-    pid: Option<u32>,
     /// Set before the worker is killed for using more than its memory limit.
     exceeded_memory: Arc<AtomicBool>,
 }
 
 impl WorkerProcess {
     /// `stop` ends the worker; `exited` turns to `Some(how)` ("exit code 1",
-    /// "signal 9") once it has ended and its output has been forwarded. A
-    /// `pid` is the process's id, when the worker is a process.
-    pub fn new(stop: impl FnOnce() + Send + 'static, exited: watch::Receiver<Option<String>>, pid: Option<u32>) -> WorkerProcess {
-        WorkerProcess { stop: Some(Box::new(stop)), exited, pid, exceeded_memory: Arc::new(AtomicBool::new(false)) }
+    /// "signal 9") once it has ended and its output has been forwarded.
+    pub fn new(stop: impl FnOnce() + Send + 'static, exited: watch::Receiver<Option<String>>) -> WorkerProcess {
+        WorkerProcess { stop: Some(Box::new(stop)), exited, exceeded_memory: Arc::new(AtomicBool::new(false)) }
     }
 
     /// Whether the worker was killed for using more than its memory limit.
     pub fn exceeded_memory(&self) -> bool {
         self.exceeded_memory.load(Ordering::Acquire)
-    }
-
-    pub fn pid(&self) -> Option<u32> {
-        self.pid
     }
 
     pub fn stop(&mut self) {
@@ -207,10 +201,7 @@ impl WorkerLauncher for NodeLauncher {
         let Some(identity) = NodeLauncher::identity(function)? else {
             return Ok(());
         };
-        let file =
-            [function.code_dir.join(&function.handler_file), function.code_dir.join(format!("{}.js", function.handler_file))]
-                .into_iter()
-                .find(|candidate| candidate.is_file());
+        let file = function.handler_candidates().into_iter().find(|candidate| candidate.is_file());
         identity::check_readable(&identity, &function.code_dir, file.as_deref())
     }
 
@@ -342,7 +333,7 @@ impl WorkerLauncher for NodeLauncher {
             };
             let _ = exit_tx.send(Some(description));
         });
-        let mut process = WorkerProcess::new(move || drop(stop_tx), exit_rx, pid);
+        let mut process = WorkerProcess::new(move || drop(stop_tx), exit_rx);
         process.exceeded_memory = exceeded_memory;
         Ok(process)
     }
@@ -372,13 +363,6 @@ async fn memory_exceeded(pid: Option<u32>, limit: u64, group: Option<&WorkerGrou
             return;
         }
     }
-}
-
-/// Makes the calling process non-dumpable (`PR_SET_DUMPABLE` 0); what a
-/// worker does first. Returns whether it took effect.
-pub fn make_non_dumpable() -> bool {
-    // SAFETY: prctl(PR_SET_DUMPABLE) has no memory-safety preconditions.
-    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0) == 0 }
 }
 
 /// The descriptor a worker finds its connection to the runtime at.

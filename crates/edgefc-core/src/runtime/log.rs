@@ -199,6 +199,20 @@ where
 }
 
 /// A status line, printed as it is written (`edgefc runtime listening on ...`).
+/// How much of a function's error body a log line shows.
+const MAX_LOGGED_ERROR_BYTES: usize = 1024;
+
+/// A function's error body as a log line shows it: at most
+/// `MAX_LOGGED_ERROR_BYTES`, marked when cut.
+pub(super) fn error_body(body: &[u8]) -> String {
+    let shown = String::from_utf8_lossy(&body[..body.len().min(MAX_LOGGED_ERROR_BYTES)]);
+    if body.len() > MAX_LOGGED_ERROR_BYTES {
+        format!("{shown} [cut]")
+    } else {
+        shown.into_owned()
+    }
+}
+
 pub fn info(message: fmt::Arguments<'_>) {
     tracing::info!(target: "edgefc", "{message}");
 }

@@ -235,6 +235,28 @@ fn take_in_flight(shared: &Shared, peer: &Peer, id: u64) -> Result<OwnedSemaphor
     })
 }
 
+/// Sends the answer to request `id` once `answer` (given the runtime's
+/// shared state) resolves, holding a place among the connection's requests
+/// in flight meanwhile; `Some(refusal)` when none is free.
+fn answer_later<F, A>(shared: &Arc<Shared>, peer: &Peer, id: u64, answer: A) -> Option<Frame>
+where
+    A: FnOnce(Arc<Shared>) -> F,
+    F: std::future::Future<Output = Frame> + Send + 'static,
+{
+    let permit = match take_in_flight(shared, peer, id) {
+        Ok(permit) => permit,
+        Err(refusal) => return Some(refusal),
+    };
+    let (answering, sender) = (answer(shared.clone()), peer.sender.clone());
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        let frame = answering.await;
+        reply(&shared, &sender, frame);
+        drop(permit);
+    });
+    None
+}
+
 /// Answers one frame; false when the connection must end.
 fn dispatch(shared: &Arc<Shared>, peer: &Peer, frame: Frame) -> bool {
     if shared.settings.draining.is_cancelled() {
@@ -263,38 +285,33 @@ fn dispatch(shared: &Arc<Shared>, peer: &Peer, frame: Frame) -> bool {
         }
         Frame::Publish { id, topic, payload } => match bus::publish_at_most_once(shared, peer.caller, topic, payload) {
             Ok((message_id, None)) => Frame::Accepted { id, accepted_id: message_id },
-            Ok((message_id, Some(durable))) => match take_in_flight(shared, peer, id) {
-                Ok(permit) => {
-                    let (shared, sender) = (shared.clone(), peer.sender.clone());
-                    tokio::spawn(async move {
-                        let answer = match durable.deliver(&shared).await {
-                            Ok(()) => Frame::Accepted { id, accepted_id: message_id },
-                            Err(error) => failure(id, error),
-                        };
-                        reply(&shared, &sender, answer);
-                        drop(permit);
-                    });
-                    return true;
+            Ok((message_id, Some(durable))) => {
+                let answer = answer_later(shared, peer, id, move |shared| async move {
+                    match durable.deliver(&shared).await {
+                        Ok(()) => Frame::Accepted { id, accepted_id: message_id },
+                        Err(error) => failure(id, error),
+                    }
+                });
+                match answer {
+                    Some(refusal) => refusal,
+                    None => return true,
                 }
-                Err(refusal) => refusal,
-            },
+            }
             Err(error) => failure(id, error),
         },
-        Frame::Request { id, operation } => match take_in_flight(shared, peer, id) {
-            Ok(permit) => {
-                let (shared, sender, caller) = (shared.clone(), peer.sender.clone(), peer.caller);
-                tokio::spawn(async move {
-                    let answer = match services::answer(&shared, caller, &operation).await {
-                        Ok(json) => SyncResult::ok(Payload::text(json)).into_frame(id),
-                        Err(error) => failure(id, error),
-                    };
-                    reply(&shared, &sender, answer);
-                    drop(permit);
-                });
-                return true;
+        Frame::Request { id, operation } => {
+            let caller = peer.caller;
+            let answer = answer_later(shared, peer, id, move |shared| async move {
+                match services::answer(&shared, caller, &operation).await {
+                    Ok(json) => SyncResult::ok(Payload::text(json)).into_frame(id),
+                    Err(error) => failure(id, error),
+                }
+            });
+            match answer {
+                Some(refusal) => refusal,
+                None => return true,
             }
-            Err(refusal) => refusal,
-        },
+        }
         Frame::Subscribe { id, topic_filter } => {
             match shared.bus.subscribe(peer.caller, peer.connection_id, &peer.sender, id, &topic_filter) {
                 Ok(()) => Frame::Accepted { id, accepted_id: String::new() },
@@ -392,11 +409,7 @@ fn refuse(sender: &FrameSender, code: ErrorCode, message: &str) {
 pub(super) fn failure(id: u64, error: Error) -> Frame {
     let mut message = error.message;
     if message.len() > MAX_FIELD_LEN {
-        let mut end = MAX_FIELD_LEN - 3;
-        while !message.is_char_boundary(end) {
-            end -= 1;
-        }
-        message.truncate(end);
+        message.truncate(message.floor_char_boundary(MAX_FIELD_LEN - 3));
         message.push_str("...");
     }
     Frame::Failure { id, code: error.code, message }

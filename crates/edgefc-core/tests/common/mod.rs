@@ -97,7 +97,7 @@ impl WorkerLauncher for InProcess {
             }
             let _ = exit_tx.send(Some("exit code 0".to_string()));
         });
-        Ok(WorkerProcess::new(move || worker.abort(), exit_rx, None))
+        Ok(WorkerProcess::new(move || worker.abort(), exit_rx))
     }
 }
 

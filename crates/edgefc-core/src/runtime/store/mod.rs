@@ -71,6 +71,20 @@ struct DeadIndex {
     bytes: usize,
 }
 
+impl DeadIndex {
+    fn insert(&mut self, seq: u64, size: usize) {
+        self.sizes.insert(seq, size);
+        self.bytes += size;
+    }
+
+    /// The size of the dead letter `seq`, which leaves the index; `None` if it was not there.
+    fn remove(&mut self, seq: u64) -> Option<usize> {
+        let size = self.sizes.remove(&seq)?;
+        self.bytes -= size;
+        Some(size)
+    }
+}
+
 #[derive(Default)]
 pub struct Counters {
     pub commits: AtomicU64,
@@ -221,9 +235,10 @@ impl Store {
 
     /// An invocation as stored, payload included.
     pub fn read(&self, seq: u64) -> Result<Option<Invocation>> {
-        let db = self.database()?;
-        let bytes = read_value(&db, PENDING, seq)?;
-        bytes.map(|bytes| Invocation::decode(&bytes).map_err(|error| self.damaged(error))).transpose()
+        let read = self.database()?.begin_read().map_err(storage)?;
+        let table = read.open_table(PENDING).map_err(storage)?;
+        let bytes = table.get(seq).map_err(storage)?;
+        bytes.map(|bytes| Invocation::decode(bytes.value()).map_err(|error| self.damaged(error))).transpose()
     }
 
     /// The invocation ended: it leaves the store.
@@ -261,18 +276,10 @@ impl Store {
         Ok(letters)
     }
 
-    pub fn dead_letter(&self, seq: u64) -> Result<Option<DeadLetter>> {
-        let db = self.database()?;
-        let bytes = read_value(&db, DEAD, seq)?;
-        bytes.map(|bytes| DeadLetter::decode(&bytes).map_err(|error| self.damaged(error))).transpose()
-    }
-
-    /// Moves a dead letter back to pending (first attempt again, same
-    /// invocation id), durably; returns its new sequence number and record.
-    pub async fn revive(&self, dead_seq: u64, now_ms: u64) -> Result<Option<(u64, Invocation)>> {
-        let Some(letter) = self.dead_letter(dead_seq)? else {
-            return Ok(None);
-        };
+    /// Moves the dead letter `dead_seq` (as [`dead_letters`](Store::dead_letters)
+    /// read it) back to pending, first attempt again with the same invocation
+    /// id, durably; returns its new sequence number and record.
+    pub async fn revive(&self, dead_seq: u64, letter: DeadLetter, now_ms: u64) -> Result<(u64, Invocation)> {
         let mut invocation = letter.invocation;
         invocation.attempt = 1;
         invocation.not_before_ms = now_ms;
@@ -282,7 +289,7 @@ impl Store {
         let (done, committed) = oneshot::channel();
         self.send(Write::Revive { dead_seq, seq, record: invocation.encode(), done });
         committed.await.unwrap_or_else(|_| Err(stopped()))?;
-        Ok(Some((seq, invocation)))
+        Ok((seq, invocation))
     }
 
     /// Removes dead letters, durably; returns how many there were.
@@ -296,11 +303,6 @@ impl Store {
         self.send(Write::Purge { seqs: existing, done });
         committed.await.unwrap_or_else(|_| Err(stopped()))?;
         Ok(count)
-    }
-
-    /// Every dead letter's sequence number, oldest first.
-    pub fn dead_letter_seqs(&self) -> Vec<u64> {
-        self.dead.lock().unwrap().sizes.keys().copied().collect()
     }
 
     fn send(&self, write: Write) {
@@ -327,12 +329,6 @@ fn stopped() -> Error {
 
 fn storage(error: impl std::fmt::Display) -> Error {
     Error::new(ErrorCode::Internal, format!("the store failed: {error}"))
-}
-
-fn read_value(db: &Database, table: TableDefinition<u64, &[u8]>, seq: u64) -> Result<Option<Vec<u8>>> {
-    let read = db.begin_read().map_err(storage)?;
-    let table = read.open_table(table).map_err(storage)?;
-    Ok(table.get(seq).map_err(storage)?.map(|bytes| bytes.value().to_vec()))
 }
 
 /// What was pending, the dead letters' sizes, and the last sequence number used.
@@ -363,8 +359,7 @@ fn load(db: &Database, counters: &Counters) -> std::result::Result<(Vec<PendingE
     for entry in dead_table.iter()? {
         let (seq, bytes) = entry?;
         last_seq = last_seq.max(seq.value());
-        dead.sizes.insert(seq.value(), bytes.value().len());
-        dead.bytes += bytes.value().len();
+        dead.insert(seq.value(), bytes.value().len());
     }
     Ok((pending, dead, last_seq))
 }
@@ -466,13 +461,11 @@ impl Writer {
                     Write::Bury { seq, record } => {
                         pending.remove(*seq).map_err(storage)?;
                         dead.insert(*seq, record.as_slice()).map_err(storage)?;
-                        index.sizes.insert(*seq, record.len());
-                        index.bytes += record.len();
+                        index.insert(*seq, record.len());
                         self.evict_oldest(&mut dead, &mut index)?;
                     }
                     Write::Revive { dead_seq, seq, record, .. } => {
-                        if let Some(size) = index.sizes.remove(dead_seq) {
-                            index.bytes -= size;
+                        if let Some(size) = index.remove(*dead_seq) {
                             self.held.fetch_sub(size, Ordering::AcqRel);
                         }
                         dead.remove(*dead_seq).map_err(storage)?;
@@ -483,8 +476,7 @@ impl Writer {
                     Write::Purge { seqs, .. } => {
                         for seq in seqs {
                             dead.remove(*seq).map_err(storage)?;
-                            if let Some(size) = index.sizes.remove(seq) {
-                                index.bytes -= size;
+                            if let Some(size) = index.remove(*seq) {
                                 self.held.fetch_sub(size, Ordering::AcqRel);
                             }
                         }
@@ -499,10 +491,10 @@ impl Writer {
     /// `store.maxDeadLetterBytes`; each is counted and logged.
     fn evict_oldest(&self, dead: &mut redb::Table<u64, &[u8]>, index: &mut DeadIndex) -> Result<()> {
         while index.sizes.len() > self.limits.max_dead_letters || index.bytes > self.limits.max_dead_letter_bytes {
-            let Some((seq, size)) = index.sizes.pop_first() else {
+            let Some(seq) = index.sizes.keys().next().copied() else {
                 break;
             };
-            index.bytes -= size;
+            let size = index.remove(seq).unwrap_or(0);
             self.held.fetch_sub(size, Ordering::AcqRel);
             dead.remove(seq).map_err(storage)?;
             self.counters.dead_letters_evicted.fetch_add(1, Ordering::Relaxed);
