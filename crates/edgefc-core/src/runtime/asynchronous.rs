@@ -155,7 +155,7 @@ pub(super) async fn accept(host: &FunctionHost, store: &Store, invoker_context: 
     let now = now_ms();
     let invocation = Invocation {
         function_id: host.spec.function_id.clone(),
-        invocation_id: uuid::Uuid::new_v4().to_string(),
+        invocation_id: super::ids::new_id(),
         invoker_context,
         payload,
         attempt: 1,

@@ -217,7 +217,7 @@ pub(super) fn publish_at_most_once(
     check_topic(&topic)?;
     check_payload(&payload, shared.max_payload)?;
     let bus = &shared.bus;
-    let message_id = uuid::Uuid::new_v4().to_string();
+    let message_id = super::ids::new_id();
     bus.counters.published.fetch_add(1, Ordering::Relaxed);
     let source = shared.source_name(caller);
     bus.notify_subscribers(source, &topic, &payload);

@@ -60,19 +60,15 @@ async fn run(
         return Ok(None);
     }
     let admission = host.admit(&request.invoker_context, &request.payload)?;
-    let run = Run {
-        request_id: uuid::Uuid::new_v4().to_string(),
-        attempt: 1,
-        invoker_context: request.invoker_context,
-        payload: request.payload,
-    };
+    let run =
+        Run { request_id: super::ids::new_id(), attempt: 1, invoker_context: request.invoker_context, payload: request.payload };
     host.run(admission, run).await.map(Some)
 }
 
 /// Runs a routed message's invocation, which nobody waits for (at most
 /// once), and logs how it failed, if it did.
 pub(super) async fn run_detached(host: Arc<FunctionHost>, admission: Admission, invoker_context: String, payload: Payload) {
-    let request_id = uuid::Uuid::new_v4().to_string();
+    let request_id = super::ids::new_id();
     let run = Run { request_id: request_id.clone(), attempt: 1, invoker_context, payload };
     match host.run(admission, run).await {
         Ok(result) if result.function_error != FunctionError::None => {

@@ -9,6 +9,7 @@
 //! - `bus`: a `Publish` frame, to subscribers and along the routes.
 //! - [`router`]: topic filters and the routes they select.
 //! - `services`: `Request` frames (credentials, stats).
+//! - `ids`: request, invocation and message ids.
 //! - `host`: one function: admission, concurrency, timeouts.
 //! - `asynchronous`: Async invocations: accepted durably, run from the
 //!   store, retried, buried as dead letters.
@@ -31,6 +32,7 @@ mod connections;
 mod dead_letters;
 mod host;
 pub mod identity;
+mod ids;
 mod invoke;
 pub mod launcher;
 pub mod log;

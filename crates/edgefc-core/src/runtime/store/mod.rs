@@ -11,6 +11,11 @@
 //! which at-least-once allows; a commit within `FLUSH_AFTER` makes it
 //! durable when nothing else comes.
 //!
+//! The answers of one commit go back to the runtime's thread in one message,
+//! and a task there hands them out: waking each waiter from the writer
+//! thread would wake the runtime's thread once per answer, and the replies
+//! would leave one by one instead of in one write.
+//!
 //! - [`record`]: how an invocation and a dead letter are laid out.
 
 pub mod record;
@@ -94,6 +99,14 @@ pub struct Counters {
     pub damaged_records: AtomicU64,
 }
 
+type Waiter = oneshot::Sender<Result<()>>;
+
+/// The waiters of one commit, and how it went.
+struct Answers {
+    waiters: Vec<Waiter>,
+    outcome: Result<()>,
+}
+
 /// One pending invocation as loaded at start: all but its payload.
 #[derive(Debug, Clone)]
 pub struct PendingEntry {
@@ -105,7 +118,7 @@ pub struct PendingEntry {
 
 enum Write {
     /// Durable before `done`.
-    Insert { seq: u64, record: Vec<u8>, done: oneshot::Sender<Result<()>> },
+    Insert { seq: u64, record: Vec<u8>, done: Waiter },
     /// Non-durable.
     Remove { seq: u64 },
     /// Non-durable: a retry's new attempt count and start time.
@@ -113,16 +126,16 @@ enum Write {
     /// Non-durable: from pending to the dead letters.
     Bury { seq: u64, record: Vec<u8> },
     /// Durable before `done`: from the dead letters back to pending, under a new sequence number.
-    Revive { dead_seq: u64, seq: u64, record: Vec<u8>, done: oneshot::Sender<Result<()>> },
+    Revive { dead_seq: u64, seq: u64, record: Vec<u8>, done: Waiter },
     /// Durable before `done`: dead letters removed.
-    Purge { seqs: Vec<u64>, done: oneshot::Sender<Result<()>> },
+    Purge { seqs: Vec<u64>, done: Waiter },
     /// Everything before it made durable, then the writer ends.
-    Close { done: oneshot::Sender<Result<()>> },
+    Close { done: Waiter },
 }
 
 impl Store {
     /// Opens (or creates) the store in `state_dir`, and returns what was
-    /// pending when it was last closed. A damaged file is an error that
+    /// pending when it was last closed. Must be called on a tokio runtime. A damaged file is an error that
     /// says so; a damaged record is counted, logged and left out.
     pub fn open(state_dir: &Path, limits: StoreLimits) -> Result<(Store, Vec<PendingEntry>)> {
         let path = state_dir.join(STORE_FILE);
@@ -154,7 +167,17 @@ impl Store {
         let held = Arc::new(AtomicUsize::new(held));
         let dead = Arc::new(std::sync::Mutex::new(dead));
         let (writes, incoming) = mpsc::channel();
-        let writer = Writer { db: db.clone(), limits, held: held.clone(), dead: dead.clone(), counters: counters.clone() };
+        // Unbounded, but holds no more than the writes taken, which callers bound.
+        let (answers, mut answered) = tokio::sync::mpsc::unbounded_channel::<Answers>();
+        tokio::spawn(async move {
+            while let Some(Answers { waiters, outcome }) = answered.recv().await {
+                for waiter in waiters {
+                    let _ = waiter.send(outcome.clone());
+                }
+            }
+        });
+        let writer =
+            Writer { db: db.clone(), limits, held: held.clone(), dead: dead.clone(), counters: counters.clone(), answers };
         std::thread::Builder::new()
             .name("edgefc-store".into())
             .spawn(move || writer.run(incoming))
@@ -335,7 +358,6 @@ fn storage(error: impl std::fmt::Display) -> Error {
 fn load(db: &Database, counters: &Counters) -> std::result::Result<(Vec<PendingEntry>, DeadIndex, u64), redb::Error> {
     let read = db.begin_read()?;
     let pending_table = read.open_table(PENDING)?;
-    let dead_table = read.open_table(DEAD)?;
     let mut last_seq = 0;
     let mut pending = Vec::new();
     for entry in pending_table.iter()? {
@@ -356,7 +378,7 @@ fn load(db: &Database, counters: &Counters) -> std::result::Result<(Vec<PendingE
         }
     }
     let mut dead = DeadIndex::default();
-    for entry in dead_table.iter()? {
+    for entry in read.open_table(DEAD)?.iter()? {
         let (seq, bytes) = entry?;
         last_seq = last_seq.max(seq.value());
         dead.insert(seq.value(), bytes.value().len());
@@ -371,6 +393,7 @@ struct Writer {
     held: Arc<AtomicUsize>,
     dead: Arc<std::sync::Mutex<DeadIndex>>,
     counters: Arc<Counters>,
+    answers: tokio::sync::mpsc::UnboundedSender<Answers>,
 }
 
 impl Writer {
@@ -429,19 +452,39 @@ impl Writer {
         } else if let Err(error) = &outcome {
             log::warn(format_args!("{error}"));
         }
-        for write in group {
-            let done = match write {
-                Write::Insert { done, .. } | Write::Revive { done, .. } | Write::Purge { done, .. } | Write::Close { done } => {
-                    done
-                }
-                _ => continue,
-            };
-            let _ = done.send(outcome.clone());
+        let waiters: Vec<Waiter> = group
+            .into_iter()
+            .filter_map(|write| match write {
+                Write::Insert { done, .. } | Write::Revive { done, .. } | Write::Purge { done, .. } => Some(done),
+                _ => None,
+            })
+            .collect();
+        if !waiters.is_empty() {
+            let _ = self.answers.send(Answers { waiters, outcome: outcome.clone() });
         }
         outcome
     }
 
+    /// The dead letters' index is held from the first change to the
+    /// commit, so that no one sees a change before it is committed. A
+    /// failed commit leaves the index as changed, but then redb answers
+    /// every later read and write with an error until the runtime restarts
+    /// (and rebuilds the index from the file).
     fn apply(&self, group: &[Write], durable: bool) -> Result<()> {
+        let touches_dead_letters =
+            group.iter().any(|write| matches!(write, Write::Bury { .. } | Write::Revive { .. } | Write::Purge { .. }));
+        if !touches_dead_letters {
+            // Nothing here reads or changes the index, and readers of it need not wait for this commit.
+            return self.try_apply(group, durable, &mut DeadIndex::default(), &mut HeldChange::default());
+        }
+        let mut index = self.dead.lock().unwrap();
+        let mut change = HeldChange::default();
+        self.try_apply(group, durable, &mut index, &mut change)?;
+        change.settle(&self.held, &self.counters);
+        Ok(())
+    }
+
+    fn try_apply(&self, group: &[Write], durable: bool, index: &mut DeadIndex, change: &mut HeldChange) -> Result<()> {
         let mut transaction = self.db.begin_write().map_err(storage)?;
         if !durable {
             transaction.set_durability(Durability::None).map_err(storage)?;
@@ -449,7 +492,6 @@ impl Writer {
         {
             let mut pending = transaction.open_table(PENDING).map_err(storage)?;
             let mut dead = transaction.open_table(DEAD).map_err(storage)?;
-            let mut index = self.dead.lock().unwrap();
             for write in group {
                 match write {
                     Write::Insert { seq, record, .. } | Write::Replace { seq, record } => {
@@ -462,23 +504,19 @@ impl Writer {
                         pending.remove(*seq).map_err(storage)?;
                         dead.insert(*seq, record.as_slice()).map_err(storage)?;
                         index.insert(*seq, record.len());
-                        self.evict_oldest(&mut dead, &mut index)?;
+                        self.evict_oldest(&mut dead, index, change)?;
                     }
                     Write::Revive { dead_seq, seq, record, .. } => {
-                        if let Some(size) = index.remove(*dead_seq) {
-                            self.held.fetch_sub(size, Ordering::AcqRel);
-                        }
+                        change.freed += index.remove(*dead_seq).unwrap_or(0);
                         dead.remove(*dead_seq).map_err(storage)?;
                         pending.insert(*seq, record.as_slice()).map_err(storage)?;
-                        self.held.fetch_add(record.len(), Ordering::AcqRel);
+                        change.added += record.len();
                     }
                     Write::Close { .. } => {}
                     Write::Purge { seqs, .. } => {
                         for seq in seqs {
                             dead.remove(*seq).map_err(storage)?;
-                            if let Some(size) = index.remove(*seq) {
-                                self.held.fetch_sub(size, Ordering::AcqRel);
-                            }
+                            change.freed += index.remove(*seq).unwrap_or(0);
                         }
                     }
                 }
@@ -488,20 +526,38 @@ impl Writer {
     }
 
     /// Drops the oldest dead letters past `store.maxDeadLetters` or
-    /// `store.maxDeadLetterBytes`; each is counted and logged.
-    fn evict_oldest(&self, dead: &mut redb::Table<u64, &[u8]>, index: &mut DeadIndex) -> Result<()> {
+    /// `store.maxDeadLetterBytes`.
+    fn evict_oldest(&self, dead: &mut redb::Table<u64, &[u8]>, index: &mut DeadIndex, change: &mut HeldChange) -> Result<()> {
         while index.sizes.len() > self.limits.max_dead_letters || index.bytes > self.limits.max_dead_letter_bytes {
             let Some(seq) = index.sizes.keys().next().copied() else {
                 break;
             };
-            let size = index.remove(seq).unwrap_or(0);
-            self.held.fetch_sub(size, Ordering::AcqRel);
+            change.freed += index.remove(seq).unwrap_or(0);
             dead.remove(seq).map_err(storage)?;
-            self.counters.dead_letters_evicted.fetch_add(1, Ordering::Relaxed);
+            change.evicted.push(seq);
+        }
+        Ok(())
+    }
+}
+
+/// What one transaction changes in what the store holds; it counts only
+/// once committed.
+#[derive(Default)]
+struct HeldChange {
+    added: usize,
+    freed: usize,
+    evicted: Vec<u64>,
+}
+
+impl HeldChange {
+    fn settle(self, held: &AtomicUsize, counters: &Counters) {
+        held.fetch_add(self.added, Ordering::AcqRel);
+        held.fetch_sub(self.freed, Ordering::AcqRel);
+        for seq in self.evicted {
+            counters.dead_letters_evicted.fetch_add(1, Ordering::Relaxed);
             log::warn(format_args!(
                 "dead letter {seq} was dropped: the dead letters are full (store.maxDeadLetters, store.maxDeadLetterBytes)"
             ));
         }
-        Ok(())
     }
 }
