@@ -6,27 +6,27 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use edgefc_core::client::{CompletionSink, ConnectOptions, Endpoint, Session, Sinks, TaskSink};
+use edgefc_core::client::{CompletionSink, ConnectOptions, Endpoint, Session, Sinks};
 use edgefc_core::proto::{InvokeRequest, Reply, Request};
 use edgefc_core::{Error, ErrorCode};
-use napi::bindgen_prelude::{BufferSlice, Either, PromiseRaw};
+use napi::bindgen_prelude::{BufferSlice, Either, FromNapiValue, Function, PromiseRaw};
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
-use napi::{Env, Status};
+use napi::{Env, JsValue, Status};
 use napi_derive::napi;
 
-use crate::convert::{function_error_from_js, payload_from_js, NativeMessage, NativeTask, Outcome};
+use crate::convert::{function_error_from_js, payload_from_js, NativeMessage, Outcome};
 use crate::error::{self, to_js};
+use crate::event_loop::{Callbacks, LoopHandle};
 
-/// Called on the JavaScript thread with every outcome that arrived together.
+/// Called on the JavaScript thread with outcomes that come from another
+/// thread: those of requests that failed to connect.
 type CompletionCallback = ThreadsafeFunction<Vec<Outcome>, (), Vec<Outcome>, Status, false, true>;
-
-/// Called on the JavaScript thread with the tasks that arrived together; an
-/// empty array means the connection closed.
-type TaskCallback = ThreadsafeFunction<Vec<NativeTask>, (), Vec<NativeTask>, Status, false, true>;
 
 #[napi]
 pub struct NativeSession {
     session: Arc<Session>,
+    /// Where the connection is read and written: this thread's event loop.
+    _event_loop: LoopHandle,
 }
 
 #[napi]
@@ -37,14 +37,15 @@ impl NativeSession {
     /// process alive.
     #[napi(constructor)]
     pub fn new(
+        env: Env,
         socket_path: String,
         token: String,
         connect_timeout_ms: u32,
-        #[napi(ts_arg_type = "(outcomes: Outcome[]) => void")] on_completions: CompletionCallback,
-    ) -> NativeSession {
+        #[napi(ts_arg_type = "(outcomes: Outcome[]) => void")] on_completions: Function<'_>,
+    ) -> error::Result<NativeSession> {
         let mut options = ConnectOptions::new(PathBuf::from(socket_path), token);
         options.connect_timeout = Duration::from_millis(u64::from(connect_timeout_ms.max(1)));
-        NativeSession::with(options, on_completions, None)
+        NativeSession::with(&env, options, on_completions, None)
     }
 
     /// A worker's session, on the connection the runtime handed it at
@@ -52,26 +53,33 @@ impl NativeSession {
     /// (`[]` once the connection closed). Throws unless `fd` is a socket.
     #[napi(factory)]
     pub fn inherited(
+        env: Env,
         fd: i32,
-        #[napi(ts_arg_type = "(outcomes: Outcome[]) => void")] on_completions: CompletionCallback,
-        #[napi(ts_arg_type = "(tasks: NativeTask[]) => void")] on_tasks: TaskCallback,
+        #[napi(ts_arg_type = "(outcomes: Outcome[]) => void")] on_completions: Function<'_>,
+        #[napi(ts_arg_type = "(tasks: NativeTask[]) => void")] on_tasks: Function<'_>,
     ) -> error::Result<NativeSession> {
         let endpoint = Endpoint::inherited(fd).map_err(to_js)?;
-        Ok(NativeSession::with(ConnectOptions::worker(endpoint), on_completions, Some(on_tasks)))
+        NativeSession::with(&env, ConnectOptions::worker(endpoint), on_completions, Some(on_tasks))
     }
 
-    fn with(options: ConnectOptions, on_completions: CompletionCallback, on_tasks: Option<TaskCallback>) -> NativeSession {
+    fn with(
+        env: &Env,
+        mut options: ConnectOptions,
+        on_completions: Function<'_>,
+        on_tasks: Option<Function<'_>>,
+    ) -> error::Result<NativeSession> {
+        let callbacks = Callbacks { on_completions: &on_completions, on_tasks: on_tasks.as_ref() };
+        let (poller, event_loop) = LoopHandle::start(env, callbacks).map_err(to_js)?;
+        options.poller = Some(poller);
+        // SAFETY: `on_completions` is a live function of `env`, on its thread.
+        let from_elsewhere = unsafe { CompletionCallback::from_napi_value(env.raw(), on_completions.raw()) }
+            .map_err(|error| to_js(Error::new(ErrorCode::Internal, error.reason)))?;
         let completions: CompletionSink = Arc::new(move |batch| {
             let outcomes = batch.into_iter().map(|(tag, reply)| Outcome::of(tag, reply)).collect();
-            on_completions.call(outcomes, ThreadsafeFunctionCallMode::NonBlocking);
+            from_elsewhere.call(outcomes, ThreadsafeFunctionCallMode::NonBlocking);
         });
-        let tasks = on_tasks.map(|callback| {
-            Arc::new(move |batch: Vec<edgefc_core::proto::Task>| {
-                callback.call(batch.into_iter().map(NativeTask::from).collect(), ThreadsafeFunctionCallMode::NonBlocking);
-            }) as TaskSink
-        });
-        let sinks = Sinks { completions: Some(completions), tasks };
-        NativeSession { session: Session::new(options, sinks, crate::engine()) }
+        let sinks = Sinks { completions: Some(completions), tasks: None };
+        Ok(NativeSession { session: Session::new(options, sinks, crate::engine()), _event_loop: event_loop })
     }
 
     /// Sends an invocation; its outcome comes to `onCompletions` with `tag`.

@@ -1,8 +1,11 @@
 //! What a caller or worker process uses: one multiplexed connection to the
 //! runtime per process.
 //!
-//! Every request carries an id; a reader task ([`replies`]) routes each reply
-//! to whoever waits for it, so any number of requests share one socket. A
+//! Every request carries an id; each reply is routed ([`replies`]) to whoever
+//! waits for it, so any number of requests share one socket. A connection is
+//! read either by a tokio task or, when a [`Poller`] is given, by the
+//! poller's thread (the JavaScript thread, whose event loop then watches the
+//! socket itself: no other thread is woken between the socket and it). A
 //! connection opened with `serve` also receives the tasks of the function it
 //! hosts (the worker side), which is how a hosted function's own `FCClient`
 //! calls and its handler share one connection.
@@ -20,15 +23,19 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::StreamExt;
+use tokio::io::AsyncWriteExt;
 use tokio::net::UnixStream;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio_util::codec::{Encoder, FramedRead};
 
 use crate::error::{Error, ErrorCode, Result};
 use crate::proto::frame::{Frame, FrameCodec, FunctionError, Payload, PROTOCOL_VERSION};
 use crate::proto::limits::{check_field, check_request, payload_too_large};
 use crate::proto::message::{error_payload, Message, Reply, Request, Task};
-use crate::transport::{self, FrameSender, OutputBound, PendingTable};
+use crate::transport::{self, FrameReader, FrameSender, OutputBound, PendingTable, PolledReader, ReadTurn};
 
+pub use replies::Arrived;
 pub use session::Session;
 
 /// How long connecting plus the handshake may take before the runtime is
@@ -89,23 +96,52 @@ impl Endpoint {
     }
 }
 
-#[derive(Debug, Clone)]
+/// A thread that reads and writes connections from its own event loop.
+/// Once connected, a polled [`Client`] is handed to [`watch`]; from then on
+/// that thread calls [`Client::read_ready`] when the socket is readable, and
+/// [`Client::write_ready`] when asked to through [`write_soon`] and then
+/// whenever the socket is writable, until it returns false.
+///
+/// [`watch`]: Poller::watch
+/// [`write_soon`]: Poller::write_soon
+pub trait Poller: Send + Sync {
+    /// Starts watching `client`'s socket ([`Client::fd`]); called from any thread.
+    fn watch(&self, client: Arc<Client>);
+    /// The client numbered `client_id` ([`Client::id`]) has output that the
+    /// polling thread must write; called from any thread.
+    fn write_soon(&self, client_id: u64);
+}
+
+#[derive(Clone)]
 pub struct ConnectOptions {
     pub endpoint: Endpoint,
     /// Receive the tasks of the function whose worker this is.
     pub serve: bool,
     pub connect_timeout: Duration,
+    /// Who reads and writes the connection once it is open; a tokio task when `None`.
+    pub poller: Option<Arc<dyn Poller>>,
+}
+
+impl std::fmt::Debug for ConnectOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectOptions")
+            .field("endpoint", &self.endpoint)
+            .field("serve", &self.serve)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("polled", &self.poller.is_some())
+            .finish()
+    }
 }
 
 impl ConnectOptions {
     pub fn new(socket_path: impl Into<PathBuf>, token: impl Into<String>) -> ConnectOptions {
         let endpoint = Endpoint::Socket { path: socket_path.into(), token: token.into() };
-        ConnectOptions { endpoint, serve: false, connect_timeout: DEFAULT_CONNECT_TIMEOUT }
+        ConnectOptions { endpoint, serve: false, connect_timeout: DEFAULT_CONNECT_TIMEOUT, poller: None }
     }
 
     /// A worker's connection, handed over by the runtime: it serves tasks.
     pub fn worker(endpoint: Endpoint) -> ConnectOptions {
-        ConnectOptions { endpoint, serve: true, connect_timeout: DEFAULT_CONNECT_TIMEOUT }
+        ConnectOptions { endpoint, serve: true, connect_timeout: DEFAULT_CONNECT_TIMEOUT, poller: None }
     }
 }
 
@@ -145,12 +181,18 @@ enum Waiter {
 }
 
 pub struct Client {
+    id: u64,
     sender: FrameSender,
     pending: Arc<PendingTable<Waiter>>,
     max_payload: usize,
     messages: tokio::sync::Mutex<mpsc::Receiver<WaitingMessage>>,
     dropped_messages: Arc<AtomicU64>,
+    /// The reading side, for a polled connection; only its poller's thread takes it.
+    polled: Option<std::sync::Mutex<(PolledReader, replies::Router)>>,
 }
+
+/// Numbers clients, so that a poller can tell them apart.
+static NEXT_CLIENT_ID: AtomicU64 = AtomicU64::new(1);
 
 /// A message waiting for [`Client::next_messages`], holding its share of
 /// [`MAX_WAITING_MESSAGE_BYTES`].
@@ -177,7 +219,7 @@ impl Client {
     }
 
     async fn handshake(options: &ConnectOptions, sinks: Sinks, deadline: tokio::time::Instant) -> Result<Client> {
-        let (stream, token) = match &options.endpoint {
+        let (mut stream, token) = match &options.endpoint {
             Endpoint::Socket { path, token } => {
                 check_field("the token", token)?;
                 let stream = connect_once_listening(path, deadline).await.map_err(|error| {
@@ -192,30 +234,95 @@ impl Client {
                 (stream, String::new())
             }
         };
-        let (mut reader, sender) =
-            transport::split(stream, FrameCodec::for_max_payload(HANDSHAKE_MAX_PAYLOAD), OutputBound::unbounded());
-        sender.send(Frame::Hello { version: PROTOCOL_VERSION, serve: options.serve, token });
-        let max_payload = match reader.read_frame().await {
-            Ok(Some(Frame::Welcome { version: PROTOCOL_VERSION, max_payload })) => max_payload as usize,
-            Ok(Some(Frame::Welcome { version, .. })) => {
-                return Err(Error::new(
-                    ErrorCode::Protocol,
-                    format!("the runtime speaks protocol version {version}, this client {PROTOCOL_VERSION}"),
-                ))
+        let hello = Frame::Hello { version: PROTOCOL_VERSION, serve: options.serve, token };
+        // A tokio-polled connection is split first, its reader task reading
+        // from the first frame on; a polled one reads the welcome here, and
+        // keeps what the runtime sent right after it (a worker's first tasks).
+        let (max_payload, connection) = match &options.poller {
+            None => {
+                let (mut reader, sender) =
+                    transport::split(stream, FrameCodec::for_max_payload(HANDSHAKE_MAX_PAYLOAD), OutputBound::unbounded());
+                sender.send(hello);
+                let max_payload = welcome(reader.read_frame().await)?;
+                reader.set_max_payload(max_payload);
+                (max_payload, Opened::ByTask(reader, sender))
             }
-            Ok(Some(Frame::Failure { code, message, .. })) => return Err(Error::new(code, message)),
-            Ok(Some(_)) => return Err(Error::new(ErrorCode::Protocol, "unexpected frame during the handshake")),
-            Ok(None) => return Err(Error::runtime_unavailable("the runtime closed the connection during the handshake")),
-            Err(error) => return Err(Error::runtime_unavailable(format!("handshake with the runtime failed: {error}"))),
+            Some(poller) => {
+                let mut bytes = bytes::BytesMut::new();
+                FrameCodec::unlimited().encode(&hello, &mut bytes).map_err(|error| handshake_failed(&error))?;
+                stream.write_all(&bytes).await.map_err(|error| handshake_failed(&error))?;
+                let mut framed = FramedRead::new(&mut stream, FrameCodec::for_max_payload(HANDSHAKE_MAX_PAYLOAD));
+                let max_payload = welcome(framed.next().await.transpose())?;
+                let already_read = std::mem::take(framed.read_buffer_mut());
+                drop(framed);
+                (max_payload, Opened::Polled(poller.clone(), stream, already_read))
+            }
         };
-        reader.set_max_payload(max_payload);
+        let id = NEXT_CLIENT_ID.fetch_add(1, Ordering::Relaxed);
         let pending = Arc::new(PendingTable::new());
         let (message_queue, messages) = mpsc::channel(MAX_WAITING_MESSAGES);
         let message_bytes = Arc::new(Semaphore::new(MAX_WAITING_MESSAGE_BYTES));
         let dropped_messages = Arc::new(AtomicU64::new(0));
         let waiting = replies::MessageQueue { queue: message_queue, bytes: message_bytes, dropped: dropped_messages.clone() };
-        tokio::spawn(replies::route(reader, pending.clone(), waiting, sinks));
-        Ok(Client { sender, pending, max_payload, messages: tokio::sync::Mutex::new(messages), dropped_messages })
+        let keeps_tasks = match &options.poller {
+            Some(_) => options.serve,
+            None => sinks.tasks.is_some(),
+        };
+        let router = replies::Router { pending: pending.clone(), messages: waiting, keeps_tasks, arrived: Arrived::default() };
+        let (sender, polled) = match connection {
+            Opened::Polled(poller, stream, already_read) => {
+                let stream = stream.into_std().map_err(|error| handshake_failed(&error))?;
+                let ask_to_write = Arc::new(move || poller.write_soon(id));
+                let codec = FrameCodec::for_max_payload(max_payload);
+                let (reader, sender) = transport::split_polled(stream, already_read, codec, ask_to_write);
+                (sender, Some(std::sync::Mutex::new((reader, router))))
+            }
+            Opened::ByTask(reader, sender) => {
+                tokio::spawn(replies::route(reader, router, sinks));
+                (sender, None)
+            }
+        };
+        Ok(Client { id, sender, pending, max_payload, messages: tokio::sync::Mutex::new(messages), dropped_messages, polled })
+    }
+
+    /// This client's number, unique in the process.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Ends the connection: what is queued is dropped, and the requests
+    /// still waiting fail once the reading side sees the end.
+    pub fn close(&self) {
+        self.sender.close();
+    }
+
+    /// For a polled client: the descriptor its poller watches.
+    pub fn fd(&self) -> Option<std::os::fd::RawFd> {
+        self.polled.as_ref().map(|polled| polled.lock().unwrap().0.fd())
+    }
+
+    /// For a polled client, on its poller's thread, when the socket is
+    /// readable: reads what is there and returns what arrived for the
+    /// binding. Once `ended` is set, the poller stops watching.
+    pub fn read_ready(&self) -> Arrived {
+        let Some(polled) = &self.polled else {
+            return Arrived::default();
+        };
+        let mut polled = polled.lock().unwrap();
+        let (reader, router) = &mut *polled;
+        let mut trusted = true;
+        let turn = reader.read_ready(|frame| trusted = trusted && router.route(frame));
+        if !trusted || !matches!(turn, ReadTurn::Open) {
+            self.sender.close();
+            router.end();
+        }
+        router.take()
+    }
+
+    /// For a polled client, on its poller's thread: writes what the socket
+    /// takes now; true while output remains (watch for writability).
+    pub fn write_ready(&self) -> bool {
+        self.sender.write_ready()
     }
 
     /// The largest payload the runtime accepts, learned in the handshake.
@@ -297,6 +404,33 @@ impl Client {
             Dispatch::Queue => self.sender.queue(frame),
         }
     }
+}
+
+/// A connection past the handshake, before its reading starts.
+enum Opened {
+    /// Read by a tokio task.
+    ByTask(FrameReader, FrameSender),
+    /// Read by the poller, starting with bytes that came after the welcome.
+    Polled(Arc<dyn Poller>, UnixStream, bytes::BytesMut),
+}
+
+/// The limit the runtime's welcome tells, or why there was none.
+fn welcome(frame: std::result::Result<Option<Frame>, crate::proto::frame::FrameError>) -> Result<usize> {
+    match frame {
+        Ok(Some(Frame::Welcome { version: PROTOCOL_VERSION, max_payload })) => Ok(max_payload as usize),
+        Ok(Some(Frame::Welcome { version, .. })) => Err(Error::new(
+            ErrorCode::Protocol,
+            format!("the runtime speaks protocol version {version}, this client {PROTOCOL_VERSION}"),
+        )),
+        Ok(Some(Frame::Failure { code, message, .. })) => Err(Error::new(code, message)),
+        Ok(Some(_)) => Err(Error::new(ErrorCode::Protocol, "unexpected frame during the handshake")),
+        Ok(None) => Err(Error::runtime_unavailable("the runtime closed the connection during the handshake")),
+        Err(error) => Err(handshake_failed(&error)),
+    }
+}
+
+fn handshake_failed(error: &dyn std::fmt::Display) -> Error {
+    Error::runtime_unavailable(format!("handshake with the runtime failed: {error}"))
 }
 
 /// Pauses between connect attempts while the runtime is not listening:

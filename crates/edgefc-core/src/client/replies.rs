@@ -1,6 +1,7 @@
-//! The reader task of a client connection: every frame the runtime sends is
-//! a reply to a request, a task for the hosted function, or a message for a
-//! subscription, and goes to whoever waits for it.
+//! Where what a client connection reads goes: every frame the runtime sends
+//! is a reply to a request, a task for the hosted function, or a message for
+//! a subscription, and goes to whoever waits for it. A connection that tokio
+//! polls has a reader task ([`route`]); a polled one is read by its poller.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -17,49 +18,6 @@ use crate::transport::{FrameReader, PendingTable};
 /// Replies and tasks handed to a sink at most at once, so that the receiving
 /// thread can start on the first ones while the rest are still being read.
 const MAX_BATCH: usize = 64;
-
-/// What one turn of reading has gathered for the sinks.
-struct Batches {
-    sinks: Sinks,
-    replies: Vec<(u64, Result<Reply>)>,
-    tasks: Vec<Task>,
-}
-
-impl Batches {
-    fn push_reply(&mut self, tag: u64, reply: Result<Reply>) {
-        self.replies.push((tag, reply));
-        if self.replies.len() >= MAX_BATCH {
-            self.hand_over_replies();
-        }
-    }
-
-    fn push_task(&mut self, task: Task) {
-        if self.sinks.tasks.is_none() {
-            return;
-        }
-        self.tasks.push(task);
-        if self.tasks.len() >= MAX_BATCH {
-            self.hand_over_tasks();
-        }
-    }
-
-    fn hand_over_replies(&mut self) {
-        if let (Some(sink), false) = (&self.sinks.completions, self.replies.is_empty()) {
-            sink(std::mem::take(&mut self.replies));
-        }
-    }
-
-    fn hand_over_tasks(&mut self) {
-        if let (Some(sink), false) = (&self.sinks.tasks, self.tasks.is_empty()) {
-            sink(std::mem::take(&mut self.tasks));
-        }
-    }
-
-    fn hand_over(&mut self) {
-        self.hand_over_replies();
-        self.hand_over_tasks();
-    }
-}
 
 /// Where messages wait for `next_messages`, bounded by count (the channel)
 /// and bytes (the semaphore's permits).
@@ -107,47 +65,106 @@ fn classify(frame: Frame) -> Option<Incoming> {
     })
 }
 
-/// Reads until the connection ends, then fails every request still waiting
-/// and, for a serving connection, tells the task sink with an empty batch.
-pub(super) async fn route(mut reader: FrameReader, pending: Arc<PendingTable<Waiter>>, messages: MessageQueue, sinks: Sinks) {
-    let mut batches = Batches { sinks, replies: Vec::new(), tasks: Vec::new() };
+/// Routes what a client connection reads: a reply to an awaiting call
+/// straight to it, a reply to a tagged request and a task into [`Arrived`]
+/// for the binding, a message to its queue.
+pub(super) struct Router {
+    pub(super) pending: Arc<PendingTable<Waiter>>,
+    pub(super) messages: MessageQueue,
+    /// Whether this connection's tasks are wanted (a serving connection's).
+    pub(super) keeps_tasks: bool,
+    pub(super) arrived: Arrived,
+}
+
+/// What has arrived for the binding since it last took it.
+#[derive(Default)]
+pub struct Arrived {
+    /// Replies to requests sent with [`Client::submit`](super::Client::submit), by tag.
+    pub replies: Vec<(u64, Result<Reply>)>,
+    pub tasks: Vec<Task>,
+    /// The connection has ended; every request still waiting is among `replies`, failed.
+    pub ended: bool,
+}
+
+impl Router {
+    /// False for a frame the runtime never sends, after which the
+    /// connection cannot be trusted.
+    pub(super) fn route(&mut self, frame: Frame) -> bool {
+        let Some(incoming) = classify(frame) else {
+            return false;
+        };
+        match incoming {
+            Incoming::Reply(id, reply) => match self.pending.take(id) {
+                Some(Waiter::Call(waiting)) => {
+                    let _ = waiting.send(reply);
+                }
+                Some(Waiter::Tagged(tag)) => self.arrived.replies.push((tag, reply)),
+                None => {}
+            },
+            Incoming::Task(task) if self.keeps_tasks => self.arrived.tasks.push(task),
+            Incoming::Task(_) => {}
+            Incoming::Message(message) => self.messages.push(message),
+        }
+        true
+    }
+
+    /// The connection ended: every request still waiting fails.
+    pub(super) fn end(&mut self) {
+        for waiter in self.pending.close() {
+            match waiter {
+                Waiter::Call(waiting) => {
+                    let _ = waiting.send(Err(connection_lost()));
+                }
+                Waiter::Tagged(tag) => self.arrived.replies.push((tag, Err(connection_lost()))),
+            }
+        }
+        self.arrived.ended = true;
+    }
+
+    pub(super) fn take(&mut self) -> Arrived {
+        std::mem::take(&mut self.arrived)
+    }
+}
+
+/// Hands what arrived to the sinks, each batch in one call.
+fn hand_over(arrived: Arrived, sinks: &Sinks) {
+    if let (Some(sink), false) = (&sinks.completions, arrived.replies.is_empty()) {
+        sink(arrived.replies);
+    }
+    if let (Some(sink), false) = (&sinks.tasks, arrived.tasks.is_empty()) {
+        sink(arrived.tasks);
+    }
+}
+
+/// The reader task of a connection that tokio polls: reads until the
+/// connection ends, then fails every request still waiting and, for a
+/// serving connection, tells the task sink with an empty batch.
+pub(super) async fn route(mut reader: FrameReader, mut router: Router, sinks: Sinks) {
     'connection: loop {
         // Wait for one frame, then take every frame that is already here,
         // and hand what they carry over together.
         let mut next = reader.read_frame().await;
         loop {
-            let Some(incoming) = next.ok().flatten().and_then(classify) else {
+            let Some(frame) = next.ok().flatten() else {
                 break 'connection;
             };
-            match incoming {
-                Incoming::Reply(id, reply) => match pending.take(id) {
-                    Some(Waiter::Call(waiting)) => {
-                        let _ = waiting.send(reply);
-                    }
-                    Some(Waiter::Tagged(tag)) => batches.push_reply(tag, reply),
-                    None => {}
-                },
-                Incoming::Task(task) => batches.push_task(task),
-                Incoming::Message(message) => messages.push(message),
+            if !router.route(frame) {
+                break 'connection;
+            }
+            if router.arrived.replies.len() >= MAX_BATCH || router.arrived.tasks.len() >= MAX_BATCH {
+                hand_over(router.take(), &sinks);
             }
             match reader.read_frame().now_or_never() {
                 Some(frame) => next = frame,
                 None => break,
             }
         }
-        batches.hand_over();
-    }
-    for waiter in pending.close() {
-        match waiter {
-            Waiter::Call(waiting) => {
-                let _ = waiting.send(Err(connection_lost()));
-            }
-            Waiter::Tagged(tag) => batches.push_reply(tag, Err(connection_lost())),
-        }
+        hand_over(router.take(), &sinks);
     }
     // Tasks read together with the end still reach the worker, before the end does.
-    batches.hand_over();
-    if let Some(task_sink) = &batches.sinks.tasks {
+    router.end();
+    hand_over(router.take(), &sinks);
+    if let Some(task_sink) = &sinks.tasks {
         task_sink(Vec::new());
     }
 }

@@ -65,6 +65,9 @@ impl Session {
             return Err(connection_lost());
         }
         let client = Arc::new(Client::connect(&self.options, self.sinks.clone()).await?);
+        if let Some(poller) = &self.options.poller {
+            poller.watch(client.clone());
+        }
         *self.current.write().unwrap() = Some(client.clone());
         Ok(client)
     }

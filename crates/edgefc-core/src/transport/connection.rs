@@ -3,6 +3,12 @@
 //! can use to queue a frame. Frames gather in one buffer that is written with
 //! one syscall, so many small results coalesce under load without delaying a
 //! lone frame. What a peer has not read yet is bounded by an [`OutputBound`].
+//!
+//! A connection can instead be driven by a thread's own event loop
+//! ([`split_polled`]): that thread is told when the socket is readable or
+//! writable (Node's libuv loop, in the binding), reads with a
+//! [`PolledReader`] and writes with [`FrameSender::write_ready`], and no
+//! other thread is woken on the way.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -12,7 +18,7 @@ use futures_util::StreamExt;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
 use tokio::sync::Notify;
-use tokio_util::codec::{Encoder, FramedRead};
+use tokio_util::codec::{Decoder, Encoder, FramedRead};
 
 use crate::proto::frame::{Frame, FrameCodec, FrameError};
 
@@ -62,12 +68,49 @@ struct SenderHandle {
 impl Drop for SenderHandle {
     fn drop(&mut self) {
         self.shared.state.lock().unwrap().senders_gone = true;
-        self.shared.wake.notify_one();
+        self.shared.wake_writer();
+    }
+}
+
+/// Who writes what the sending threads could not.
+enum WriteSocket {
+    /// A tokio task (`write_frames`), woken through `WriteShared::wake`.
+    Task(OwnedWriteHalf),
+    /// The thread that polls the socket: `ask_to_write` asks it to call
+    /// [`FrameSender::write_ready`] (now, and again whenever the socket is
+    /// writable until that returns false).
+    Polled { stream: Arc<std::os::unix::net::UnixStream>, ask_to_write: Arc<dyn Fn() + Send + Sync> },
+}
+
+impl WriteSocket {
+    fn try_write(&self, bytes: &[u8]) -> std::io::Result<usize> {
+        match self {
+            WriteSocket::Task(socket) => socket.try_write(bytes),
+            WriteSocket::Polled { stream, .. } => std::io::Write::write(&mut &**stream, bytes),
+        }
+    }
+
+    fn shut_down(&self) {
+        let _ = match self {
+            WriteSocket::Task(socket) => {
+                socket2::SockRef::from(socket.as_ref() as &UnixStream).shutdown(std::net::Shutdown::Both)
+            }
+            WriteSocket::Polled { stream, .. } => stream.shutdown(std::net::Shutdown::Both),
+        };
+    }
+}
+
+impl WriteShared {
+    fn wake_writer(&self) {
+        match &self.socket {
+            WriteSocket::Task(_) => self.wake.notify_one(),
+            WriteSocket::Polled { ask_to_write, .. } => ask_to_write(),
+        }
     }
 }
 
 struct WriteShared {
-    socket: OwnedWriteHalf,
+    socket: WriteSocket,
     state: Mutex<WriteState>,
     wake: Notify,
     /// Woken whenever output has been written or the connection closed.
@@ -250,32 +293,37 @@ impl FrameSender {
     }
 
     /// Writes what is queued from the calling thread, without blocking; what
-    /// the socket does not take now is left to the writer task.
+    /// the socket does not take now is left to the writer.
     pub fn flush(&self) {
         let shared = &self.inner.shared;
         let mut state = shared.state.lock().unwrap();
         if state.writer_busy || state.closed || state.buffer.is_empty() {
             return;
         }
-        while !state.buffer.is_empty() {
-            match shared.socket.try_write(&state.buffer) {
-                Ok(written) => {
-                    let _ = state.buffer.split_to(written);
-                    state.bound.remove(written);
-                }
-                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => break,
-                Err(_) => {
-                    close(shared, &mut state);
-                    return;
-                }
-            }
-        }
-        if !state.buffer.is_empty() {
+        if write_now(shared, &mut state) {
             state.writer_busy = true;
             drop(state);
-            shared.wake.notify_one();
+            shared.wake_writer();
         }
-        shared.drained.notify_waiters();
+    }
+
+    /// For a polled connection, on its polling thread: writes what the
+    /// socket takes now. True while output remains, for which the socket's
+    /// writability must be watched.
+    pub fn write_ready(&self) -> bool {
+        let shared = &self.inner.shared;
+        let mut state = shared.state.lock().unwrap();
+        if state.closed {
+            return false;
+        }
+        if write_now(shared, &mut state) {
+            return true;
+        }
+        state.writer_busy = false;
+        if state.senders_gone {
+            close(shared, &mut state);
+        }
+        false
     }
 
     pub fn is_closed(&self) -> bool {
@@ -297,11 +345,32 @@ fn append(state: &mut WriteState, frame: &Frame) -> bool {
     encoded
 }
 
+/// Writes from the buffer what the socket takes without blocking; true
+/// when some is left. A failed write closes the connection.
+fn write_now(shared: &WriteShared, state: &mut WriteState) -> bool {
+    while !state.buffer.is_empty() {
+        match shared.socket.try_write(&state.buffer) {
+            Ok(written) => {
+                let _ = state.buffer.split_to(written);
+                state.bound.remove(written);
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => {
+                close(shared, state);
+                return false;
+            }
+        }
+    }
+    shared.drained.notify_waiters();
+    !state.buffer.is_empty()
+}
+
 fn wake_writer(shared: &WriteShared, mut state: std::sync::MutexGuard<'_, WriteState>) {
     if !state.writer_busy {
         state.writer_busy = true;
         drop(state);
-        shared.wake.notify_one();
+        shared.wake_writer();
     }
 }
 
@@ -316,9 +385,11 @@ fn close(shared: &WriteShared, state: &mut WriteState) {
     state.closed = true;
     state.bound.remove(state.buffer.len());
     state.buffer = BytesMut::new();
-    shut_down(&shared.socket);
+    shared.socket.shut_down();
     shared.drained.notify_waiters();
-    shared.wake.notify_one();
+    if let WriteSocket::Task(_) = shared.socket {
+        shared.wake.notify_one();
+    }
 }
 
 /// The socket send buffer asked for (the kernel caps it at
@@ -333,8 +404,31 @@ pub fn split(stream: UnixStream, codec: FrameCodec, bound: OutputBound) -> (Fram
     // Best effort: a smaller buffer only costs speed.
     let _ = socket2::SockRef::from(&stream).set_send_buffer_size(SEND_BUFFER_BYTES);
     let (read_half, write_half) = stream.into_split();
-    let shared = Arc::new(WriteShared {
-        socket: write_half,
+    let shared = write_shared(WriteSocket::Task(write_half), bound);
+    tokio::spawn(write_frames(shared.clone()));
+    (FrameReader { inner: FramedRead::new(read_half, codec) }, FrameSender { inner: Arc::new(SenderHandle { shared }) })
+}
+
+/// Splits a non-blocking `stream` for a thread that polls it: reads go
+/// through the [`PolledReader`] (starting with `already_read`, bytes read
+/// before the split), and `ask_to_write` is called, from any thread, when
+/// [`FrameSender::write_ready`] must be called on the polling thread.
+pub fn split_polled(
+    stream: std::os::unix::net::UnixStream,
+    already_read: BytesMut,
+    codec: FrameCodec,
+    ask_to_write: Arc<dyn Fn() + Send + Sync>,
+) -> (PolledReader, FrameSender) {
+    let _ = socket2::SockRef::from(&stream).set_send_buffer_size(SEND_BUFFER_BYTES);
+    let stream = Arc::new(stream);
+    let shared = write_shared(WriteSocket::Polled { stream: stream.clone(), ask_to_write }, OutputBound::unbounded());
+    let reader = PolledReader { stream, buffer: already_read, codec };
+    (reader, FrameSender { inner: Arc::new(SenderHandle { shared }) })
+}
+
+fn write_shared(socket: WriteSocket, bound: OutputBound) -> Arc<WriteShared> {
+    Arc::new(WriteShared {
+        socket,
         state: Mutex::new(WriteState {
             buffer: BytesMut::new(),
             codec: FrameCodec::unlimited(),
@@ -346,9 +440,76 @@ pub fn split(stream: UnixStream, codec: FrameCodec, bound: OutputBound) -> (Fram
         }),
         wake: Notify::new(),
         drained: Notify::new(),
-    });
-    tokio::spawn(write_frames(shared.clone()));
-    (FrameReader { inner: FramedRead::new(read_half, codec) }, FrameSender { inner: Arc::new(SenderHandle { shared }) })
+    })
+}
+
+/// Bytes asked of the socket in one read, at least.
+const READ_CHUNK: usize = 64 << 10;
+/// Bytes read in one turn of [`PolledReader::read_ready`] at most, so that a
+/// fast peer cannot keep the polling thread from its other work; the rest is
+/// read on the next turn.
+const MAX_READ_PER_TURN: usize = 4 << 20;
+
+/// The reading side of a polled connection, used on its polling thread.
+pub struct PolledReader {
+    stream: Arc<std::os::unix::net::UnixStream>,
+    buffer: BytesMut,
+    codec: FrameCodec,
+}
+
+/// How a turn of [`PolledReader::read_ready`] ended.
+#[derive(Debug)]
+pub enum ReadTurn {
+    /// Nothing more to read now.
+    Open,
+    /// The peer closed the connection cleanly between frames.
+    Closed,
+    /// A read failed, or a frame was truncated, oversized or unknown: the
+    /// connection must be dropped.
+    Failed(FrameError),
+}
+
+impl PolledReader {
+    /// The descriptor to poll for readability.
+    pub fn fd(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(&*self.stream)
+    }
+
+    /// Reads what the socket has now (up to a bound) and hands each whole
+    /// frame to `on_frame`, in order.
+    pub fn read_ready(&mut self, mut on_frame: impl FnMut(Frame)) -> ReadTurn {
+        let mut read_this_turn = 0;
+        loop {
+            loop {
+                match self.codec.decode(&mut self.buffer) {
+                    Ok(Some(frame)) => on_frame(frame),
+                    Ok(None) => break,
+                    Err(error) => return ReadTurn::Failed(error),
+                }
+            }
+            if read_this_turn >= MAX_READ_PER_TURN {
+                return ReadTurn::Open;
+            }
+            self.buffer.reserve(READ_CHUNK);
+            let spare = self.buffer.spare_capacity_mut();
+            match socket2::SockRef::from(&*self.stream).recv(spare) {
+                Ok(0) if self.buffer.is_empty() => return ReadTurn::Closed,
+                Ok(0) => return ReadTurn::Failed(FrameError::Malformed("the connection ended inside a frame")),
+                Ok(read) => {
+                    // SAFETY: `recv` initialised the first `read` bytes of the spare capacity.
+                    unsafe { self.buffer.set_len(self.buffer.len() + read) };
+                    read_this_turn += read;
+                }
+                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(error) => return ReadTurn::Failed(FrameError::Io(error)),
+            }
+        }
+        if self.buffer.is_empty() && self.buffer.capacity() > KEPT_BUFFER_BYTES {
+            self.buffer = BytesMut::new();
+        }
+        ReadTurn::Open
+    }
 }
 
 async fn write_frames(shared: Arc<WriteShared>) {
@@ -373,7 +534,10 @@ async fn write_frames(shared: Arc<WriteShared>) {
                 std::mem::swap(&mut state.buffer, &mut chunk);
                 state.in_writer = chunk.len();
             }
-            let written = write_all(&shared.socket, &chunk).await;
+            let WriteSocket::Task(socket) = &shared.socket else {
+                return;
+            };
+            let written = write_all(socket, &chunk).await;
             {
                 let mut state = shared.state.lock().unwrap();
                 state.in_writer = 0;
@@ -390,11 +554,6 @@ async fn write_frames(shared: Arc<WriteShared>) {
             }
         }
     }
-}
-
-fn shut_down(socket: &OwnedWriteHalf) {
-    let stream: &UnixStream = socket.as_ref();
-    let _ = socket2::SockRef::from(stream).shutdown(std::net::Shutdown::Both);
 }
 
 async fn write_all(socket: &OwnedWriteHalf, mut bytes: &[u8]) -> std::io::Result<()> {

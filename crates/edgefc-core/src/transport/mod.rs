@@ -6,5 +6,5 @@
 pub mod connection;
 pub mod pending;
 
-pub use connection::{split, FrameReader, FrameSender, Offer, OutputBound};
+pub use connection::{split, split_polled, FrameReader, FrameSender, Offer, OutputBound, PolledReader, ReadTurn};
 pub use pending::PendingTable;

@@ -1,0 +1,467 @@
+//! `LoopPoller`: a session's connection read and written on the JavaScript
+//! thread, from Node's own event loop (libuv).
+//!
+//! The socket is watched with a `uv_poll_t`. When it is readable, the
+//! replies and tasks are read, decoded and handed to JavaScript in one call
+//! on the thread that runs it; frames are written from that thread too. So
+//! no other thread is woken between the socket and JavaScript, either way.
+//! Other threads (where connecting happens) reach the loop through a
+//! `uv_async_t`: to have a new connection watched, or output written.
+//!
+//! The handles are unreferenced, like the threadsafe callbacks before them:
+//! the facade keeps the process alive while calls are outstanding.
+
+use std::collections::HashMap;
+use std::ffi::{c_int, c_void};
+use std::ptr;
+use std::sync::{Arc, Mutex};
+
+use edgefc_core::client::{Arrived, Client, Poller};
+use napi::bindgen_prelude::{Function, ToNapiValue};
+use napi::{sys, Env, JsValue};
+
+use crate::convert::{NativeTask, Outcome};
+
+/// libuv as Node exports it to addons. The handles must live on Node's own
+/// loop, so this declares the few functions used rather than linking a
+/// libuv of its own (which is what the `-sys` crates do).
+mod uv {
+    use std::ffi::{c_int, c_void};
+
+    pub const ASYNC: c_int = 1;
+    pub const POLL: c_int = 8;
+    pub const READABLE: c_int = 1;
+    pub const WRITABLE: c_int = 2;
+
+    pub type Handle = c_void;
+    pub type PollCallback = unsafe extern "C" fn(*mut Handle, c_int, c_int);
+    pub type Callback = unsafe extern "C" fn(*mut Handle);
+
+    extern "C" {
+        pub fn uv_handle_size(kind: c_int) -> usize;
+        pub fn uv_handle_set_data(handle: *mut Handle, data: *mut c_void);
+        pub fn uv_handle_get_data(handle: *const Handle) -> *mut c_void;
+        pub fn uv_poll_init(event_loop: *mut c_void, handle: *mut Handle, fd: c_int) -> c_int;
+        pub fn uv_poll_start(handle: *mut Handle, events: c_int, callback: PollCallback) -> c_int;
+        pub fn uv_async_init(event_loop: *mut c_void, handle: *mut Handle, callback: Callback) -> c_int;
+        pub fn uv_async_send(handle: *mut Handle) -> c_int;
+        pub fn uv_close(handle: *mut Handle, callback: Callback);
+        pub fn uv_unref(handle: *mut Handle);
+    }
+}
+
+/// A libuv handle pointer, sent across threads only to `uv_async_send`,
+/// which libuv allows from any thread.
+struct WakeHandle(*mut uv::Handle);
+
+// SAFETY: only `uv_async_send` is called through it off the loop's thread,
+// and only while the inbox lock says the handle is open.
+unsafe impl Send for WakeHandle {}
+
+/// What other threads leave for the loop.
+#[derive(Default)]
+struct Inbox {
+    to_watch: Vec<Arc<Client>>,
+    to_write: Vec<u64>,
+    /// `None` once the loop side is closed: then nothing more is accepted.
+    wake: Option<WakeHandle>,
+}
+
+/// The [`Poller`] the engine calls, from any thread.
+pub struct LoopPoller {
+    inbox: Mutex<Inbox>,
+}
+
+impl LoopPoller {
+    fn post(&self, leave: impl FnOnce(&mut Inbox)) {
+        let mut inbox = self.inbox.lock().unwrap();
+        let Some(wake) = inbox.wake.as_ref().map(|wake| wake.0) else {
+            return;
+        };
+        leave(&mut inbox);
+        // SAFETY: the handle is open while `wake` is set, and the lock is held.
+        unsafe { uv::uv_async_send(wake) };
+    }
+}
+
+impl Poller for LoopPoller {
+    fn watch(&self, client: Arc<Client>) {
+        self.post(|inbox| inbox.to_watch.push(client));
+    }
+
+    fn write_soon(&self, client_id: u64) {
+        self.post(|inbox| inbox.to_write.push(client_id));
+    }
+}
+
+/// Where what a connection reads goes, on the JavaScript thread.
+pub struct Callbacks<'a> {
+    pub on_completions: &'a Function<'a>,
+    /// A worker's: its function's tasks, and `[]` once the connection ended.
+    pub on_tasks: Option<&'a Function<'a>>,
+}
+
+/// The loop's side: lives on the JavaScript thread, reached through the
+/// handles' data pointers. Freed once its last handle is closed.
+struct LoopSide {
+    env: sys::napi_env,
+    event_loop: *mut c_void,
+    context: sys::napi_async_context,
+    on_completions: sys::napi_ref,
+    on_tasks: Option<sys::napi_ref>,
+    poller: Arc<LoopPoller>,
+    wake: *mut uv::Handle,
+    watched: HashMap<u64, Watched>,
+    /// Handles not yet closed.
+    open_handles: usize,
+    closed: bool,
+    /// Whether the `LoopHandle` still exists. The side is freed once it is
+    /// closed, its handles are closed and its `LoopHandle` is gone.
+    held: bool,
+}
+
+struct Watched {
+    client: Arc<Client>,
+    poll: *mut uv::Handle,
+    /// Watching for writability too: output is waiting.
+    writing: bool,
+}
+
+/// A NativeSession's hold on its loop side; dropping it (or the environment
+/// ending) stops every watch.
+pub struct LoopHandle {
+    side: *mut LoopSide,
+}
+
+// SAFETY: a LoopHandle is made and dropped on its JavaScript thread (the
+// NativeSession's constructor and finalizer) and never used in between;
+// these only let the NativeSession that holds it be borrowed by its async
+// methods.
+unsafe impl Send for LoopHandle {}
+unsafe impl Sync for LoopHandle {}
+
+fn check(status: sys::napi_status, what: &str) -> edgefc_core::Result<()> {
+    if status == sys::Status::napi_ok {
+        Ok(())
+    } else {
+        Err(cannot(what))
+    }
+}
+
+fn cannot(what: &str) -> edgefc_core::Error {
+    edgefc_core::Error::new(edgefc_core::ErrorCode::Internal, format!("edgefc could not {what}"))
+}
+
+/// What a handle's data points to: its side, and for a poll handle the
+/// client it watches.
+struct HandleData {
+    side: *mut LoopSide,
+    client_id: u64,
+}
+
+/// A zeroed libuv handle of `kind` whose data is `side` and `client_id`;
+/// both are freed in `on_handle_closed`.
+unsafe fn new_handle(kind: c_int, side: *mut LoopSide, client_id: u64) -> *mut uv::Handle {
+    let handle = libc::calloc(1, uv::uv_handle_size(kind));
+    if !handle.is_null() {
+        uv::uv_handle_set_data(handle, Box::into_raw(Box::new(HandleData { side, client_id })).cast());
+    }
+    handle
+}
+
+/// Frees a handle made by `new_handle` that was never initialised.
+unsafe fn free_handle(handle: *mut uv::Handle) {
+    drop(Box::from_raw(uv::uv_handle_get_data(handle).cast::<HandleData>()));
+    libc::free(handle);
+}
+
+unsafe fn data_of(handle: *const uv::Handle) -> (*mut LoopSide, u64) {
+    let data = &*uv::uv_handle_get_data(handle).cast::<HandleData>();
+    (data.side, data.client_id)
+}
+
+impl LoopHandle {
+    /// Sets up the loop side on the JavaScript thread of `env`.
+    pub fn start(env: &Env, callbacks: Callbacks<'_>) -> edgefc_core::Result<(Arc<LoopPoller>, LoopHandle)> {
+        let env = env.raw();
+        let mut event_loop = ptr::null_mut();
+        // SAFETY: `env` is the live environment of the calling (JavaScript) thread.
+        check(unsafe { sys::napi_get_uv_event_loop(env, &mut event_loop) }, "find the event loop")?;
+        let reference = |function: &Function<'_>| -> edgefc_core::Result<sys::napi_ref> {
+            let mut reference = ptr::null_mut();
+            // SAFETY: `function` is a live value of `env`.
+            check(unsafe { sys::napi_create_reference(env, function.raw(), 1, &mut reference) }, "keep a callback")?;
+            Ok(reference)
+        };
+        let on_completions = reference(callbacks.on_completions)?;
+        let on_tasks = callbacks.on_tasks.map(reference).transpose()?;
+        let mut resource = ptr::null_mut();
+        let mut name = ptr::null_mut();
+        let mut context = ptr::null_mut();
+        // SAFETY: plain N-API calls on the environment's own thread.
+        unsafe {
+            check(sys::napi_create_object(env, &mut resource), "create an async resource")?;
+            check(sys::napi_create_string_utf8(env, c"edgefc".as_ptr(), 6, &mut name), "name an async resource")?;
+            check(sys::napi_async_init(env, resource, name, &mut context), "create an async context")?;
+        }
+        let poller = Arc::new(LoopPoller { inbox: Mutex::new(Inbox::default()) });
+        let side = Box::into_raw(Box::new(LoopSide {
+            env,
+            event_loop: event_loop.cast(),
+            context,
+            on_completions,
+            on_tasks,
+            poller: poller.clone(),
+            wake: ptr::null_mut(),
+            watched: HashMap::new(),
+            open_handles: 0,
+            closed: false,
+            held: true,
+        }));
+        // SAFETY: a fresh handle on this thread's loop; `side` outlives it
+        // (it is freed after its last handle is closed).
+        unsafe {
+            let wake = new_handle(uv::ASYNC, side, 0);
+            if wake.is_null() || uv::uv_async_init(event_loop.cast(), wake, on_wake) != 0 {
+                if !wake.is_null() {
+                    free_handle(wake);
+                }
+                (*side).closed = true;
+                release_references(&*side);
+                drop(Box::from_raw(side));
+                return Err(cannot("watch its connection (uv_async_init)"));
+            }
+            uv::uv_unref(wake);
+            (*side).wake = wake;
+            (*side).open_handles = 1;
+            sys::napi_add_env_cleanup_hook(env, Some(on_env_cleanup), side.cast());
+            poller.inbox.lock().unwrap().wake = Some(WakeHandle(wake));
+        }
+        Ok((poller, LoopHandle { side }))
+    }
+}
+
+impl Drop for LoopHandle {
+    fn drop(&mut self) {
+        // SAFETY: dropped on the JavaScript thread (a finalizer); the side
+        // lives until `close` has run and its handles are closed.
+        unsafe {
+            (*self.side).held = false;
+            if (*self.side).closed {
+                free_if_done(self.side);
+            } else {
+                sys::napi_remove_env_cleanup_hook((*self.side).env, Some(on_env_cleanup), self.side.cast());
+                close(self.side);
+            }
+        }
+    }
+}
+
+unsafe extern "C" fn on_env_cleanup(side: *mut c_void) {
+    close(side.cast());
+}
+
+unsafe fn release_references(side: &LoopSide) {
+    sys::napi_delete_reference(side.env, side.on_completions);
+    if let Some(on_tasks) = side.on_tasks {
+        sys::napi_delete_reference(side.env, on_tasks);
+    }
+    sys::napi_async_destroy(side.env, side.context);
+}
+
+/// Stops every watch and closes the handles; the side is freed once they are.
+unsafe fn close(side_ptr: *mut LoopSide) {
+    let side = &mut *side_ptr;
+    if side.closed {
+        return;
+    }
+    side.closed = true;
+    side.poller.inbox.lock().unwrap().wake = None;
+    for (_, watched) in side.watched.drain() {
+        uv::uv_close(watched.poll, on_handle_closed);
+    }
+    uv::uv_close(side.wake, on_handle_closed);
+    // During the environment's teardown the references must not outlive it.
+    release_references(side);
+}
+
+unsafe extern "C" fn on_handle_closed(handle: *mut uv::Handle) {
+    let (side_ptr, _) = data_of(handle);
+    free_handle(handle);
+    (*side_ptr).open_handles -= 1;
+    free_if_done(side_ptr);
+}
+
+unsafe fn free_if_done(side_ptr: *mut LoopSide) {
+    let side = &*side_ptr;
+    if side.closed && side.open_handles == 0 && !side.held {
+        drop(Box::from_raw(side_ptr));
+    }
+}
+
+unsafe extern "C" fn on_wake(handle: *mut uv::Handle) {
+    let (side_ptr, _) = data_of(handle);
+    let (to_watch, to_write) = {
+        let side = &*side_ptr;
+        let mut inbox = side.poller.inbox.lock().unwrap();
+        (std::mem::take(&mut inbox.to_watch), std::mem::take(&mut inbox.to_write))
+    };
+    for client in to_watch {
+        start_watching(side_ptr, client);
+    }
+    for client_id in to_write {
+        if (*side_ptr).closed {
+            return;
+        }
+        write(side_ptr, client_id);
+    }
+}
+
+unsafe fn start_watching(side_ptr: *mut LoopSide, client: Arc<Client>) {
+    let Some(fd) = client.fd() else {
+        return;
+    };
+    let client_id = client.id();
+    let watching = {
+        let side = &mut *side_ptr;
+        if side.closed {
+            return;
+        }
+        let poll = new_handle(uv::POLL, side_ptr, client_id);
+        if !poll.is_null() && uv::uv_poll_init(side.event_loop, poll, fd) == 0 {
+            uv::uv_unref(poll);
+            side.open_handles += 1;
+            side.watched.insert(client_id, Watched { client: client.clone(), poll, writing: false });
+            uv::uv_poll_start(poll, uv::READABLE, on_poll);
+            true
+        } else {
+            if !poll.is_null() {
+                free_handle(poll);
+            }
+            false
+        }
+    };
+    if watching {
+        // Frames that came with the welcome are already read: route them
+        // now, as the socket may not become readable again.
+        read(side_ptr, client_id);
+    } else {
+        // Unwatched, nothing would ever be read: end the connection, so
+        // that its calls fail and the next call connects again.
+        client.close();
+        deliver(side_ptr, client.read_ready());
+    }
+}
+
+unsafe extern "C" fn on_poll(handle: *mut uv::Handle, status: c_int, events: c_int) {
+    let (side_ptr, client_id) = data_of(handle);
+    if status >= 0 && events & uv::WRITABLE != 0 {
+        write(side_ptr, client_id);
+    }
+    // An error is read as one: the read fails and the connection ends.
+    if status < 0 || events & uv::READABLE != 0 {
+        read(side_ptr, client_id);
+    }
+}
+
+/// Writes what the socket takes, and watches for writability while output remains.
+unsafe fn write(side_ptr: *mut LoopSide, client_id: u64) {
+    let side = &mut *side_ptr;
+    let Some(watched) = side.watched.get_mut(&client_id) else {
+        return;
+    };
+    let writing = watched.client.write_ready();
+    if writing != watched.writing {
+        watched.writing = writing;
+        let events = if writing { uv::READABLE | uv::WRITABLE } else { uv::READABLE };
+        uv::uv_poll_start(watched.poll, events, on_poll);
+    }
+}
+
+unsafe fn read(side_ptr: *mut LoopSide, client_id: u64) {
+    let Some(client) = (*side_ptr).watched.get(&client_id).map(|watched| watched.client.clone()) else {
+        return;
+    };
+    let arrived = client.read_ready();
+    if arrived.ended {
+        let side = &mut *side_ptr;
+        if let Some(watched) = side.watched.remove(&client_id) {
+            uv::uv_close(watched.poll, on_handle_closed);
+        }
+    }
+    deliver(side_ptr, arrived);
+}
+
+/// Hands what arrived to JavaScript: the replies, then the tasks, then
+/// (to a worker) `[]` if the connection ended.
+unsafe fn deliver(side_ptr: *mut LoopSide, arrived: Arrived) {
+    let Arrived { replies, tasks, ended } = arrived;
+    if !replies.is_empty() {
+        let outcomes: Vec<Outcome> = replies.into_iter().map(|(tag, reply)| Outcome::of(tag, reply)).collect();
+        call(side_ptr, (*side_ptr).on_completions, outcomes);
+    }
+    if let Some(on_tasks) = (*side_ptr).on_tasks {
+        if !tasks.is_empty() {
+            call(side_ptr, on_tasks, tasks.into_iter().map(NativeTask::from).collect::<Vec<_>>());
+        }
+        if ended {
+            call(side_ptr, on_tasks, Vec::<NativeTask>::new());
+        }
+    }
+}
+
+/// Calls `callback` with `argument` the way Node calls back from its own
+/// I/O: in a callback scope, so that the promises it settles run their
+/// reactions (microtasks, `process.nextTick`) before the loop goes on. What
+/// it throws becomes an uncaught exception, as from any event handler.
+unsafe fn call<T: ToNapiValue>(side_ptr: *mut LoopSide, callback: sys::napi_ref, argument: T) {
+    let side = &*side_ptr;
+    if side.closed {
+        return;
+    }
+    let env = side.env;
+    let mut scope = ptr::null_mut();
+    if sys::napi_open_handle_scope(env, &mut scope) != sys::Status::napi_ok {
+        return;
+    }
+    let mut function = ptr::null_mut();
+    let mut receiver = ptr::null_mut();
+    let ready = sys::napi_get_reference_value(env, callback, &mut function) == sys::Status::napi_ok
+        && !function.is_null()
+        && sys::napi_get_global(env, &mut receiver) == sys::Status::napi_ok;
+    if ready {
+        match T::to_napi_value(env, argument) {
+            Ok(value) => {
+                let mut result = ptr::null_mut();
+                let status = sys::napi_make_callback(env, side.context, receiver, function, 1, &value, &mut result);
+                if status != sys::Status::napi_ok {
+                    rethrow(env);
+                }
+            }
+            Err(error) => {
+                let mut message = ptr::null_mut();
+                let text = format!("edgefc could not hand a reply to JavaScript: {error}");
+                sys::napi_create_string_utf8(env, text.as_ptr().cast(), text.len() as isize, &mut message);
+                let mut js_error = ptr::null_mut();
+                sys::napi_create_error(env, ptr::null_mut(), message, &mut js_error);
+                sys::napi_fatal_exception(env, js_error);
+            }
+        }
+    }
+    sys::napi_close_handle_scope(env, scope);
+}
+
+/// Takes what a callback threw off the environment (where it would be met
+/// by the next N-API call, wherever that is) and raises it as an uncaught
+/// exception.
+unsafe fn rethrow(env: sys::napi_env) {
+    let mut error = ptr::null_mut();
+    let mut kind = 0;
+    if sys::napi_get_and_clear_last_exception(env, &mut error) == sys::Status::napi_ok
+        && !error.is_null()
+        && sys::napi_typeof(env, error, &mut kind) == sys::Status::napi_ok
+        && kind != sys::ValueType::napi_undefined
+    {
+        sys::napi_fatal_exception(env, error);
+    }
+}
