@@ -7,8 +7,11 @@
 //                 Rust process) -> a Node echo worker, over the binary transport
 //   HTTP baseline the Greengrass-style HTTP design (benches/http-baseline), the
 //                 same echo handler, JSON/base64 bodies over HTTP/1.1 keep-alive
-//   wire floor    a Rust client -> Rust broker -> Rust worker exchanging edgefc
-//                 frames (crates/edgefc-core/examples/wire_floor.rs)
+//   wire floor    a Rust client -> Rust broker -> Rust worker, three processes,
+//                 exchanging edgefc frames (crates/edgefc-core/examples/wire_floor.rs)
+// The 1-in-flight cases are measured twice: as they come, and with every
+// process pinned to one CPU (a child run under `taskset -c 0`, `--pinned`),
+// since on a small VM unpinned figures swing with cross-CPU wake-ups.
 // Prints Markdown tables and writes benches/results/latest.json and latest.svg.
 // Ratios compare figures of this one run; the machine is shared and noisy.
 
@@ -20,11 +23,13 @@ const path = require('path');
 
 const ROOT = path.join(__dirname, '..');
 const QUICK = process.argv.includes('--quick');
+/** A child run under `taskset -c 0`: 1 in flight only, results as JSON on stdout. */
+const PINNED = process.argv.includes('--pinned');
 const RUNS = QUICK ? 1 : 3;
 const DURATION_MS = QUICK ? 150 : 1000;
 const MESSAGES = QUICK ? 2000 : 20000;
 const PAYLOADS = [['64 B', 64], ['64 KiB', 64 * 1024], ['1 MiB', 1024 * 1024]];
-const IN_FLIGHT = [1, 16, 256];
+const IN_FLIGHT = PINNED ? [1] : [1, 16, 256];
 const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
 
 function median(values) {
@@ -131,6 +136,7 @@ async function benchEdgefc(results) {
       }
     }
     results.cost.runtimeRssIdleMiB = rssIdle;
+    if (PINNED) return;
     results.throughput.push(await repeated(() => deliveryRate(fc, 'Async invoke (durable)', (i) => fc.invokeFunction({
       functionId: 'counter', invocationType: 'Async', payload: `m${i}`.padEnd(64, '.'),
     }))));
@@ -235,13 +241,19 @@ const fmt = (n, digits = 0) => n.toLocaleString('en-US', { maximumFractionDigits
 function tables(results) {
   const find = (design, payload, inFlight) => results.sync.find((r) => r.design === design && r.payload === payload && r.inFlight === inFlight);
   const lines = [];
-  lines.push('Sync invoke round trip, 1 in flight (µs):', '');
-  lines.push('| payload | edgefc p50 | edgefc p99 | HTTP baseline p50 | baseline p99 | wire floor p50 | floor p99 | baseline ÷ edgefc (p50) | edgefc ÷ floor (p50) |');
-  lines.push('|---|---|---|---|---|---|---|---|---|');
-  for (const [label] of PAYLOADS) {
-    const [e, b, f] = ['edgefc', 'HTTP baseline', 'wire floor'].map((d) => find(d, label, 1));
-    lines.push(`| ${label} | ${fmt(e.p50, 1)} | ${fmt(e.p99, 1)} | ${fmt(b.p50, 1)} | ${fmt(b.p99, 1)} | ${fmt(f.p50, 1)} | ${fmt(f.p99, 1)} | ${fmt(b.p50 / e.p50, 1)}× | ${fmt(e.p50 / f.p50, 1)}× |`);
-  }
+  const latency = (title, rows) => {
+    const at = (design, payload) => rows.find((r) => r.design === design && r.payload === payload && r.inFlight === 1);
+    lines.push(title, '');
+    lines.push('| payload | edgefc p50 | edgefc p99 | HTTP baseline p50 | baseline p99 | wire floor p50 | floor p99 | baseline ÷ edgefc (p50) | edgefc ÷ floor (p50) |');
+    lines.push('|---|---|---|---|---|---|---|---|---|');
+    for (const [label] of PAYLOADS) {
+      const [e, b, f] = ['edgefc', 'HTTP baseline', 'wire floor'].map((d) => at(d, label));
+      lines.push(`| ${label} | ${fmt(e.p50, 1)} | ${fmt(e.p99, 1)} | ${fmt(b.p50, 1)} | ${fmt(b.p99, 1)} | ${fmt(f.p50, 1)} | ${fmt(f.p99, 1)} | ${fmt(b.p50 / e.p50, 1)}× | ${fmt(e.p50 / f.p50, 1)}× |`);
+    }
+  };
+  latency('Sync invoke round trip, 1 in flight, every process pinned to CPU 0 (µs):', results.pinned);
+  lines.push('');
+  latency('Sync invoke round trip, 1 in flight, unpinned (µs):', results.sync);
   lines.push('', 'Sync invoke throughput (invokes/s, p99 µs):', '');
   lines.push('| payload | in flight | edgefc /s | edgefc p99 | HTTP baseline /s | baseline p99 | wire floor /s | floor p99 | edgefc ÷ baseline | edgefc ÷ floor |');
   lines.push('|---|---|---|---|---|---|---|---|---|---|');
@@ -273,13 +285,13 @@ function chart(results) {
   const left = 70;
   const bottom = 320;
   const top = 40;
-  const rows = results.sync.filter((r) => r.inFlight === 1);
+  const rows = results.pinned;
   const maxLog = Math.ceil(Math.log10(Math.max(...rows.map((r) => r.p99))));
   const minLog = Math.floor(Math.log10(Math.min(...rows.map((r) => r.p50))));
   const y = (v) => bottom - ((Math.log10(v) - minLog) / (maxLog - minLog)) * (bottom - top);
   const parts = [`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif" font-size="12">`,
     '<rect width="100%" height="100%" fill="white"/>',
-    `<text x="${width / 2}" y="20" text-anchor="middle" font-size="14">Sync invoke latency, 1 in flight (µs, log scale): bar = p50, whisker = p99</text>`];
+    `<text x="${width / 2}" y="20" text-anchor="middle" font-size="14">Sync invoke latency, 1 in flight, pinned to one CPU (µs, log scale): bar = p50, whisker = p99</text>`];
   for (let e = minLog; e <= maxLog; e += 1) {
     parts.push(`<line x1="${left}" x2="${width - 20}" y1="${y(10 ** e)}" y2="${y(10 ** e)}" stroke="#ddd"/>`);
     parts.push(`<text x="${left - 8}" y="${y(10 ** e) + 4}" text-anchor="end">${fmt(10 ** e)}</text>`);
@@ -298,7 +310,7 @@ function chart(results) {
   });
   designs.forEach(([design, color], d) => {
     parts.push(`<rect x="${left + d * 150}" y="${height - 28}" width="12" height="12" fill="${color}"/>`);
-    parts.push(`<text x="${left + d * 150 + 18}" y="${height - 18}">${design}</text>`);
+    parts.push(`<text x="${left + d * 150 + 18}" y="${height - 18}">${design === 'wire floor' ? 'wire floor (3 processes)' : design}</text>`);
   });
   parts.push('</svg>');
   return parts.join('\n');
@@ -312,12 +324,24 @@ function commit() {
   }
 }
 
+/** The 1-in-flight cases again, every process on CPU 0. */
+function benchPinned(results) {
+  const child = execFileSync('taskset', ['-c', '0', process.execPath, __filename, '--pinned', ...(QUICK ? ['--quick'] : [])],
+    { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 64 << 20 });
+  results.pinned = JSON.parse(child).sync;
+}
+
 async function main() {
   const started = Date.now();
-  const results = { sync: [], throughput: [], cost: {} };
+  const results = { sync: [], throughput: [], cost: {}, pinned: [] };
   benchFloor(results);
   await benchEdgefc(results);
   await benchBaseline(results);
+  if (PINNED) {
+    process.stdout.write(JSON.stringify(results));
+    return;
+  }
+  benchPinned(results);
   const report = {
     machine: { cpus: os.cpus().length, model: os.cpus()[0].model, memoryGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version, platform: `${os.platform()} ${os.release()}` },
     date: new Date().toISOString(),

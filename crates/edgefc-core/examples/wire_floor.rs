@@ -1,10 +1,13 @@
 //! The wire floor for `npm run bench`: a Rust client, a Rust broker and a
-//! Rust worker exchanging edgefc frames over two Unix sockets, with nothing
-//! else in the way (no Node, no authentication, no queues). What any design
-//! on this machine could reach at best.
+//! Rust worker, three processes as in edgefc's design, exchanging edgefc
+//! frames over two Unix sockets with nothing else in the way (no Node, no
+//! authentication, no queues). What a three-process design on this machine
+//! could reach at best: each process is one thread, as the runtime is.
 //!
 //! `wire_floor <payload bytes> <in flight> <duration ms>` prints one JSON
-//! line: `{"calls", "seconds", "p50_us", "p99_us"}`.
+//! line: `{"calls", "seconds", "p50_us", "p99_us"}`. It starts itself twice
+//! more, as `wire_floor broker <client socket> <worker socket>` and
+//! `wire_floor worker <worker socket>`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -59,22 +62,32 @@ async fn call(sender: &FrameSender, waiting: &Waiting, payload: &Payload) {
     let _ = wait.await;
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::main(flavor = "current_thread")]
 async fn main() {
-    let args: Vec<usize> = std::env::args().skip(1).map(|arg| arg.parse().expect("numbers")).collect();
-    let [size, in_flight, duration_ms] = args[..] else {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+        ["broker", client_path, worker_path] => return serve_broker(client_path, worker_path).await,
+        ["worker", worker_path] => return worker(UnixStream::connect(worker_path).await.expect("the broker listens")).await,
+        _ => {}
+    }
+    let numbers: Vec<usize> = args.iter().map(|arg| arg.parse().expect("numbers")).collect();
+    let [size, in_flight, duration_ms] = numbers[..] else {
         panic!("usage: wire_floor <payload bytes> <in flight> <duration ms>");
     };
     let dir = std::env::temp_dir().join(format!("edgefc-floor-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let (client_path, worker_path) = (dir.join("c.sock"), dir.join("w.sock"));
-    let (client_listener, worker_listener) =
-        (UnixListener::bind(&client_path).unwrap(), UnixListener::bind(&worker_path).unwrap());
-    tokio::spawn(worker(UnixStream::connect(&worker_path).await.unwrap()));
-    let (to_worker, _) = worker_listener.accept().await.unwrap();
+    let me = std::env::current_exe().unwrap();
+    let mut broker = std::process::Command::new(&me)
+        .args(["broker".as_ref(), client_path.as_os_str(), worker_path.as_os_str()])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The broker says when it listens.
+    let mut ready = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(broker.stdout.take().unwrap()), &mut ready).unwrap();
+    let mut worker = std::process::Command::new(&me).args(["worker".as_ref(), worker_path.as_os_str()]).spawn().unwrap();
     let client = UnixStream::connect(&client_path).await.unwrap();
-    let (from_client, _) = client_listener.accept().await.unwrap();
-    tokio::spawn(broker(from_client, to_worker));
 
     let (mut replies, sender) = transport::split(client, codec(), OutputBound::unbounded());
     let waiting: Waiting = Default::default();
@@ -117,5 +130,17 @@ async fn main() {
     samples.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let at = |p: f64| samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)];
     println!("{{\"calls\":{},\"seconds\":{seconds:.4},\"p50_us\":{:.2},\"p99_us\":{:.2}}}", samples.len(), at(0.50), at(0.99));
+    let _ = broker.kill();
+    let _ = worker.kill();
+    let _ = (broker.wait(), worker.wait());
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The broker process: listens on both sockets, says so on stdout, then
+/// forwards between the client and the worker.
+async fn serve_broker(client_path: &str, worker_path: &str) {
+    let (client_listener, worker_listener) = (UnixListener::bind(client_path).unwrap(), UnixListener::bind(worker_path).unwrap());
+    println!("ready");
+    let (client, worker) = tokio::join!(client_listener.accept(), worker_listener.accept());
+    broker(client.unwrap().0, worker.unwrap().0).await;
 }

@@ -479,6 +479,7 @@ impl PolledReader {
     /// frame to `on_frame`, in order.
     pub fn read_ready(&mut self, mut on_frame: impl FnMut(Frame)) -> ReadTurn {
         let mut read_this_turn = 0;
+        let mut drained = false;
         loop {
             loop {
                 match self.codec.decode(&mut self.buffer) {
@@ -490,8 +491,12 @@ impl PolledReader {
             if read_this_turn >= MAX_READ_PER_TURN {
                 return ReadTurn::Open;
             }
+            if drained {
+                break;
+            }
             self.buffer.reserve(READ_CHUNK);
             let spare = self.buffer.spare_capacity_mut();
+            let asked = spare.len();
             match socket2::SockRef::from(&*self.stream).recv(spare) {
                 Ok(0) if self.buffer.is_empty() => return ReadTurn::Closed,
                 Ok(0) => return ReadTurn::Failed(FrameError::Malformed("the connection ended inside a frame")),
@@ -499,6 +504,10 @@ impl PolledReader {
                     // SAFETY: `recv` initialised the first `read` bytes of the spare capacity.
                     unsafe { self.buffer.set_len(self.buffer.len() + read) };
                     read_this_turn += read;
+                    // Less than asked: the socket is empty for now, and
+                    // asking again would only return EAGAIN. (If more
+                    // comes meanwhile, the poller sees it readable.)
+                    drained = read < asked;
                 }
                 Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => break,
                 Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
