@@ -56,6 +56,7 @@ fn main() -> ExitCode {
         Err(error) => return fail(error),
     };
     let _log = log::init_standalone(config.limits.log.max_waiting_lines, config.limits.log.max_waiting_bytes);
+    edgefc_core::transport::allocator::keep_large_buffers_warm();
     // One thread: the runtime moves frames rather than computing, and every
     // hand-off between threads costs a wake-up that is dearer than the work
     // (measured by `npm run bench`).

@@ -256,6 +256,10 @@ impl WorkerLauncher for NodeLauncher {
         } else {
             command.env_remove("EDGEFC_RUN_AS");
         }
+        if std::env::var_os("GLIBC_TUNABLES").is_none() {
+            // A worker reads and writes large frames as the runtime does.
+            command.env("GLIBC_TUNABLES", crate::transport::allocator::tunables());
+        }
         command
             // V8's own heap limit backs the watchdog below up.
             .arg(format!("--max-old-space-size={memory_limit_mb}"))
