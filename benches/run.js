@@ -92,6 +92,22 @@ function cpuMicros(pid) {
   return ((Number(fields[11]) + Number(fields[12])) * 1e6) / CLK_TCK;
 }
 
+/** Context switches of every thread of a process, from /proc. */
+function switches(pid) {
+  return fs.readdirSync(`/proc/${pid}/task`).reduce((sum, task) => {
+    const status = fs.readFileSync(`/proc/${pid}/task/${task}/status`, 'utf8');
+    return sum + Number(/\nvoluntary_ctxt_switches:\s+(\d+)/.exec(status)[1]) + Number(/nonvoluntary_ctxt_switches:\s+(\d+)/.exec(status)[1]);
+  }, 0);
+}
+
+/** What `measure` costs each process per call: CPU µs and context switches. */
+async function perCall(pids, run) {
+  const before = pids.map((pid) => [cpuMicros(pid), switches(pid)]);
+  const result = await run();
+  const calls = result.calls * RUNS;
+  return { result, cost: pids.map((pid, i) => ({ cpuMicros: (cpuMicros(pid) - before[i][0]) / calls, switches: (switches(pid) - before[i][1]) / calls })) };
+}
+
 function rssMiB(pid) {
   const line = fs.readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith('VmRSS:'));
   return Number(line.split(/\s+/)[1]) / 1024;
@@ -126,6 +142,13 @@ async function benchEdgefc(results) {
       for (const inFlight of IN_FLIGHT) {
         const watch = size === 64 && inFlight === 256;
         const before = watch && { runtime: cpuMicros(runtime.pid), worker: cpuMicros(workerPid), peak: rssPeak(runtime.pid) };
+        if (size === 64 && inFlight === 1) {
+          // Where one round trip's time goes: each process's CPU and wake-ups.
+          const { result, cost } = await perCall([process.pid, runtime.pid, workerPid], () => repeated(() => measure(callOnce, 1)));
+          results.sync.push({ design: 'edgefc', payload: label, size, inFlight, ...result });
+          results.roundTrip.push({ pinned: PINNED, caller: cost[0], runtime: cost[1], worker: cost[2] });
+          continue;
+        }
         results.sync.push({ design: 'edgefc', payload: label, size, inFlight, ...(await repeated(() => measure(callOnce, inFlight))) });
         if (watch) {
           const calls = results.sync[results.sync.length - 1].calls * RUNS;
@@ -272,6 +295,11 @@ function tables(results) {
   lines.push(`| runtime RSS, peak at 256 in flight (64 B) | ${fmt(c.runtimeRssUnderLoadMiB, 1)} MiB |`);
   lines.push(`| runtime CPU per invoke (64 B, 256 in flight) | ${fmt(c.runtimeCpuMicrosPerInvoke, 1)} µs |`);
   lines.push(`| worker CPU per invoke (64 B, 256 in flight) | ${fmt(c.workerCpuMicrosPerInvoke, 1)} µs |`);
+  for (const r of results.roundTrip) {
+    const where = r.pinned ? 'pinned' : 'unpinned';
+    lines.push(`| CPU per 64 B call at 1 in flight, ${where}: caller / runtime / worker | ${fmt(r.caller.cpuMicros, 1)} / ${fmt(r.runtime.cpuMicros, 1)} / ${fmt(r.worker.cpuMicros, 1)} µs |`);
+    lines.push(`| context switches per 64 B call at 1 in flight, ${where}: caller / runtime / worker | ${fmt(r.caller.switches, 2)} / ${fmt(r.runtime.switches, 2)} / ${fmt(r.worker.switches, 2)} |`);
+  }
   lines.push(`| addon require | ${fmt(c.addon.requireMs, 1)} ms |`);
   lines.push(`| require to first call answered | ${fmt(c.addon.firstCallReadyMs, 1)} ms |`);
   return lines.join('\n');
@@ -328,12 +356,14 @@ function commit() {
 function benchPinned(results) {
   const child = execFileSync('taskset', ['-c', '0', process.execPath, __filename, '--pinned', ...(QUICK ? ['--quick'] : [])],
     { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 64 << 20 });
-  results.pinned = JSON.parse(child).sync;
+  const pinned = JSON.parse(child);
+  results.pinned = pinned.sync;
+  results.roundTrip.push(...pinned.roundTrip);
 }
 
 async function main() {
   const started = Date.now();
-  const results = { sync: [], throughput: [], cost: {}, pinned: [] };
+  const results = { sync: [], throughput: [], cost: {}, pinned: [], roundTrip: [] };
   benchFloor(results);
   await benchEdgefc(results);
   await benchBaseline(results);
