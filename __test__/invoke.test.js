@@ -9,6 +9,9 @@ const net = require('net');
 const os = require('os');
 const path = require('path');
 const fs = require('fs');
+const v8 = require('v8');
+const vm = require('vm');
+const { Worker } = require('worker_threads');
 const { after, before, describe, it } = require('node:test');
 
 const { FCClient, EdgeFCError } = require('..');
@@ -85,6 +88,52 @@ describe('invokeFunction through a running runtime', () => {
       assert.ok(Buffer.isBuffer(data.payload), `size ${size} came back as ${typeof data.payload}`);
       assert.ok(bytes.equals(data.payload), `size ${size} differs`);
     }
+  });
+
+  it('keeps a large received Buffer intact through later calls and garbage collection', async () => {
+    // Large payloads reach JavaScript as Buffers over the bytes as read, freed when collected.
+    v8.setFlagsFromString('--expose-gc');
+    const collectGarbage = vm.runInNewContext('gc');
+    const first = crypto.randomBytes(512 * 1024);
+    const kept = (await sync({ functionName: 'echo', payload: first })).payload;
+    for (let i = 0; i < 20; i += 1) {
+      const other = (await sync({ functionName: 'echo', payload: crypto.randomBytes(256 * 1024) })).payload;
+      other.fill(0);
+      collectGarbage();
+    }
+    assert.ok(kept.equals(first));
+  });
+
+  it('works from worker threads, each with its own connection, and outlives them', async () => {
+    const code = `
+      const { parentPort, workerData } = require('worker_threads');
+      const { FCClient } = require(workerData.root);
+      const fc = new FCClient({ config: workerData.configPath });
+      (async () => {
+        const answers = [];
+        for (let i = 0; i < 20; i += 1) {
+          const data = await fc.invokeFunction({ serviceName: 'Test', functionName: 'echo', payload: 'thread ' + i });
+          answers.push(data.payload);
+        }
+        const big = Buffer.alloc(300 * 1024, 3);
+        const echoed = (await fc.invokeFunction({ serviceName: 'Test', functionName: 'echo', payload: big })).payload;
+        parentPort.postMessage({ answers, bigIntact: big.equals(echoed) });
+      })();`;
+    const runThread = () => new Promise((resolve, reject) => {
+      const thread = new Worker(code, { eval: true, workerData: { root: path.join(__dirname, '..'), configPath: runtime.configPath } });
+      let message = null;
+      thread.on('message', (value) => { message = value; });
+      thread.on('error', reject);
+      thread.on('exit', (exitCode) => resolve({ exitCode, message }));
+    });
+    const results = await Promise.all([runThread(), runThread()]);
+    for (const { exitCode, message } of results) {
+      assert.equal(exitCode, 0);
+      assert.deepEqual(message.answers, Array.from({ length: 20 }, (_, i) => `thread ${i}`));
+      assert.equal(message.bigIntact, true);
+    }
+    // The threads' connections ended with them; this thread's still works.
+    assert.equal((await sync({ functionName: 'echo', payload: 'after threads' })).payload, 'after threads');
   });
 
   it('accepts a Uint8Array payload as binary', async () => {
