@@ -73,20 +73,26 @@ pub struct LoopPoller {
 }
 
 impl LoopPoller {
-    fn post(&self, leave: impl FnOnce(&mut Inbox)) {
+    /// False once the loop side is closed: nothing is left then.
+    fn post(&self, leave: impl FnOnce(&mut Inbox)) -> bool {
         let mut inbox = self.inbox.lock().unwrap();
         let Some(wake) = inbox.wake.as_ref().map(|wake| wake.0) else {
-            return;
+            return false;
         };
         leave(&mut inbox);
         // SAFETY: the handle is open while `wake` is set, and the lock is held.
         unsafe { uv::uv_async_send(wake) };
+        true
     }
 }
 
 impl Poller for LoopPoller {
     fn watch(&self, client: Arc<Client>) {
-        self.post(|inbox| inbox.to_watch.push(client));
+        let watched = client.clone();
+        if !self.post(|inbox| inbox.to_watch.push(watched)) {
+            // Its thread has ended: nothing would ever read this connection.
+            client.abandon();
+        }
     }
 
     fn write_soon(&self, client_id: u64) {
@@ -194,15 +200,40 @@ impl LoopHandle {
             Ok(reference)
         };
         let on_completions = reference(callbacks.on_completions)?;
-        let on_tasks = callbacks.on_tasks.map(reference).transpose()?;
+        let on_tasks = match callbacks.on_tasks.map(reference).transpose() {
+            Ok(on_tasks) => on_tasks,
+            Err(error) => {
+                // SAFETY: a reference made above on this thread.
+                unsafe { sys::napi_delete_reference(env, on_completions) };
+                return Err(error);
+            }
+        };
+        let release = |context: sys::napi_async_context| {
+            // SAFETY: references and context made above on this thread, used by nothing else yet.
+            unsafe {
+                sys::napi_delete_reference(env, on_completions);
+                if let Some(on_tasks) = on_tasks {
+                    sys::napi_delete_reference(env, on_tasks);
+                }
+                if !context.is_null() {
+                    sys::napi_async_destroy(env, context);
+                }
+            }
+        };
         let mut resource = ptr::null_mut();
         let mut name = ptr::null_mut();
         let mut context = ptr::null_mut();
         // SAFETY: plain N-API calls on the environment's own thread.
-        unsafe {
-            check(sys::napi_create_object(env, &mut resource), "create an async resource")?;
-            check(sys::napi_create_string_utf8(env, c"edgefc".as_ptr(), 6, &mut name), "name an async resource")?;
-            check(sys::napi_async_init(env, resource, name, &mut context), "create an async context")?;
+        let made = unsafe {
+            check(sys::napi_create_object(env, &mut resource), "create an async resource")
+                .and_then(|()| {
+                    check(sys::napi_create_string_utf8(env, c"edgefc".as_ptr(), 6, &mut name), "name an async resource")
+                })
+                .and_then(|()| check(sys::napi_async_init(env, resource, name, &mut context), "create an async context"))
+        };
+        if let Err(error) = made {
+            release(context);
+            return Err(error);
         }
         let poller = Arc::new(LoopPoller { inbox: Mutex::new(Inbox::default()) });
         let side = Box::into_raw(Box::new(LoopSide {
@@ -226,15 +257,18 @@ impl LoopHandle {
                 if !wake.is_null() {
                     free_handle(wake);
                 }
-                (*side).closed = true;
-                release_references(&*side);
+                release(context);
                 drop(Box::from_raw(side));
                 return Err(cannot("watch its connection (uv_async_init)"));
             }
             uv::uv_unref(wake);
             (*side).wake = wake;
             (*side).open_handles = 1;
-            sys::napi_add_env_cleanup_hook(env, Some(on_env_cleanup), side.cast());
+            if sys::napi_add_env_cleanup_hook(env, Some(on_env_cleanup), side.cast()) != sys::Status::napi_ok {
+                (*side).held = false;
+                close(side);
+                return Err(cannot("watch its connection (napi_add_env_cleanup_hook)"));
+            }
             poller.inbox.lock().unwrap().wake = Some(WakeHandle(wake));
         }
         Ok((poller, LoopHandle { side }))
@@ -276,8 +310,19 @@ unsafe fn close(side_ptr: *mut LoopSide) {
         return;
     }
     side.closed = true;
-    side.poller.inbox.lock().unwrap().wake = None;
+    let waiting = {
+        let mut inbox = side.poller.inbox.lock().unwrap();
+        inbox.wake = None;
+        inbox.to_write.clear();
+        std::mem::take(&mut inbox.to_watch)
+    };
+    // Nothing will read these connections any more: they end now, and the
+    // calls still waiting on them fail instead of waiting forever.
+    for client in waiting {
+        client.abandon();
+    }
     for (_, watched) in side.watched.drain() {
+        watched.client.abandon();
         uv::uv_close(watched.poll, on_handle_closed);
     }
     uv::uv_close(side.wake, on_handle_closed);
@@ -325,20 +370,24 @@ unsafe fn start_watching(side_ptr: *mut LoopSide, client: Arc<Client>) {
     let watching = {
         let side = &mut *side_ptr;
         if side.closed {
+            client.abandon();
             return;
         }
         let poll = new_handle(uv::POLL, side_ptr, client_id);
-        if !poll.is_null() && uv::uv_poll_init(side.event_loop, poll, fd) == 0 {
+        if poll.is_null() {
+            false
+        } else if uv::uv_poll_init(side.event_loop, poll, fd) != 0 {
+            free_handle(poll);
+            false
+        } else if uv::uv_poll_start(poll, uv::READABLE, on_poll) != 0 {
+            side.open_handles += 1;
+            uv::uv_close(poll, on_handle_closed);
+            false
+        } else {
             uv::uv_unref(poll);
             side.open_handles += 1;
             side.watched.insert(client_id, Watched { client: client.clone(), poll, writing: false });
-            uv::uv_poll_start(poll, uv::READABLE, on_poll);
             true
-        } else {
-            if !poll.is_null() {
-                free_handle(poll);
-            }
-            false
         }
     };
     if watching {
@@ -346,20 +395,31 @@ unsafe fn start_watching(side_ptr: *mut LoopSide, client: Arc<Client>) {
         // now, as the socket may not become readable again.
         read(side_ptr, client_id);
     } else {
-        // Unwatched, nothing would ever be read: end the connection, so
-        // that its calls fail and the next call connects again.
-        client.close();
-        deliver(side_ptr, client.read_ready());
+        // Unwatched, nothing would ever be read: the connection ends, its
+        // calls fail, and the next call connects again.
+        client.abandon();
     }
 }
 
 unsafe extern "C" fn on_poll(handle: *mut uv::Handle, status: c_int, events: c_int) {
     let (side_ptr, client_id) = data_of(handle);
-    if status >= 0 && events & uv::WRITABLE != 0 {
+    if status < 0 {
+        // libuv has stopped the handle. The connection is shut down here,
+        // and watched for readability again: what is still unread comes
+        // first, then the end, as for a peer that closed.
+        let side = &mut *side_ptr;
+        if let Some(watched) = side.watched.get_mut(&client_id) {
+            watched.client.close();
+            watched.writing = false;
+            uv::uv_poll_start(watched.poll, uv::READABLE, on_poll);
+        }
+        read(side_ptr, client_id);
+        return;
+    }
+    if events & uv::WRITABLE != 0 {
         write(side_ptr, client_id);
     }
-    // An error is read as one: the read fails and the connection ends.
-    if status < 0 || events & uv::READABLE != 0 {
+    if events & uv::READABLE != 0 {
         read(side_ptr, client_id);
     }
 }

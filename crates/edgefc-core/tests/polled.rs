@@ -173,6 +173,7 @@ async fn when_the_runtime_goes_the_poller_learns_it_and_waiting_calls_fail() {
     let fixture = Fixture::start("").await;
     let (poller, arrived) = ThreadPoller::start();
     let client = polled_client(&fixture, &poller).await;
+    subscribe(&client, "#").await;
     client.submit(Request::Invoke(sync("echo", Payload::text("hang"))), 7, Dispatch::Queue).expect("sent");
     client.flush();
     fixture.stop().await;
@@ -181,5 +182,7 @@ async fn when_the_runtime_goes_the_poller_learns_it_and_waiting_calls_fail() {
     let failure = replies[&7].as_ref().expect_err("the waiting call fails");
     assert!(matches!(failure.code, ErrorCode::RuntimeUnavailable | ErrorCode::ShuttingDown), "{failure:?}");
     assert!(client.is_closed());
+    let after_end = tokio::time::timeout(std::time::Duration::from_secs(10), client.next_messages()).await;
+    assert!(after_end.expect("a subscriber learns that the connection ended").is_none());
     poller.stop();
 }

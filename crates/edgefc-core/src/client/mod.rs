@@ -268,7 +268,8 @@ impl Client {
             Some(_) => options.serve,
             None => sinks.tasks.is_some(),
         };
-        let router = replies::Router { pending: pending.clone(), messages: waiting, keeps_tasks, arrived: Arrived::default() };
+        let router =
+            replies::Router { pending: pending.clone(), messages: Some(waiting), keeps_tasks, arrived: Arrived::default() };
         let (sender, polled) = match connection {
             Opened::Polled(poller, stream, already_read) => {
                 let stream = stream.into_std().map_err(|error| handshake_failed(&error))?;
@@ -294,6 +295,16 @@ impl Client {
     /// still waiting fail once the reading side sees the end.
     pub fn close(&self) {
         self.sender.close();
+    }
+
+    /// For a polled client whose poller stops (its thread ends, or it could
+    /// not watch it): ends the connection here and now, failing every
+    /// request still waiting; their replies are dropped with the poller.
+    pub fn abandon(&self) {
+        self.sender.close();
+        if let Some(polled) = &self.polled {
+            polled.lock().unwrap().1.end();
+        }
     }
 
     /// For a polled client: the descriptor its poller watches.

@@ -70,7 +70,8 @@ fn classify(frame: Frame) -> Option<Incoming> {
 /// for the binding, a message to its queue.
 pub(super) struct Router {
     pub(super) pending: Arc<PendingTable<Waiter>>,
-    pub(super) messages: MessageQueue,
+    /// `None` once the connection has ended, which ends `next_messages`.
+    pub(super) messages: Option<MessageQueue>,
     /// Whether this connection's tasks are wanted (a serving connection's).
     pub(super) keeps_tasks: bool,
     pub(super) arrived: Arrived,
@@ -103,7 +104,11 @@ impl Router {
             },
             Incoming::Task(task) if self.keeps_tasks => self.arrived.tasks.push(task),
             Incoming::Task(_) => {}
-            Incoming::Message(message) => self.messages.push(message),
+            Incoming::Message(message) => {
+                if let Some(messages) = &self.messages {
+                    messages.push(message);
+                }
+            }
         }
         true
     }
@@ -118,6 +123,7 @@ impl Router {
                 Waiter::Tagged(tag) => self.arrived.replies.push((tag, Err(connection_lost()))),
             }
         }
+        self.messages = None;
         self.arrived.ended = true;
     }
 
