@@ -1,5 +1,6 @@
 //! The Node binding of `edgefc-core`: it converts values between JavaScript
-//! and the engine and holds no logic of its own.
+//! and the engine, and lets Node's event loop drive each connection; the
+//! protocol and its rules all live in the engine.
 //!
 //! - `session`: `NativeSession`, a process's connection to the runtime.
 //! - `runtime`: `startRuntime` (a runtime embedded in this process) and `runtimeEndpoint`.
