@@ -126,11 +126,12 @@ async fn polled_client(fixture: &Fixture, poller: &Arc<ThreadPoller>) -> Arc<Cli
     client
 }
 
-/// Collects replies until `count` have arrived (or the connection ended).
-fn replies(arrived: &mpsc::Receiver<Arrived>, count: usize) -> (HashMap<u64, edgefc_core::Result<Reply>>, bool) {
+/// Collects replies until `count` have arrived, or (with `None`) until the
+/// connection has ended.
+fn replies(arrived: &mpsc::Receiver<Arrived>, count: Option<usize>) -> (HashMap<u64, edgefc_core::Result<Reply>>, bool) {
     let mut replies = HashMap::new();
     let mut ended = false;
-    while replies.len() < count && !ended {
+    while !ended && count.is_none_or(|count| replies.len() < count) {
         let batch = arrived.recv_timeout(std::time::Duration::from_secs(20)).expect("replies arrive");
         ended = batch.ended;
         replies.extend(batch.replies);
@@ -151,7 +152,7 @@ async fn a_polled_client_gets_every_reply_through_its_poller_large_payloads_incl
         client.submit(Request::Invoke(sync("echo", payload.clone())), tag as u64, Dispatch::Queue).expect("sent");
     }
     client.flush();
-    let (replies, ended) = replies(&arrived, payloads.len());
+    let (replies, ended) = replies(&arrived, Some(payloads.len()));
     assert!(!ended);
     for (tag, payload) in payloads.iter().enumerate() {
         match &replies[&(tag as u64)] {
@@ -177,7 +178,7 @@ async fn when_the_runtime_goes_the_poller_learns_it_and_waiting_calls_fail() {
     client.submit(Request::Invoke(sync("echo", Payload::text("hang"))), 7, Dispatch::Queue).expect("sent");
     client.flush();
     fixture.stop().await;
-    let (replies, ended) = replies(&arrived, 1);
+    let (replies, ended) = replies(&arrived, None);
     assert!(ended, "the end of the connection is reported");
     let failure = replies[&7].as_ref().expect_err("the waiting call fails");
     assert!(matches!(failure.code, ErrorCode::RuntimeUnavailable | ErrorCode::ShuttingDown), "{failure:?}");
