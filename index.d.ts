@@ -138,6 +138,7 @@ export interface Credentials {
 
 /** The credentials of the runtime's config, for hosted functions. */
 export declare class CredentialProviderChain {
+  /** Without options, throws (as upstream) unless DEFFAULT_CREDENTIALS_RELATIVE_URI is set, as it is in every hosted function. */
   constructor(options?: FCClientOptions)
   /** Rejects with ERR_CREDENTIALS_UNAVAILABLE when none are configured. */
   resolvePromise(): Promise<Credentials>

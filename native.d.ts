@@ -126,6 +126,13 @@ export interface Outcome {
 }
 
 /**
+ * The function id that publishes what is invoked on it (upstream's
+ * `ROUTER_FUNCTION_ID`), for callers outside the runtime, which have no
+ * such variable.
+ */
+export declare function routerFunctionId(): string
+
+/**
  * Where the runtime started from `configPath` listens and keeps its admin
  * token, so the CLI and scripts can reach it. Throws `ERR_CONFIG`.
  */

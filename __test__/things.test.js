@@ -82,6 +82,37 @@ describe('thing operations', () => {
     });
   });
 
+  it('goes through its own fc.invokeFunction, as upstream, so a replaced fc sees every call', async () => {
+    const iotData = new IoTData({ config: runtime.configPath });
+    const calls = [];
+    iotData.fc = {
+      invokeFunction(params, callback) {
+        calls.push(params);
+        const data = params.invocationType === 'Async' ? 'message-id' : { statusCode: 200, payload: JSON.stringify({ done: true }) };
+        setImmediate(() => callback(null, data));
+      },
+    };
+    const context = (params) => JSON.parse(Buffer.from(params.invokerContext, 'base64').toString()).custom;
+    assert.equal(await iotData.publish({ topic: '/kitchen/lamp', payload: 'on' }), 'message-id');
+    assert.equal(calls[0].functionId, 'edgefc:router');
+    assert.equal(calls[0].invocationType, 'Async');
+    assert.equal(calls[0].payload, 'on');
+    assert.equal(context(calls[0]).topic, '/kitchen/lamp');
+    assert.deepEqual(await iotData.callThingService({ ...lamp, service: 'toggle', payload: { to: 1 } }), { done: true });
+    assert.equal(context(calls[1]).topic, `/sys/things/${lamp.productKey}/${lamp.deviceName}/services/toggle`);
+    assert.equal(calls[1].payload, JSON.stringify({ to: 1 }));
+
+    iotData.fc = { invokeFunction: (params, callback) => callback(new Error('Connection has broken.')) };
+    await assert.rejects(iotData.getThingProperties({ ...lamp, payload: ['LightSwitch'] }), /Connection has broken/);
+    iotData.fc = { invokeFunction: (params, callback) => callback(null, { functionError: 'Unhandled', statusCode: 200, payload: 'Internal error!' }) };
+    await assert.rejects(iotData.setThingProperties({ ...lamp, payload: { LightSwitch: 0 } }), { message: 'Internal error!' });
+  });
+
+  it('publishes through the router function for real', async () => {
+    const id = await iot.publish({ topic: '/things/test', payload: 'hello' });
+    assert.match(id, /^[0-9a-f-]{36}$/);
+  });
+
   it('runs the ThingOperations example end to end inside the runtime', async () => {
     const result = await runCli(['invoke', 'Examples/thing-operations', '--config', runtime.configPath]);
     assert.equal(result.code, 0, result.stderr);
@@ -104,6 +135,19 @@ describe('CredentialProviderChain', () => {
       await assert.rejects(admin.resolvePromise(), { code: 'ERR_UNAUTHORIZED' });
     } finally {
       await runtime.stop();
+    }
+  });
+
+  it('throws as upstream does when built without arguments outside a hosted function', () => {
+    const saved = process.env.DEFFAULT_CREDENTIALS_RELATIVE_URI;
+    delete process.env.DEFFAULT_CREDENTIALS_RELATIVE_URI;
+    try {
+      assert.throws(() => new CredentialProviderChain(), /Can not construct default credential provider!/);
+      process.env.DEFFAULT_CREDENTIALS_RELATIVE_URI = '/test/credentialprovider';
+      assert.ok(new CredentialProviderChain() instanceof CredentialProviderChain);
+    } finally {
+      if (saved === undefined) delete process.env.DEFFAULT_CREDENTIALS_RELATIVE_URI;
+      else process.env.DEFFAULT_CREDENTIALS_RELATIVE_URI = saved;
     }
   });
 
@@ -156,6 +200,8 @@ describe('run modes', () => {
       assert.equal(env.MY_FUNCTION_ID, 'ctx');
       assert.equal(env.THING_FUNCTION_ID, 'thing-service');
       assert.equal(env.ROUTER_FUNCTION_ID, 'edgefc:router');
+      // Upstream's CredentialProviderChain needs it to be built at all.
+      assert.ok(env.DEFFAULT_CREDENTIALS_RELATIVE_URI);
       // Upstream's AUTH_TOKEN is not set: a worker's connection is handed to it, with no token to steal.
       assert.equal(env.AUTH_TOKEN, undefined);
     } finally {

@@ -37,6 +37,14 @@ pub fn function_arn(service_name: String, function_name: String) -> String {
     edgefc_core::runtime::function_arn(&service_name, &function_name)
 }
 
+/// The function id that publishes what is invoked on it (upstream's
+/// `ROUTER_FUNCTION_ID`), for callers outside the runtime, which have no
+/// such variable.
+#[napi]
+pub fn router_function_id() -> String {
+    edgefc_core::runtime::config::ROUTER_FUNCTION_ID.to_string()
+}
+
 /// The name that always reaches the configured thing function, for callers
 /// outside the runtime, which have no `THING_FUNCTION_ID`.
 #[napi]

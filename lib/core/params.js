@@ -100,6 +100,11 @@ function publishRequest(params) {
 /** Outside the runtime there is no THING_FUNCTION_ID; the runtime's alias reaches the thing function all the same. */
 const THING_FUNCTION_ALIAS = native.thingFunctionAlias();
 
+/** Where publishes go when made as upstream makes them: an Async invoke of the router function. */
+function routerFunctionTarget() {
+  return process.env.ROUTER_FUNCTION_ID || native.routerFunctionId();
+}
+
 /** Where thing operations go. */
 function thingFunctionTarget() {
   return process.env.THING_FUNCTION_ID || THING_FUNCTION_ALIAS;
@@ -176,6 +181,7 @@ module.exports = {
   checkCallback,
   invokeRequest,
   publishRequest,
+  routerFunctionTarget,
   thingFunctionTarget,
   thingServiceRequest,
   thingPropertiesRequest,

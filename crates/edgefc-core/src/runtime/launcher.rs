@@ -272,6 +272,9 @@ impl WorkerLauncher for NodeLauncher {
             .env("FUNCTION_ID", &function.function_id)
             .env("MY_FUNCTION_ID", &function.function_id)
             .env("ROUTER_FUNCTION_ID", ROUTER_FUNCTION_ID)
+            // Upstream's CredentialProviderChain refuses to be built without
+            // it (misspelling included); the credentials come from the runtime.
+            .env("DEFFAULT_CREDENTIALS_RELATIVE_URI", CREDENTIALS_RELATIVE_URI)
             .env("THING_FUNCTION_ID", spec.thing_function_id.unwrap_or(THING_FUNCTION_ALIAS))
             .env("EDGEFC_SERVICE_NAME", &function.service_name)
             .env("EDGEFC_FUNCTION_NAME", &function.function_name)
@@ -371,6 +374,11 @@ async fn memory_exceeded(pid: Option<u32>, limit: u64, group: Option<&WorkerGrou
 
 /// The descriptor a worker finds its connection to the runtime at.
 pub const CONNECTION_FD: libc::c_int = 3;
+
+/// What a worker finds in `DEFFAULT_CREDENTIALS_RELATIVE_URI`. Only its
+/// presence matters: the credentials come from the runtime's `credentials`
+/// service over the worker's own connection.
+pub const CREDENTIALS_RELATIVE_URI: &str = "/edgefc/credentials";
 
 /// The pids of the workers started and not yet waited for: any other child
 /// of this process is something a worker left behind (see [`adopt_orphans`]).
