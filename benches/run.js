@@ -100,7 +100,7 @@ function switches(pid) {
   }, 0);
 }
 
-/** What `measure` costs each process per call: CPU µs and context switches. */
+/** What `run` costs each of `pids` per call: CPU µs and context switches. */
 async function perCall(pids, run) {
   const before = pids.map((pid) => [cpuMicros(pid), switches(pid)]);
   const result = await run();
@@ -140,21 +140,19 @@ async function benchEdgefc(results) {
       const callOnce = () => fc.invokeFunction({ functionId: 'echo', payload });
       await measure(callOnce, 16); // warm-up: JIT, buffers
       for (const inFlight of IN_FLIGHT) {
-        const watch = size === 64 && inFlight === 256;
-        const before = watch && { runtime: cpuMicros(runtime.pid), worker: cpuMicros(workerPid), peak: rssPeak(runtime.pid) };
-        if (size === 64 && inFlight === 1) {
-          // Where one round trip's time goes: each process's CPU and wake-ups.
-          const { result, cost } = await perCall([process.pid, runtime.pid, workerPid], () => repeated(() => measure(callOnce, 1)));
-          results.sync.push({ design: 'edgefc', payload: label, size, inFlight, ...result });
+        // At 64 B, where the time goes: each process's CPU and wake-ups per
+        // call, one at a time and under load (with the runtime's peak RSS).
+        const watched = size === 64 && (inFlight === 1 || inFlight === 256) ? [process.pid, runtime.pid, workerPid] : [];
+        const peak = size === 64 && inFlight === 256 && rssPeak(runtime.pid);
+        const { result, cost } = await perCall(watched, () => repeated(() => measure(callOnce, inFlight)));
+        results.sync.push({ design: 'edgefc', payload: label, size, inFlight, ...result });
+        if (watched.length > 0 && inFlight === 1) {
           results.roundTrip.push({ pinned: PINNED, caller: cost[0], runtime: cost[1], worker: cost[2] });
-          continue;
         }
-        results.sync.push({ design: 'edgefc', payload: label, size, inFlight, ...(await repeated(() => measure(callOnce, inFlight))) });
-        if (watch) {
-          const calls = results.sync[results.sync.length - 1].calls * RUNS;
-          results.cost.runtimeRssUnderLoadMiB = before.peak();
-          results.cost.runtimeCpuMicrosPerInvoke = (cpuMicros(runtime.pid) - before.runtime) / calls;
-          results.cost.workerCpuMicrosPerInvoke = (cpuMicros(workerPid) - before.worker) / calls;
+        if (peak) {
+          results.cost.runtimeRssUnderLoadMiB = peak();
+          results.cost.runtimeCpuMicrosPerInvoke = cost[1].cpuMicros;
+          results.cost.workerCpuMicrosPerInvoke = cost[2].cpuMicros;
         }
       }
     }

@@ -193,55 +193,13 @@ impl LoopHandle {
         let mut event_loop = ptr::null_mut();
         // SAFETY: `env` is the live environment of the calling (JavaScript) thread.
         check(unsafe { sys::napi_get_uv_event_loop(env, &mut event_loop) }, "find the event loop")?;
-        let reference = |function: &Function<'_>| -> edgefc_core::Result<sys::napi_ref> {
-            let mut reference = ptr::null_mut();
-            // SAFETY: `function` is a live value of `env`.
-            check(unsafe { sys::napi_create_reference(env, function.raw(), 1, &mut reference) }, "keep a callback")?;
-            Ok(reference)
-        };
-        let on_completions = reference(callbacks.on_completions)?;
-        let on_tasks = match callbacks.on_tasks.map(reference).transpose() {
-            Ok(on_tasks) => on_tasks,
-            Err(error) => {
-                // SAFETY: a reference made above on this thread.
-                unsafe { sys::napi_delete_reference(env, on_completions) };
-                return Err(error);
-            }
-        };
-        let release = |context: sys::napi_async_context| {
-            // SAFETY: references and context made above on this thread, used by nothing else yet.
-            unsafe {
-                sys::napi_delete_reference(env, on_completions);
-                if let Some(on_tasks) = on_tasks {
-                    sys::napi_delete_reference(env, on_tasks);
-                }
-                if !context.is_null() {
-                    sys::napi_async_destroy(env, context);
-                }
-            }
-        };
-        let mut resource = ptr::null_mut();
-        let mut name = ptr::null_mut();
-        let mut context = ptr::null_mut();
-        // SAFETY: plain N-API calls on the environment's own thread.
-        let made = unsafe {
-            check(sys::napi_create_object(env, &mut resource), "create an async resource")
-                .and_then(|()| {
-                    check(sys::napi_create_string_utf8(env, c"edgefc".as_ptr(), 6, &mut name), "name an async resource")
-                })
-                .and_then(|()| check(sys::napi_async_init(env, resource, name, &mut context), "create an async context"))
-        };
-        if let Err(error) = made {
-            release(context);
-            return Err(error);
-        }
         let poller = Arc::new(LoopPoller { inbox: Mutex::new(Inbox::default()) });
         let side = Box::into_raw(Box::new(LoopSide {
             env,
             event_loop: event_loop.cast(),
-            context,
-            on_completions,
-            on_tasks,
+            context: ptr::null_mut(),
+            on_completions: ptr::null_mut(),
+            on_tasks: None,
             poller: poller.clone(),
             wake: ptr::null_mut(),
             watched: HashMap::new(),
@@ -249,6 +207,15 @@ impl LoopHandle {
             closed: false,
             held: true,
         }));
+        // SAFETY: `side` was just made and nothing else has it yet.
+        if let Err(error) = unsafe { keep_callbacks(&mut *side, callbacks) } {
+            // SAFETY: as above; what `keep_callbacks` made goes with it.
+            unsafe {
+                release_references(&*side);
+                drop(Box::from_raw(side));
+            }
+            return Err(error);
+        }
         // SAFETY: a fresh handle on this thread's loop; `side` outlives it
         // (it is freed after its last handle is closed).
         unsafe {
@@ -257,7 +224,7 @@ impl LoopHandle {
                 if !wake.is_null() {
                     free_handle(wake);
                 }
-                release(context);
+                release_references(&*side);
                 drop(Box::from_raw(side));
                 return Err(cannot("watch its connection (uv_async_init)"));
             }
@@ -295,12 +262,38 @@ unsafe extern "C" fn on_env_cleanup(side: *mut c_void) {
     close(side.cast());
 }
 
+/// Keeps the JavaScript callbacks (references) and the async context that
+/// calls them, in `side`; what was made before a failure stays there for
+/// `release_references`.
+unsafe fn keep_callbacks(side: &mut LoopSide, callbacks: Callbacks<'_>) -> edgefc_core::Result<()> {
+    let env = side.env;
+    let reference = |function: &Function<'_>| -> edgefc_core::Result<sys::napi_ref> {
+        let mut reference = ptr::null_mut();
+        check(sys::napi_create_reference(env, function.raw(), 1, &mut reference), "keep a callback")?;
+        Ok(reference)
+    };
+    side.on_completions = reference(callbacks.on_completions)?;
+    if let Some(on_tasks) = callbacks.on_tasks {
+        side.on_tasks = Some(reference(on_tasks)?);
+    }
+    let mut resource = ptr::null_mut();
+    let mut name = ptr::null_mut();
+    check(sys::napi_create_object(env, &mut resource), "create an async resource")?;
+    check(sys::napi_create_string_utf8(env, c"edgefc".as_ptr(), 6, &mut name), "name an async resource")?;
+    check(sys::napi_async_init(env, resource, name, &mut side.context), "create an async context")
+}
+
+/// Releases what `keep_callbacks` made (as much of it as it made).
 unsafe fn release_references(side: &LoopSide) {
-    sys::napi_delete_reference(side.env, side.on_completions);
+    if !side.on_completions.is_null() {
+        sys::napi_delete_reference(side.env, side.on_completions);
+    }
     if let Some(on_tasks) = side.on_tasks {
         sys::napi_delete_reference(side.env, on_tasks);
     }
-    sys::napi_async_destroy(side.env, side.context);
+    if !side.context.is_null() {
+        sys::napi_async_destroy(side.env, side.context);
+    }
 }
 
 /// Stops every watch and closes the handles; the side is freed once they are.

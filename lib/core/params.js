@@ -100,9 +100,12 @@ function publishRequest(params) {
 /** Outside the runtime there is no THING_FUNCTION_ID; the runtime's alias reaches the thing function all the same. */
 const THING_FUNCTION_ALIAS = native.thingFunctionAlias();
 
+/** Outside the runtime there is no ROUTER_FUNCTION_ID either; this is what the runtime gives hosted functions. */
+const ROUTER_FUNCTION_ID = native.routerFunctionId();
+
 /** Where publishes go when made as upstream makes them: an Async invoke of the router function. */
 function routerFunctionTarget() {
-  return process.env.ROUTER_FUNCTION_ID || native.routerFunctionId();
+  return process.env.ROUTER_FUNCTION_ID || ROUTER_FUNCTION_ID;
 }
 
 /** Where thing operations go. */

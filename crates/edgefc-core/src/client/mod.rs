@@ -264,12 +264,7 @@ impl Client {
         let message_bytes = Arc::new(Semaphore::new(MAX_WAITING_MESSAGE_BYTES));
         let dropped_messages = Arc::new(AtomicU64::new(0));
         let waiting = replies::MessageQueue { queue: message_queue, bytes: message_bytes, dropped: dropped_messages.clone() };
-        let keeps_tasks = match &options.poller {
-            Some(_) => options.serve,
-            None => sinks.tasks.is_some(),
-        };
-        let router =
-            replies::Router { pending: pending.clone(), messages: Some(waiting), keeps_tasks, arrived: Arrived::default() };
+        let router = replies::Router { pending: pending.clone(), messages: Some(waiting), arrived: Arrived::default() };
         let (sender, polled) = match connection {
             Opened::Polled(poller, stream, already_read) => {
                 let stream = stream.into_std().map_err(|error| handshake_failed(&error))?;

@@ -72,8 +72,6 @@ pub(super) struct Router {
     pub(super) pending: Arc<PendingTable<Waiter>>,
     /// `None` once the connection has ended, which ends `next_messages`.
     pub(super) messages: Option<MessageQueue>,
-    /// Whether this connection's tasks are wanted (a serving connection's).
-    pub(super) keeps_tasks: bool,
     pub(super) arrived: Arrived,
 }
 
@@ -102,8 +100,8 @@ impl Router {
                 Some(Waiter::Tagged(tag)) => self.arrived.replies.push((tag, reply)),
                 None => {}
             },
-            Incoming::Task(task) if self.keeps_tasks => self.arrived.tasks.push(task),
-            Incoming::Task(_) => {}
+            // Only a serving connection gets tasks; without a task sink they are dropped where handed over.
+            Incoming::Task(task) => self.arrived.tasks.push(task),
             Incoming::Message(message) => {
                 if let Some(messages) = &self.messages {
                     messages.push(message);

@@ -26,6 +26,13 @@ use crate::proto::frame::{Frame, FrameCodec, FrameError};
 /// is given back, so that idle connections hold little memory.
 const KEPT_BUFFER_BYTES: usize = 64 << 10;
 
+/// Gives back an empty buffer's memory if it grew past [`KEPT_BUFFER_BYTES`].
+fn give_back_if_large(buffer: &mut BytesMut) {
+    if buffer.is_empty() && buffer.capacity() > KEPT_BUFFER_BYTES {
+        *buffer = BytesMut::new();
+    }
+}
+
 pub struct FrameReader {
     inner: FramedRead<OwnedReadHalf, FrameCodec>,
 }
@@ -38,10 +45,7 @@ impl FrameReader {
         let frame = self.inner.next().await.transpose();
         // After a large frame the buffer keeps its capacity; an idle
         // connection should not hold the largest frame it ever read.
-        let buffer = self.inner.read_buffer_mut();
-        if buffer.is_empty() && buffer.capacity() > KEPT_BUFFER_BYTES {
-            *buffer = BytesMut::new();
-        }
+        give_back_if_large(self.inner.read_buffer_mut());
         frame
     }
 }
@@ -514,14 +518,16 @@ impl PolledReader {
                 Err(error) => return ReadTurn::Failed(FrameError::Io(error)),
             }
         }
-        if self.buffer.is_empty() && self.buffer.capacity() > KEPT_BUFFER_BYTES {
-            self.buffer = BytesMut::new();
-        }
+        give_back_if_large(&mut self.buffer);
         ReadTurn::Open
     }
 }
 
+/// The writer task of a connection that `split` made.
 async fn write_frames(shared: Arc<WriteShared>) {
+    let WriteSocket::Task(socket) = &shared.socket else {
+        return;
+    };
     let mut chunk = BytesMut::new();
     loop {
         shared.wake.notified().await;
@@ -543,9 +549,6 @@ async fn write_frames(shared: Arc<WriteShared>) {
                 std::mem::swap(&mut state.buffer, &mut chunk);
                 state.in_writer = chunk.len();
             }
-            let WriteSocket::Task(socket) = &shared.socket else {
-                return;
-            };
             let written = write_all(socket, &chunk).await;
             {
                 let mut state = shared.state.lock().unwrap();
@@ -558,9 +561,7 @@ async fn write_frames(shared: Arc<WriteShared>) {
             }
             shared.drained.notify_waiters();
             chunk.clear();
-            if chunk.capacity() > KEPT_BUFFER_BYTES {
-                chunk = BytesMut::new();
-            }
+            give_back_if_large(&mut chunk);
         }
     }
 }

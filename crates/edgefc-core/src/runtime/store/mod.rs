@@ -135,8 +135,9 @@ enum Write {
 
 impl Store {
     /// Opens (or creates) the store in `state_dir`, and returns what was
-    /// pending when it was last closed. Must be called on a tokio runtime. A damaged file is an error that
-    /// says so; a damaged record is counted, logged and left out.
+    /// pending when it was last closed. Must be called on a tokio runtime.
+    /// A damaged file is an error that says so; a damaged record is
+    /// counted, logged and left out.
     pub fn open(state_dir: &Path, limits: StoreLimits) -> Result<(Store, Vec<PendingEntry>)> {
         let path = state_dir.join(STORE_FILE);
         let db = Database::create(&path).map_err(|error| damaged(&path, &error))?;
