@@ -90,6 +90,8 @@ pub struct Outcome {
     pub failure: Option<NativeFailure>,
     pub function_error: Option<String>,
     pub status_code: Option<u32>,
+    /// What the handler said about its payload (JSON), or empty.
+    pub reply_context: Option<String>,
     #[napi(ts_type = "string | Buffer")]
     pub payload: Option<JsPayload>,
     /// An Async invocation's id, or a published message's id.
@@ -98,12 +100,20 @@ pub struct Outcome {
 
 impl Outcome {
     pub fn of(tag: u64, reply: edgefc_core::Result<Reply>) -> Outcome {
-        let mut outcome =
-            Outcome { tag: tag as i64, failure: None, function_error: None, status_code: None, payload: None, accepted_id: None };
+        let mut outcome = Outcome {
+            tag: tag as i64,
+            failure: None,
+            function_error: None,
+            status_code: None,
+            reply_context: None,
+            payload: None,
+            accepted_id: None,
+        };
         match reply {
             Ok(Reply::Completed(result)) => {
                 outcome.function_error = result.function_error.as_str().map(str::to_string);
                 outcome.status_code = Some(u32::from(result.status));
+                outcome.reply_context = Some(result.reply_context);
                 outcome.payload = Some(JsPayload(result.payload));
             }
             Ok(Reply::Accepted { accepted_id }) => outcome.accepted_id = Some(accepted_id),

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use edgefc_core::client::{CompletionSink, ConnectOptions, Endpoint, Session, Sinks};
-use edgefc_core::proto::{InvokeRequest, Reply, Request};
+use edgefc_core::proto::{InvokeRequest, Reply, Request, SyncResult};
 use edgefc_core::{Error, ErrorCode};
 use napi::bindgen_prelude::{BufferSlice, Either, FromNapiValue, Function, PromiseRaw};
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
@@ -90,10 +90,14 @@ impl NativeSession {
         tag: i64,
         target: String,
         asynchronous: bool,
+        default_timeout_secs: u32,
         invoker_context: String,
         payload: Either<String, BufferSlice>,
     ) -> error::Result<()> {
-        let request = InvokeRequest { target, asynchronous, invoker_context, payload: payload_from_js(payload) };
+        let default_timeout_secs = u16::try_from(default_timeout_secs)
+            .map_err(|_| to_js(Error::new(ErrorCode::InvalidParams, "a default timeout is at most 65535 s")))?;
+        let request =
+            InvokeRequest { target, asynchronous, default_timeout_secs, invoker_context, payload: payload_from_js(payload) };
         self.submit(Request::Invoke(request), tag)
     }
 
@@ -157,9 +161,26 @@ impl NativeSession {
     }
 
     /// Reports a finished task: `functionError` is 0 (none), 1 (Handled) or
-    /// 2 (Unhandled). Written with the next `flush`.
+    /// 2 (Unhandled); `status` 0 stands for 200; `replyContext` is what the
+    /// handler says about its payload (JSON), or empty. Written with the
+    /// next `flush`.
     #[napi]
-    pub fn complete_task(&self, id: i64, function_error: u32, payload: Either<String, BufferSlice>) -> error::Result<()> {
-        self.session.complete(id as u64, function_error_from_js(function_error), payload_from_js(payload)).map_err(to_js)
+    pub fn complete_task(
+        &self,
+        id: i64,
+        function_error: u32,
+        status: u32,
+        reply_context: String,
+        payload: Either<String, BufferSlice>,
+    ) -> error::Result<()> {
+        let status = u16::try_from(status)
+            .map_err(|_| to_js(Error::new(ErrorCode::InvalidParams, format!("status {status} is not an HTTP status"))))?;
+        let result = SyncResult {
+            status,
+            function_error: function_error_from_js(function_error),
+            reply_context,
+            payload: payload_from_js(payload),
+        };
+        self.session.complete(id as u64, result).map_err(to_js)
     }
 }

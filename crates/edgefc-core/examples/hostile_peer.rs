@@ -105,6 +105,7 @@ async fn run(args: Args) -> serde_json::Value {
                     let frame = Frame::Invoke {
                         id: sent + 1,
                         asynchronous: false,
+                        default_timeout_secs: 0,
                         target: args.target.clone(),
                         invoker_context: String::new(),
                         payload: payload.clone(),
@@ -126,6 +127,7 @@ async fn run(args: Args) -> serde_json::Value {
                 let request = InvokeRequest {
                     target: args.target.clone(),
                     asynchronous: true,
+                    default_timeout_secs: 0,
                     invoker_context: String::new(),
                     payload: payload.clone(),
                 };

@@ -28,7 +28,7 @@ fn codec() -> FrameCodec {
 async fn worker(stream: UnixStream) {
     let (mut reader, sender) = transport::split(stream, codec(), OutputBound::unbounded());
     while let Ok(Some(Frame::Task { id, payload, .. })) = reader.read_frame().await {
-        sender.send(Frame::TaskDone { id, function_error: FunctionError::None, payload });
+        sender.send(Frame::TaskDone { id, status: 0, function_error: FunctionError::None, reply_context: String::new(), payload });
     }
 }
 
@@ -37,8 +37,8 @@ async fn broker(client: UnixStream, worker: UnixStream) {
     let (mut from_client, to_client) = transport::split(client, codec(), OutputBound::unbounded());
     let (mut from_worker, to_worker) = transport::split(worker, codec(), OutputBound::unbounded());
     let back = tokio::spawn(async move {
-        while let Ok(Some(Frame::TaskDone { id, function_error, payload })) = from_worker.read_frame().await {
-            to_client.send(Frame::Result { id, status: 200, function_error, payload });
+        while let Ok(Some(Frame::TaskDone { id, function_error, reply_context, payload, .. })) = from_worker.read_frame().await {
+            to_client.send(Frame::Result { id, status: 200, function_error, reply_context, payload });
         }
     });
     while let Ok(Some(Frame::Invoke { id, payload, .. })) = from_client.read_frame().await {
@@ -55,6 +55,7 @@ async fn call(sender: &FrameSender, waiting: &Waiting, payload: &Payload) {
     sender.send(Frame::Invoke {
         id,
         asynchronous: false,
+        default_timeout_secs: 0,
         target: "echo".into(),
         invoker_context: String::new(),
         payload: payload.clone(),

@@ -97,6 +97,7 @@ async fn a_caller_that_does_not_read_its_replies_stops_being_read() {
             let frame = Frame::Invoke {
                 id,
                 asynchronous: false,
+                default_timeout_secs: 0,
                 target: "echo".into(),
                 invoker_context: String::new(),
                 payload: payload.clone(),

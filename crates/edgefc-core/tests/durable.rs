@@ -276,6 +276,7 @@ fn invocation(n: usize) -> edgefc_core::runtime::store::Invocation {
         accepted_at_ms: 0,
         not_before_ms: 0,
         replays: 0,
+        default_timeout_secs: 0,
     }
 }
 

@@ -22,7 +22,7 @@ async fn sync_invocations_round_trip_text_and_binary() {
     let binary = Payload::Binary(Bytes::from((0..=255u8).collect::<Vec<_>>()));
     for payload in [Payload::text("hello"), Payload::empty_text(), binary, Payload::Binary(Bytes::new())] {
         let result = completed(&client, sync("echo", payload.clone())).await;
-        assert_eq!(result, SyncResult { status: 200, function_error: FunctionError::None, payload });
+        assert_eq!(result, SyncResult { status: 200, function_error: FunctionError::None, reply_context: String::new(), payload });
     }
     let by_arn = completed(&client, sync("acs:fc:::service:S:function:echo", Payload::text("arn"))).await;
     assert_eq!(by_arn.payload, Payload::text("arn"));
@@ -55,6 +55,86 @@ async fn unknown_functions_are_reported() {
     let fixture = Fixture::start("").await;
     let error = invoke(&fixture.client().await, sync("missing", Payload::empty_text())).await.unwrap_err();
     assert_eq!(error.code, ErrorCode::FunctionNotFound);
+    fixture.stop().await;
+}
+
+#[tokio::test]
+async fn a_bare_function_name_reaches_its_function() {
+    let fixture = Fixture::start("").await;
+    let client = fixture.client().await;
+    let result = completed(&client, sync("edgefc:name:narrow", Payload::text("by name"))).await;
+    assert_eq!(result.payload, Payload::text("by name"));
+    let error = invoke(&client, sync("edgefc:name:nobody", Payload::empty_text())).await.unwrap_err();
+    assert_eq!(error.code, ErrorCode::FunctionNotFound);
+    assert!(error.message.contains("no function is named nobody"), "{}", error.message);
+    fixture.stop().await;
+}
+
+#[test]
+fn a_bare_name_means_the_callers_own_service_first_then_the_only_one_of_that_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = r#"{"functions": [
+        {"serviceName": "A", "functionName": "add", "codeDir": "."},
+        {"serviceName": "B", "functionName": "add", "codeDir": "."},
+        {"serviceName": "B", "functionName": "only", "codeDir": "."},
+        {"serviceName": "C", "functionName": "x", "functionId": "add-by-id", "codeDir": "."}
+    ]}"#;
+    let table = Config::parse(text, dir.path()).unwrap().table;
+    assert_eq!(table.by_function_name("add", Some("A")).unwrap(), 0);
+    assert_eq!(table.by_function_name("add", Some("B")).unwrap(), 1);
+    assert_eq!(table.by_function_name("only", Some("A")).unwrap(), 2);
+    assert_eq!(table.by_function_name("only", None).unwrap(), 2);
+    assert_eq!(table.by_function_name("add-by-id", None).unwrap(), 3, "an id is the last resort");
+    for own_service in [None, Some("C")] {
+        let error = table.by_function_name("add", own_service).unwrap_err();
+        assert_eq!(error.code, ErrorCode::FunctionNotFound);
+        assert!(error.message.contains("ambiguous: it names A/add and B/add"), "{}", error.message);
+    }
+}
+
+#[test]
+fn each_flavor_has_its_platforms_default_handler() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = r#"{"functions": [
+        {"serviceName": "S", "functionName": "a", "codeDir": "."},
+        {"serviceName": "S", "functionName": "b", "codeDir": ".", "flavor": "wechat"},
+        {"serviceName": "S", "functionName": "c", "codeDir": ".", "flavor": "minapp"},
+        {"serviceName": "S", "functionName": "d", "codeDir": ".", "flavor": "supabase"},
+        {"serviceName": "S", "functionName": "e", "codeDir": ".", "flavor": "supabase", "handler": "main.fetch"}
+    ]}"#;
+    let config = Config::parse(text, dir.path()).unwrap();
+    let handlers: Vec<String> = config.functions.iter().map(|function| function.handler()).collect();
+    assert_eq!(handlers, ["index.handler", "index.main", "index.main", "index", "main.fetch"]);
+    for (entry, expected) in [
+        (r#""flavor": "aws""#, "unknown variant"),
+        (r#""flavor": "wechat", "handler": "index""#, "handler must look like \"index.handler\""),
+    ] {
+        let text = format!(r#"{{"functions": [{{"serviceName": "S", "functionName": "f", "codeDir": ".", {entry}}}]}}"#);
+        let error = Config::parse(&text, dir.path()).unwrap_err();
+        assert!(error.message.contains(expected), "{entry}: {}", error.message);
+    }
+}
+
+/// On a paused clock: the in-process handler's "sleep:" and the timeouts run on it.
+#[tokio::test(start_paused = true)]
+async fn a_callers_default_timeout_applies_only_to_functions_without_their_own() {
+    let fixture = Fixture::start("").await;
+    let client = fixture.client().await;
+    let with_default = |target: &str, seconds: u16, payload: &str| InvokeRequest {
+        default_timeout_secs: seconds,
+        ..sync(target, Payload::text(payload.to_string()))
+    };
+    // echo sets no timeoutMs: the runtime's 5 s, or the caller's.
+    let result = completed(&client, with_default("echo", 1, "sleep:1500")).await;
+    assert_eq!(result.function_error, FunctionError::Unhandled);
+    assert!(String::from_utf8_lossy(result.payload.bytes()).contains("timed out after 1000 ms"));
+    let result = completed(&client, with_default("echo", 0, "sleep:1500")).await;
+    assert_eq!(result.function_error, FunctionError::None);
+    let result = completed(&client, with_default("echo", 10, "sleep:7000")).await;
+    assert_eq!(result.function_error, FunctionError::None, "10 s replace the runtime's 5 s");
+    // slow's own timeoutMs (200) wins over the caller's 10 s.
+    let result = completed(&client, with_default(SLOW, 10, "sleep:300")).await;
+    assert!(String::from_utf8_lossy(result.payload.bytes()).contains("timed out after 200 ms"));
     fixture.stop().await;
 }
 

@@ -30,9 +30,9 @@ use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio_util::codec::{Encoder, FramedRead};
 
 use crate::error::{Error, ErrorCode, Result};
-use crate::proto::frame::{Frame, FrameCodec, FunctionError, Payload, PROTOCOL_VERSION};
+use crate::proto::frame::{Frame, FrameCodec, MAX_FIELD_LEN, PROTOCOL_VERSION};
 use crate::proto::limits::{check_field, check_request, payload_too_large};
-use crate::proto::message::{error_payload, Message, Reply, Request, Task};
+use crate::proto::message::{Message, Reply, Request, SyncResult, Task};
 use crate::transport::{self, FrameReader, FrameSender, OutputBound, PendingTable, PolledReader, ReadTurn};
 
 pub use replies::Arrived;
@@ -388,16 +388,21 @@ impl Client {
         self.dropped_messages.load(Ordering::Relaxed)
     }
 
-    /// Reports a finished task. A result over the payload limit is replaced
-    /// by an `Unhandled` error so that the caller learns why.
-    pub fn complete(&self, task_id: u64, function_error: FunctionError, payload: Payload, dispatch: Dispatch) -> Result<()> {
-        let (function_error, payload) = if payload.len() > self.max_payload {
-            let error = payload_too_large(payload.len(), self.max_payload);
-            (FunctionError::Unhandled, error_payload("PayloadTooLarge", &error.message))
+    /// Reports a finished task (`result.status` 0 stands for 200). A result
+    /// over the payload limit, or with a reply context too long for its
+    /// field, is replaced by an `Unhandled` error so that the caller learns why.
+    pub fn complete(&self, task_id: u64, result: SyncResult, dispatch: Dispatch) -> Result<()> {
+        let SyncResult { status, function_error, reply_context, payload } = if result.payload.len() > self.max_payload {
+            let error = payload_too_large(result.payload.len(), self.max_payload);
+            SyncResult::unhandled("PayloadTooLarge", &error.message)
+        } else if result.reply_context.len() > MAX_FIELD_LEN {
+            let message = format!("the reply's context is {} bytes; at most {MAX_FIELD_LEN} fit", result.reply_context.len());
+            SyncResult::unhandled("PayloadTooLarge", &message)
         } else {
-            (function_error, payload)
+            result
         };
-        if self.pending.is_closed() || !self.send_frame(Frame::TaskDone { id: task_id, function_error, payload }, dispatch) {
+        let frame = Frame::TaskDone { id: task_id, status, function_error, reply_context, payload };
+        if self.pending.is_closed() || !self.send_frame(frame, dispatch) {
             return Err(connection_lost());
         }
         Ok(())

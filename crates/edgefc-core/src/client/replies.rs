@@ -52,8 +52,8 @@ enum Incoming {
 
 fn classify(frame: Frame) -> Option<Incoming> {
     Some(match frame {
-        Frame::Result { id, status, function_error, payload } => {
-            Incoming::Reply(id, Ok(Reply::Completed(SyncResult { status, function_error, payload })))
+        Frame::Result { id, status, function_error, reply_context, payload } => {
+            Incoming::Reply(id, Ok(Reply::Completed(SyncResult { status, function_error, reply_context, payload })))
         }
         Frame::Accepted { id, accepted_id } => Incoming::Reply(id, Ok(Reply::Accepted { accepted_id })),
         Frame::Failure { id, code, message } => Incoming::Reply(id, Err(Error::new(code, message))),

@@ -13,8 +13,7 @@ use tokio::runtime::Handle;
 
 use super::{connection_lost, Client, ConnectOptions, Dispatch, Sinks};
 use crate::error::Result;
-use crate::proto::frame::{FunctionError, Payload};
-use crate::proto::message::{Message, Request};
+use crate::proto::message::{Message, Request, SyncResult};
 
 /// Requests submitted while no connection is ready, in the order they came;
 /// `Some` while one connect attempt is under way for all of them.
@@ -146,9 +145,9 @@ impl Session {
 
     /// Reports a finished task on the attached (serving) client; the frame
     /// is queued for [`flush`](Session::flush).
-    pub fn complete(&self, task_id: u64, function_error: FunctionError, payload: Payload) -> Result<()> {
+    pub fn complete(&self, task_id: u64, result: SyncResult) -> Result<()> {
         let client = self.attached.lock().unwrap().clone();
         let client = client.ok_or_else(|| crate::error::Error::runtime_unavailable("this session is not serving tasks"))?;
-        client.complete(task_id, function_error, payload, Dispatch::Queue)
+        client.complete(task_id, result, Dispatch::Queue)
     }
 }

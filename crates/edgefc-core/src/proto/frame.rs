@@ -19,7 +19,7 @@ use tokio_util::codec::{Decoder, Encoder};
 use crate::error::ErrorCode;
 
 /// Bumped whenever the layout or the meaning of a field changes.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// Bytes before the first field: len + kind + flags + code + id.
 pub const HEADER_LEN: usize = 16;
@@ -143,9 +143,13 @@ pub enum Frame {
         version: u16,
         max_payload: u64,
     },
+    /// `default_timeout_secs` (in the header's code slot; 0 for none) is
+    /// how long the caller's API lets a function run when the function's
+    /// config sets no `timeoutMs` of its own.
     Invoke {
         id: u64,
         asynchronous: bool,
+        default_timeout_secs: u16,
         target: String,
         invoker_context: String,
         payload: Payload,
@@ -157,11 +161,13 @@ pub enum Frame {
         id: u64,
         accepted_id: String,
     },
-    /// A sync invocation finished.
+    /// A sync invocation finished. `reply_context` is what the handler said
+    /// about its payload (JSON, e.g. its content type), or empty.
     Result {
         id: u64,
         status: u16,
         function_error: FunctionError,
+        reply_context: String,
         payload: Payload,
     },
     /// A request (or, with id 0, the connection) failed.
@@ -179,10 +185,13 @@ pub enum Frame {
         invoker_context: String,
         payload: Payload,
     },
-    /// Worker to runtime: the handler finished.
+    /// Worker to runtime: the handler finished. `status` travels in the
+    /// header's code slot (0 when the handler gave none: 200).
     TaskDone {
         id: u64,
+        status: u16,
         function_error: FunctionError,
+        reply_context: String,
         payload: Payload,
     },
     /// Client to runtime: route a message; answered by `Accepted` or `Failure`.
@@ -289,6 +298,7 @@ fn decode_body(mut body: Bytes) -> Result<Frame, FrameError> {
         KIND_INVOKE => Frame::Invoke {
             id,
             asynchronous: flags & FLAG_ASYNC != 0,
+            default_timeout_secs: code,
             target: take_field(&mut body)?,
             invoker_context: take_field(&mut body)?,
             payload: take_payload(flags, &mut body)?,
@@ -298,6 +308,7 @@ fn decode_body(mut body: Bytes) -> Result<Frame, FrameError> {
             id,
             status: code,
             function_error: FunctionError::from_flags(flags)?,
+            reply_context: take_field(&mut body)?,
             payload: take_payload(flags, &mut body)?,
         },
         KIND_FAILURE => Frame::Failure {
@@ -312,9 +323,13 @@ fn decode_body(mut body: Bytes) -> Result<Frame, FrameError> {
             invoker_context: take_field(&mut body)?,
             payload: take_payload(flags, &mut body)?,
         },
-        KIND_TASK_DONE => {
-            Frame::TaskDone { id, function_error: FunctionError::from_flags(flags)?, payload: take_payload(flags, &mut body)? }
-        }
+        KIND_TASK_DONE => Frame::TaskDone {
+            id,
+            status: code,
+            function_error: FunctionError::from_flags(flags)?,
+            reply_context: take_field(&mut body)?,
+            payload: take_payload(flags, &mut body)?,
+        },
         KIND_PUBLISH => Frame::Publish { id, topic: take_field(&mut body)?, payload: take_payload(flags, &mut body)? },
         KIND_REQUEST => Frame::Request { id, operation: take_field(&mut body)? },
         KIND_SUBSCRIBE => Frame::Subscribe { id, topic_filter: take_field(&mut body)? },
@@ -386,25 +401,25 @@ impl Encoder<&Frame> for FrameCodec {
                     (KIND_HELLO, if *serve { FLAG_SERVE } else { 0 }, *version, 0, [token, ""], 1, None)
                 }
                 Frame::Welcome { version, max_payload } => (KIND_WELCOME, 0, *version, *max_payload, ["", ""], 0, None),
-                Frame::Invoke { id, asynchronous, target, invoker_context, payload } => (
+                Frame::Invoke { id, asynchronous, default_timeout_secs, target, invoker_context, payload } => (
                     KIND_INVOKE,
                     payload.flag() | if *asynchronous { FLAG_ASYNC } else { 0 },
-                    0,
+                    *default_timeout_secs,
                     *id,
                     [target, invoker_context],
                     2,
                     Some(payload),
                 ),
                 Frame::Accepted { id, accepted_id } => (KIND_ACCEPTED, 0, 0, *id, [accepted_id, ""], 1, None),
-                Frame::Result { id, status, function_error, payload } => {
-                    (KIND_RESULT, payload.flag() | function_error.flag(), *status, *id, ["", ""], 0, Some(payload))
+                Frame::Result { id, status, function_error, reply_context, payload } => {
+                    (KIND_RESULT, payload.flag() | function_error.flag(), *status, *id, [reply_context, ""], 1, Some(payload))
                 }
                 Frame::Failure { id, code, message } => (KIND_FAILURE, 0, *code as u16, *id, [message, ""], 1, None),
                 Frame::Task { id, attempt, request_id, invoker_context, payload } => {
                     (KIND_TASK, payload.flag(), *attempt, *id, [request_id, invoker_context], 2, Some(payload))
                 }
-                Frame::TaskDone { id, function_error, payload } => {
-                    (KIND_TASK_DONE, payload.flag() | function_error.flag(), 0, *id, ["", ""], 0, Some(payload))
+                Frame::TaskDone { id, status, function_error, reply_context, payload } => {
+                    (KIND_TASK_DONE, payload.flag() | function_error.flag(), *status, *id, [reply_context, ""], 1, Some(payload))
                 }
                 Frame::Publish { id, topic, payload } => (KIND_PUBLISH, payload.flag(), 0, *id, [topic, ""], 1, Some(payload)),
                 Frame::Request { id, operation } => (KIND_REQUEST, 0, 0, *id, [operation, ""], 1, None),
@@ -467,6 +482,7 @@ mod tests {
             Frame::Invoke {
                 id: u64::MAX,
                 asynchronous: true,
+                default_timeout_secs: 300,
                 target: "acs:fc:::service:EdgeFC:function:helloworld".into(),
                 invoker_context: "eyJjdXN0b20iOnt9fQ==".into(),
                 payload: Payload::Binary(Bytes::from_static(&[0, 1, 255])),
@@ -474,16 +490,42 @@ mod tests {
             Frame::Invoke {
                 id: 1,
                 asynchronous: false,
+                default_timeout_secs: 0,
                 target: "id".into(),
                 invoker_context: String::new(),
                 payload: Payload::text("中文 text"),
             },
             Frame::Accepted { id: 2, accepted_id: "abc".into() },
-            Frame::Result { id: 3, status: 200, function_error: FunctionError::None, payload: Payload::empty_text() },
-            Frame::Result { id: 4, status: 200, function_error: FunctionError::Handled, payload: Payload::Binary(Bytes::new()) },
+            Frame::Result {
+                id: 3,
+                status: 200,
+                function_error: FunctionError::None,
+                reply_context: String::new(),
+                payload: Payload::empty_text(),
+            },
+            Frame::Result {
+                id: 4,
+                status: 404,
+                function_error: FunctionError::Handled,
+                reply_context: r#"{"contentType":"application/json"}"#.into(),
+                payload: Payload::Binary(Bytes::new()),
+            },
             Frame::Failure { id: 5, code: ErrorCode::QueueFull, message: "full".into() },
             Frame::Task { id: 6, attempt: 2, request_id: "r".into(), invoker_context: "c".into(), payload: Payload::text("t") },
-            Frame::TaskDone { id: 7, function_error: FunctionError::Unhandled, payload: Payload::text("{}") },
+            Frame::TaskDone {
+                id: 7,
+                status: 0,
+                function_error: FunctionError::Unhandled,
+                reply_context: String::new(),
+                payload: Payload::text("{}"),
+            },
+            Frame::TaskDone {
+                id: 8,
+                status: 201,
+                function_error: FunctionError::None,
+                reply_context: "{}".into(),
+                payload: Payload::text("made"),
+            },
             Frame::Publish { id: 8, topic: "/hello/world".into(), payload: Payload::Binary(Bytes::from_static(b"\x00\xff")) },
             Frame::Request { id: 9, operation: "credentials".into() },
             Frame::Subscribe { id: 10, topic_filter: "/hello/#".into() },
@@ -524,6 +566,7 @@ mod tests {
         let frame = Frame::Invoke {
             id: 0x0102,
             asynchronous: true,
+            default_timeout_secs: 0,
             target: "f".into(),
             invoker_context: String::new(),
             payload: Payload::text("hi"),
@@ -549,7 +592,9 @@ mod tests {
         let payload: Vec<u8> = (0..=255).collect();
         let bytes = encode(&Frame::TaskDone {
             id: 1,
+            status: 0,
             function_error: FunctionError::None,
+            reply_context: String::new(),
             payload: Payload::Binary(payload.clone().into()),
         });
         assert_eq!(&bytes[bytes.len() - 256..], &payload[..]);
@@ -569,7 +614,13 @@ mod tests {
     #[test]
     fn an_oversized_payload_is_refused_by_the_encoder() {
         let frame =
-            Frame::TaskDone { id: 1, function_error: FunctionError::None, payload: Payload::Binary(vec![0; 1 << 20].into()) };
+            Frame::TaskDone {
+                id: 1,
+                status: 0,
+                function_error: FunctionError::None,
+                reply_context: String::new(),
+                payload: Payload::Binary(vec![0; 1 << 20].into()),
+            };
         assert!(matches!(codec().encode(&frame, &mut BytesMut::new()), Err(FrameError::TooLarge { .. })));
     }
 
@@ -578,6 +629,7 @@ mod tests {
         let frame = Frame::Invoke {
             id: 1,
             asynchronous: false,
+            default_timeout_secs: 0,
             target: "t".repeat(u16::MAX as usize),
             invoker_context: "c".repeat(u16::MAX as usize),
             payload: Payload::Binary(vec![7; 1024].into()),

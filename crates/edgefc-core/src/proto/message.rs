@@ -13,6 +13,10 @@ pub struct InvokeRequest {
     /// A function id or ARN.
     pub target: String,
     pub asynchronous: bool,
+    /// How long the caller's API lets the function run (seconds, 0 for no
+    /// opinion) when the function's config sets no `timeoutMs`: 知晓云's
+    /// 5 s Sync and 300 s Async, for instance.
+    pub default_timeout_secs: u16,
     /// Base64 JSON, passed through untouched.
     pub invoker_context: String,
     pub payload: Payload,
@@ -45,6 +49,7 @@ impl Request {
             Request::Invoke(request) => Frame::Invoke {
                 id,
                 asynchronous: request.asynchronous,
+                default_timeout_secs: request.default_timeout_secs,
                 target: request.target,
                 invoker_context: request.invoker_context,
                 payload: request.payload,
@@ -61,23 +66,32 @@ impl Request {
 pub struct SyncResult {
     pub status: u16,
     pub function_error: FunctionError,
+    /// What the handler said about its payload (JSON), or empty: opaque to
+    /// the runtime, read by the caller's API facade.
+    pub reply_context: String,
     pub payload: Payload,
 }
 
 impl SyncResult {
     pub fn ok(payload: Payload) -> SyncResult {
-        SyncResult { status: STATUS_OK, function_error: FunctionError::None, payload }
+        SyncResult { status: STATUS_OK, function_error: FunctionError::None, reply_context: String::new(), payload }
     }
 
     /// The `Result` frame that answers request `id` with this.
     pub fn into_frame(self, id: u64) -> Frame {
-        Frame::Result { id, status: self.status, function_error: self.function_error, payload: self.payload }
+        Frame::Result {
+            id,
+            status: self.status,
+            function_error: self.function_error,
+            reply_context: self.reply_context,
+            payload: self.payload,
+        }
     }
 
     /// The runtime's own report of an invocation that went wrong in the
     /// function (it crashed, timed out, could not start).
     pub fn unhandled(error_type: &str, message: &str) -> SyncResult {
-        SyncResult { status: STATUS_OK, function_error: FunctionError::Unhandled, payload: error_payload(error_type, message) }
+        SyncResult { function_error: FunctionError::Unhandled, ..SyncResult::ok(error_payload(error_type, message)) }
     }
 }
 

@@ -141,7 +141,13 @@ pub(super) fn now_ms() -> u64 {
 /// Accepts an Async invocation of `host`: durable in the store before this
 /// returns its invocation id. `ERR_QUEUE_FULL` past the function's
 /// `maxQueuedInvocations` pending or the store's `store.maxBytes`.
-pub(super) async fn accept(host: &FunctionHost, store: &Store, invoker_context: String, payload: Payload) -> Result<String> {
+pub(super) async fn accept(
+    host: &FunctionHost,
+    store: &Store,
+    default_timeout_secs: u16,
+    invoker_context: String,
+    payload: Payload,
+) -> Result<String> {
     let queue = &host.asynchronous;
     if queue.pending() >= queue.max_pending {
         return Err(Error::new(
@@ -162,6 +168,7 @@ pub(super) async fn accept(host: &FunctionHost, store: &Store, invoker_context: 
         accepted_at_ms: now,
         not_before_ms: now,
         replays: 0,
+        default_timeout_secs,
     };
     let seq = store.accept(&invocation).await?;
     let invocation_id = invocation.invocation_id.clone();
@@ -240,6 +247,7 @@ async fn attempt(host: &Arc<FunctionHost>, store: &Arc<Store>, seq: u64, size: u
     let run = Run {
         request_id: invocation.invocation_id.clone(),
         attempt: u16::try_from(invocation.attempt).unwrap_or(u16::MAX),
+        timeout: host.spec.timeout_for(invocation.default_timeout_secs),
         invoker_context: invocation.invoker_context.clone(),
         payload: invocation.payload.clone(),
     };
@@ -313,6 +321,7 @@ mod tests {
             accepted_at_ms: 0,
             not_before_ms: 0,
             replays: 0,
+            default_timeout_secs: 0,
         }
     }
 

@@ -186,7 +186,7 @@ impl DurableDeliveries {
         let mut full = Vec::new();
         for target in self.targets {
             let host = &shared.hosts[target];
-            match asynchronous::accept(host, &shared.store, self.invoker_context.clone(), self.payload.clone()).await {
+            match asynchronous::accept(host, &shared.store, 0, self.invoker_context.clone(), self.payload.clone()).await {
                 Ok(_) => {
                     shared.bus.counters.delivered.fetch_add(1, Ordering::Relaxed);
                 }

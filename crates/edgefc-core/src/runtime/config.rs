@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorCode, Result};
 use crate::proto::frame::{HEADER_LEN, MAX_FIELDS_LEN};
 use crate::runtime::identity::RunAs;
 use crate::runtime::router::{Route, RouteSource, Router, TopicFilter};
@@ -29,6 +29,9 @@ pub const ROUTER_FUNCTION_ID: &str = "edgefc:router";
 /// A name that always reaches the configured `thingFunction`, for callers
 /// outside the runtime, which have no `THING_FUNCTION_ID`.
 pub const THING_FUNCTION_ALIAS: &str = "edgefc:thing-function";
+/// Before a bare `functionName` in an invocation's target: the function of
+/// that name in the caller's own service, else the only one of that name.
+pub const FUNCTION_NAME_PREFIX: &str = "edgefc:name:";
 pub const DEFAULT_STATE_DIR: &str = ".edgefc";
 pub const SOCKET_FILE: &str = "edgefc.sock";
 pub const ADMIN_TOKEN_FILE: &str = "admin.token";
@@ -128,8 +131,9 @@ struct FunctionEntry {
     function_name: String,
     function_id: Option<String>,
     code_dir: PathBuf,
-    #[serde(default = "default_handler")]
-    handler: String,
+    #[serde(default)]
+    flavor: Flavor,
+    handler: Option<String>,
     timeout_ms: Option<u64>,
     max_concurrency: Option<usize>,
     max_queued_invocations: Option<usize>,
@@ -169,8 +173,41 @@ fn function_named(table: &FunctionTable, reference: &str, what: &str) -> Result<
     table.get(id).ok_or_else(|| Error::config(format!("{what} \"{reference}\" names no configured function")))
 }
 
-fn default_handler() -> String {
-    "index.handler".to_string()
+/// Which platform's handler convention a function's code follows; the
+/// worker calls it that way. Any caller API reaches any flavor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Flavor {
+    /// Link IoT Edge / Function Compute: `handler(event, context, callback)`.
+    #[default]
+    Linkedge,
+    /// WeChat cloud functions: `main(event, context)`, returning the result.
+    Wechat,
+    /// 知晓云 cloud functions: `main(event, callback)`.
+    Minapp,
+    /// Supabase Edge Functions: a Web `Request` in, a `Response` out.
+    Supabase,
+}
+
+impl Flavor {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Flavor::Linkedge => "linkedge",
+            Flavor::Wechat => "wechat",
+            Flavor::Minapp => "minapp",
+            Flavor::Supabase => "supabase",
+        }
+    }
+
+    /// Each platform's own default: `index.handler`, `index.main`, or (for
+    /// Supabase) the module `index` itself, whichever of its forms it uses.
+    fn default_handler(self) -> &'static str {
+        match self {
+            Flavor::Linkedge => "index.handler",
+            Flavor::Wechat | Flavor::Minapp => "index.main",
+            Flavor::Supabase => "index",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -182,8 +219,13 @@ pub struct FunctionSpec {
     pub code_dir: PathBuf,
     /// File (relative to `code_dir`, without `.js`) and exported name.
     pub handler_file: String,
+    /// Empty for a Supabase function whose module itself is the handler.
     pub handler_export: String,
+    pub flavor: Flavor,
     pub timeout: Duration,
+    /// Whether `timeout` is the function's own `timeoutMs` (else the
+    /// default, which a caller's API may replace: see [`FunctionSpec::timeout_for`]).
+    pub timeout_configured: bool,
     pub max_concurrency: usize,
     /// Invocations and messages that may wait beyond `max_concurrency`.
     pub max_queued: usize,
@@ -218,7 +260,22 @@ impl FunctionSpec {
     }
 
     pub fn handler(&self) -> String {
-        format!("{}.{}", self.handler_file, self.handler_export)
+        if self.handler_export.is_empty() {
+            self.handler_file.clone()
+        } else {
+            format!("{}.{}", self.handler_file, self.handler_export)
+        }
+    }
+
+    /// How long one run may take when the caller's API implies
+    /// `default_timeout_secs` (0: no opinion): the function's own
+    /// `timeoutMs` wins over it, and it over the runtime's default.
+    pub fn timeout_for(&self, default_timeout_secs: u16) -> Duration {
+        if self.timeout_configured || default_timeout_secs == 0 {
+            self.timeout
+        } else {
+            Duration::from_secs(u64::from(default_timeout_secs))
+        }
     }
 
     /// The files `require` may load for the handler, in its order.
@@ -572,11 +629,15 @@ impl FunctionSpec {
         if entry.service_name.is_empty() || entry.function_name.is_empty() {
             return Err(Error::config("every function needs a non-empty serviceName and functionName"));
         }
-        let (handler_file, handler_export) = entry
-            .handler
-            .rsplit_once('.')
-            .filter(|(file, export)| !file.is_empty() && !export.is_empty())
-            .ok_or_else(|| Error::config(format!("{label}: handler must look like \"index.handler\"")))?;
+        let handler = entry.handler.as_deref().unwrap_or(entry.flavor.default_handler());
+        let (handler_file, handler_export) = match handler.rsplit_once('.') {
+            Some((file, export)) if !file.is_empty() && !export.is_empty() => (file, export),
+            None if entry.flavor == Flavor::Supabase && !handler.is_empty() => (handler, ""),
+            _ => {
+                let expected = if entry.flavor == Flavor::Supabase { "\"index\" or \"index.fetch\"" } else { "\"index.handler\"" };
+                return Err(Error::config(format!("{label}: handler must look like {expected}")));
+            }
+        };
         let in_function = |error: Error| Error::config(format!("{label}: {}", error.message));
         let max_concurrency =
             bounded("maxConcurrency", entry.max_concurrency, DEFAULT_MAX_CONCURRENCY, 1..=10_000).map_err(in_function)?;
@@ -610,7 +671,9 @@ impl FunctionSpec {
             code_dir,
             handler_file: handler_file.to_string(),
             handler_export: handler_export.to_string(),
+            flavor: entry.flavor,
             timeout: Duration::from_millis(timeout_ms),
+            timeout_configured: entry.timeout_ms.is_some(),
             max_concurrency,
             max_queued,
             max_queued_bytes,
@@ -652,13 +715,17 @@ fn handler_candidates(code_dir: &Path, handler_file: &str) -> [PathBuf; 2] {
 #[derive(Debug, Clone)]
 pub struct FunctionTable {
     by_name: HashMap<String, usize>,
+    /// `functionName` to the service and index of each function so named.
+    by_function_name: HashMap<String, Vec<(String, usize)>>,
 }
 
 impl FunctionTable {
     /// Maps each function's id and ARN to its index in `functions`.
     pub fn build(functions: &[FunctionSpec]) -> Result<FunctionTable> {
         let mut by_name = HashMap::new();
+        let mut by_function_name: HashMap<String, Vec<(String, usize)>> = HashMap::new();
         for (index, spec) in functions.iter().enumerate() {
+            by_function_name.entry(spec.function_name.clone()).or_default().push((spec.service_name.clone(), index));
             for name in [spec.function_id.clone(), spec.arn()] {
                 match by_name.insert(name.clone(), index) {
                     Some(other) if other != index => {
@@ -668,7 +735,7 @@ impl FunctionTable {
                 }
             }
         }
-        Ok(FunctionTable { by_name })
+        Ok(FunctionTable { by_name, by_function_name })
     }
 
     /// Adds another name for the function at `index`.
@@ -678,5 +745,31 @@ impl FunctionTable {
 
     pub fn get(&self, target: &str) -> Option<usize> {
         self.by_name.get(target).copied()
+    }
+
+    /// The function a bare name means to a caller in `own_service` (none
+    /// for callers outside the runtime): the one of that `functionName` in
+    /// that service, else the only one of that name anywhere, else the one
+    /// whose id or ARN it is. Several of that name elsewhere is an error
+    /// that says which, as is none.
+    pub fn by_function_name(&self, name: &str, own_service: Option<&str>) -> Result<usize> {
+        let named = self.by_function_name.get(name).map_or(&[][..], Vec::as_slice);
+        if let Some((_, index)) = named.iter().find(|(service, _)| Some(service.as_str()) == own_service) {
+            return Ok(*index);
+        }
+        match named {
+            [(_, index)] => Ok(*index),
+            [] => self.get(name).ok_or_else(|| Error::new(ErrorCode::FunctionNotFound, format!("no function is named {name}"))),
+            several => {
+                let services: Vec<String> = several.iter().map(|(service, _)| format!("{service}/{name}")).collect();
+                Err(Error::new(
+                    ErrorCode::FunctionNotFound,
+                    format!(
+                        "the function name {name} is ambiguous: it names {}; call it by its functionId or ARN",
+                        services.join(" and ")
+                    ),
+                ))
+            }
+        }
     }
 }

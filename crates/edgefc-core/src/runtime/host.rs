@@ -8,7 +8,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{oneshot, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -58,6 +58,9 @@ pub(super) struct Run {
     /// The invocation's id, the same on every attempt.
     pub request_id: String,
     pub attempt: u16,
+    /// How long the handler may take: the function's `timeoutMs`, or the
+    /// caller's API's default when the function configures none.
+    pub timeout: Duration,
     pub invoker_context: String,
     pub payload: Payload,
 }
@@ -161,7 +164,7 @@ impl FunctionHost {
         result
     }
 
-    async fn run_admitted(&self, Run { request_id, attempt, invoker_context, payload }: Run) -> Result<SyncResult> {
+    async fn run_admitted(&self, Run { request_id, attempt, timeout, invoker_context, payload }: Run) -> Result<SyncResult> {
         let link = match self.ensure_worker().await {
             Ok(link) => link,
             Err(_) if self.is_stopping() => {
@@ -174,7 +177,7 @@ impl FunctionHost {
             return Ok(worker_lost());
         };
         link.sender.send(Frame::Task { id: task_id, attempt, request_id, invoker_context, payload });
-        match tokio::time::timeout(self.spec.timeout, done).await {
+        match tokio::time::timeout(timeout, done).await {
             Ok(Ok(result)) => Ok(result),
             Ok(Err(_)) if self.is_stopping() => {
                 Err(Error::runtime_unavailable("the runtime stopped before the invocation finished"))
@@ -199,7 +202,7 @@ impl FunctionHost {
                 self.retire(link);
                 Ok(SyncResult::unhandled(
                     "TimeoutError",
-                    &format!("function {} timed out after {} ms", self.spec.function_id, self.spec.timeout.as_millis()),
+                    &format!("function {} timed out after {} ms", self.spec.function_id, timeout.as_millis()),
                 ))
             }
         }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use base64::Engine;
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::config::ROUTER_FUNCTION_ID;
+use super::config::{FUNCTION_NAME_PREFIX, ROUTER_FUNCTION_ID};
 use super::host::{Admission, FunctionHost, Run};
 use super::{asynchronous, bus, log, server, Caller, Shared};
 use crate::error::{Error, ErrorCode, Result};
@@ -48,28 +48,48 @@ async fn run(
     if request.target == ROUTER_FUNCTION_ID {
         return publish_through_router_function(shared, sender, caller, id, request).await;
     }
-    let index = shared
-        .functions
-        .get(&request.target)
-        .ok_or_else(|| Error::new(ErrorCode::FunctionNotFound, format!("function {} does not exist", request.target)))?;
-    let host = &shared.hosts[index];
+    let host = &shared.hosts[target_function(shared, caller, &request.target)?];
     if request.asynchronous {
-        let invocation_id = asynchronous::accept(host, &shared.store, request.invoker_context, request.payload).await?;
+        let invocation_id =
+            asynchronous::accept(host, &shared.store, request.default_timeout_secs, request.invoker_context, request.payload)
+                .await?;
         server::reply(shared, sender, Frame::Accepted { id, accepted_id: invocation_id });
         drop(in_flight);
         return Ok(None);
     }
     let admission = host.admit(&request.invoker_context, &request.payload)?;
-    let run =
-        Run { request_id: super::ids::new_id(), attempt: 1, invoker_context: request.invoker_context, payload: request.payload };
+    let run = Run {
+        request_id: super::ids::new_id(),
+        attempt: 1,
+        timeout: host.spec.timeout_for(request.default_timeout_secs),
+        invoker_context: request.invoker_context,
+        payload: request.payload,
+    };
     host.run(admission, run).await.map(Some)
+}
+
+/// The function an invocation names: by id or ARN, or, after
+/// [`FUNCTION_NAME_PREFIX`], by its bare `functionName` (see
+/// [`FunctionTable::by_function_name`]).
+fn target_function(shared: &Shared, caller: Caller, target: &str) -> Result<usize> {
+    if let Some(name) = target.strip_prefix(FUNCTION_NAME_PREFIX) {
+        let own_service = match caller {
+            Caller::Function(index) => Some(shared.hosts[index].spec.service_name.as_str()),
+            Caller::Admin => None,
+        };
+        return shared.functions.by_function_name(name, own_service);
+    }
+    shared
+        .functions
+        .get(target)
+        .ok_or_else(|| Error::new(ErrorCode::FunctionNotFound, format!("function {target} does not exist")))
 }
 
 /// Runs a routed message's invocation, which nobody waits for (at most
 /// once), and logs how it failed, if it did.
 pub(super) async fn run_detached(host: Arc<FunctionHost>, admission: Admission, invoker_context: String, payload: Payload) {
     let request_id = super::ids::new_id();
-    let run = Run { request_id: request_id.clone(), attempt: 1, invoker_context, payload };
+    let run = Run { request_id: request_id.clone(), attempt: 1, timeout: host.spec.timeout, invoker_context, payload };
     match host.run(admission, run).await {
         Ok(result) if result.function_error != FunctionError::None => {
             let detail = log::error_body(result.payload.bytes());

@@ -17,7 +17,7 @@ use super::supervisor::{WorkerConnection, WorkerLink};
 use super::{bus, invoke, log, services, Caller, Shared};
 use crate::error::{Error, ErrorCode};
 use crate::proto::frame::{Frame, FrameCodec, Payload, MAX_FIELD_LEN, PROTOCOL_VERSION};
-use crate::proto::message::{InvokeRequest, SyncResult};
+use crate::proto::message::{InvokeRequest, SyncResult, STATUS_OK};
 use crate::transport::{self, FrameReader, FrameSender, Offer};
 
 /// Pauses of the accept loop after a failed accept (out of file descriptors,
@@ -267,20 +267,23 @@ fn dispatch(shared: &Arc<Shared>, peer: &Peer, frame: Frame) -> bool {
         }
     }
     let answer = match frame {
-        Frame::Invoke { id, asynchronous, target, invoker_context, payload } => match take_in_flight(shared, peer, id) {
+        Frame::Invoke { id, asynchronous, default_timeout_secs, target, invoker_context, payload } => match take_in_flight(
+            shared, peer, id,
+        ) {
             Ok(permit) => {
-                let request = InvokeRequest { target, asynchronous, invoker_context, payload };
+                let request = InvokeRequest { target, asynchronous, default_timeout_secs, invoker_context, payload };
                 tokio::spawn(invoke::handle(shared.clone(), peer.sender.clone(), peer.caller, id, request, permit));
                 return true;
             }
             Err(refusal) => refusal,
         },
-        Frame::TaskDone { id, function_error, payload } => {
+        Frame::TaskDone { id, status, function_error, reply_context, payload } => {
             let Some(link) = &peer.worker else {
                 refuse(&peer.sender, ErrorCode::Protocol, "only a worker reports tasks");
                 return false;
             };
-            link.complete(id, SyncResult { function_error, ..SyncResult::ok(payload) });
+            let status = if status == 0 { STATUS_OK } else { status };
+            link.complete(id, SyncResult { status, function_error, reply_context, payload });
             return true;
         }
         Frame::Publish { id, topic, payload } => match bus::publish_at_most_once(shared, peer.caller, topic, payload) {

@@ -90,7 +90,8 @@ impl WorkerLauncher for InProcess {
                         };
                         running.fetch_sub(1, Ordering::SeqCst);
                         if let Some((function_error, payload)) = answer {
-                            let _ = client.complete(task.id, function_error, payload, Dispatch::Writer);
+                            let result = SyncResult { function_error, ..SyncResult::ok(payload) };
+                            let _ = client.complete(task.id, result, Dispatch::Writer);
                         }
                     });
                 }
@@ -167,7 +168,7 @@ impl Fixture {
 pub const SLOW: &str = "acs:fc:::service:S:function:slow";
 
 pub fn sync(target: &str, payload: Payload) -> InvokeRequest {
-    InvokeRequest { target: target.into(), asynchronous: false, invoker_context: String::new(), payload }
+    InvokeRequest { target: target.into(), asynchronous: false, default_timeout_secs: 0, invoker_context: String::new(), payload }
 }
 
 pub async fn invoke(client: &Client, request: InvokeRequest) -> edgefc_core::Result<Reply> {

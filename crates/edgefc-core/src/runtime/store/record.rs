@@ -6,8 +6,11 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use crate::proto::frame::Payload;
 
-/// Bumped whenever the layout or the meaning of a field changes.
-const VERSION: u8 = 1;
+/// Bumped whenever the layout or the meaning of a field changes; records
+/// of every earlier version still read back.
+const VERSION: u8 = 2;
+/// Version 1 lacked `default_timeout_secs` (read back as 0).
+const VERSION_1: u8 = 1;
 
 const PAYLOAD_TEXT: u8 = 0;
 const PAYLOAD_BINARY: u8 = 1;
@@ -30,6 +33,8 @@ pub struct Invocation {
     pub not_before_ms: u64,
     /// How many times it came back from the dead letters.
     pub replays: u32,
+    /// The caller's API's timeout, for a function that configures none (0: none).
+    pub default_timeout_secs: u16,
 }
 
 /// An invocation whose last attempt failed, or that grew too old.
@@ -55,8 +60,8 @@ impl Invocation {
     }
 
     pub fn decode(mut bytes: &[u8]) -> Result<Invocation, Damaged> {
-        take_version(&mut bytes)?;
-        let invocation = Invocation::take(&mut bytes)?;
+        let version = take_version(&mut bytes)?;
+        let invocation = Invocation::take(&mut bytes, version)?;
         finished(bytes)?;
         Ok(invocation)
     }
@@ -64,13 +69,14 @@ impl Invocation {
     /// The length of [`encode`](Invocation::encode)'s record: what the
     /// store counts for it, whether written now or read back later.
     pub fn size(&self) -> usize {
-        // Version, payload kind, four length prefixes, attempt, two times, replays.
+        // Version, payload kind, four length prefixes, attempt, two times, replays, default timeout.
         1 + 1
             + 4 * 4
             + 4
             + 8
             + 8
             + 4
+            + 2
             + self.function_id.len()
             + self.invocation_id.len()
             + self.invoker_context.len()
@@ -90,9 +96,10 @@ impl Invocation {
         out.put_u64_le(self.accepted_at_ms);
         out.put_u64_le(self.not_before_ms);
         out.put_u32_le(self.replays);
+        out.put_u16_le(self.default_timeout_secs);
     }
 
-    fn take(bytes: &mut &[u8]) -> Result<Invocation, Damaged> {
+    fn take(bytes: &mut &[u8], version: u8) -> Result<Invocation, Damaged> {
         let function_id = take_string(bytes)?;
         let invocation_id = take_string(bytes)?;
         let invoker_context = take_string(bytes)?;
@@ -110,6 +117,7 @@ impl Invocation {
             accepted_at_ms: take_u64(bytes)?,
             not_before_ms: take_u64(bytes)?,
             replays: take_u32(bytes)?,
+            default_timeout_secs: if version == VERSION_1 { 0 } else { take_u16(bytes)? },
         })
     }
 }
@@ -125,8 +133,8 @@ impl DeadLetter {
     }
 
     pub fn decode(mut bytes: &[u8]) -> Result<DeadLetter, Damaged> {
-        take_version(&mut bytes)?;
-        let invocation = Invocation::take(&mut bytes)?;
+        let version = take_version(&mut bytes)?;
+        let invocation = Invocation::take(&mut bytes, version)?;
         let error = take_string(&mut bytes)?;
         let dead_at_ms = take_u64(&mut bytes)?;
         finished(bytes)?;
@@ -139,9 +147,9 @@ fn put_bytes(out: &mut BytesMut, bytes: &[u8]) {
     out.put_slice(bytes);
 }
 
-fn take_version(bytes: &mut &[u8]) -> Result<(), Damaged> {
+fn take_version(bytes: &mut &[u8]) -> Result<u8, Damaged> {
     match take_u8(bytes)? {
-        VERSION => Ok(()),
+        version @ (VERSION | VERSION_1) => Ok(version),
         _ => Err(Damaged("unknown record version")),
     }
 }
@@ -159,6 +167,13 @@ fn take_u8(bytes: &mut &[u8]) -> Result<u8, Damaged> {
         return Err(Damaged("truncated"));
     }
     Ok(bytes.get_u8())
+}
+
+fn take_u16(bytes: &mut &[u8]) -> Result<u16, Damaged> {
+    if bytes.remaining() < 2 {
+        return Err(Damaged("truncated"));
+    }
+    Ok(bytes.get_u16_le())
 }
 
 fn take_u32(bytes: &mut &[u8]) -> Result<u32, Damaged> {
@@ -203,7 +218,22 @@ mod tests {
             accepted_at_ms: 1_700_000_000_000,
             not_before_ms: 1_700_000_004_000,
             replays: 1,
+            default_timeout_secs: 300,
         }
+    }
+
+    #[test]
+    fn version_1_records_read_back_without_a_default_timeout() {
+        let written = invocation(Payload::text("old"));
+        let mut old = written.encode();
+        old[0] = VERSION_1;
+        old.truncate(old.len() - 2);
+        assert_eq!(Invocation::decode(&old).unwrap(), Invocation { default_timeout_secs: 0, ..written.clone() });
+        let mut dead = DeadLetter { invocation: written.clone(), error: "e".into(), dead_at_ms: 3 }.encode();
+        dead[0] = VERSION_1;
+        dead.drain(written.size() - 2..written.size());
+        let read = DeadLetter::decode(&dead).unwrap();
+        assert_eq!((read.invocation.default_timeout_secs, read.error.as_str(), read.dead_at_ms), (0, "e", 3));
     }
 
     #[test]
