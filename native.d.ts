@@ -34,7 +34,7 @@ export declare class NativeSession {
    * Sends an invocation; its outcome comes to `onCompletions` with `tag`.
    * Throws what is wrong before sending (a payload over the limit, say).
    */
-  submitInvoke(tag: number, target: string, asynchronous: boolean, invokerContext: string, payload: string | Buffer): void
+  submitInvoke(tag: number, target: string, asynchronous: boolean, defaultTimeoutSecs: number, invokerContext: string, payload: string | Buffer): void
   /** Publishes; the outcome (the message id as `acceptedId`) comes to `onCompletions`. */
   submitPublish(tag: number, topic: string, payload: string | Buffer): void
   /**
@@ -57,9 +57,11 @@ export declare class NativeSession {
   droppedMessages(): number
   /**
    * Reports a finished task: `functionError` is 0 (none), 1 (Handled) or
-   * 2 (Unhandled). Written with the next `flush`.
+   * 2 (Unhandled); `status` 0 stands for 200; `replyContext` is what the
+   * handler says about its payload (JSON), or empty. Written with the
+   * next `flush`.
    */
-  completeTask(id: number, functionError: number, payload: string | Buffer): void
+  completeTask(id: number, functionError: number, status: number, replyContext: string, payload: string | Buffer): void
 }
 
 /**
@@ -74,6 +76,12 @@ export declare function errorCodes(): Array<string>
 
 /** The ARN the upstream SDK builds from a service and function name. */
 export declare function functionArn(serviceName: string, functionName: string): string
+
+/**
+ * What goes before a bare function name in an invocation's target: the
+ * runtime resolves it in the caller's own service first.
+ */
+export declare function functionNamePrefix(): string
 
 /**
  * One worker thread for the addon's async work: a process talks to the
@@ -120,6 +128,8 @@ export interface Outcome {
   failure?: NativeFailure
   functionError?: string
   statusCode?: number
+  /** What the handler said about its payload (JSON), or empty. */
+  replyContext?: string
   payload?: string | Buffer
   /** An Async invocation's id, or a published message's id. */
   acceptedId?: string

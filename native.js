@@ -840,6 +840,7 @@ module.exports.NativeSession = nativeBinding.NativeSession
 module.exports.becomeUser = nativeBinding.becomeUser
 module.exports.errorCodes = nativeBinding.errorCodes
 module.exports.functionArn = nativeBinding.functionArn
+module.exports.functionNamePrefix = nativeBinding.functionNamePrefix
 module.exports.hardenProcess = nativeBinding.hardenProcess
 module.exports.routerFunctionId = nativeBinding.routerFunctionId
 module.exports.runtimeEndpoint = nativeBinding.runtimeEndpoint

@@ -52,6 +52,13 @@ pub fn thing_function_alias() -> String {
     edgefc_core::runtime::config::THING_FUNCTION_ALIAS.to_string()
 }
 
+/// What goes before a bare function name in an invocation's target: the
+/// runtime resolves it in the caller's own service first.
+#[napi]
+pub fn function_name_prefix() -> String {
+    edgefc_core::runtime::config::FUNCTION_NAME_PREFIX.to_string()
+}
+
 /// One worker thread for the addon's async work: a process talks to the
 /// runtime over one connection, so more threads only add hand-offs (and
 /// wake-ups) between them.

@@ -16,7 +16,7 @@ const STALE_ENDPOINT_CODES = new Set([ErrorCode.RUNTIME_UNAVAILABLE, ErrorCode.U
  * options `{socketPath, token}`, its option `{config}` (the runtime's
  * edgefc.json: its socket and admin token), the worker's own connection
  * (in a hosted function), or the environment (`EDGEFC_SOCKET`, and
- * `EDGEFC_TOKEN` or upstream's `AUTH_TOKEN`).
+ * `EDGEFC_TOKEN` or upstream's `AUTH_TOKEN`; else `EDGEFC_CONFIG`).
  */
 function resolveEndpoint(options) {
   if (options.socketPath !== undefined) {
@@ -30,11 +30,14 @@ function resolveEndpoint(options) {
   }
   const socketPath = process.env.EDGEFC_SOCKET;
   const token = process.env.EDGEFC_TOKEN || process.env.AUTH_TOKEN;
-  if (!socketPath || !token) {
-    throw new EdgeFCError(ErrorCode.RUNTIME_UNAVAILABLE, 'no edgefc runtime is configured: '
-      + 'pass {config} or {socketPath, token} to the client, or set EDGEFC_SOCKET and EDGEFC_TOKEN');
+  if (socketPath && token) {
+    return { socketPath, token };
   }
-  return { socketPath, token };
+  if (process.env.EDGEFC_CONFIG) {
+    return endpointFromConfig(process.env.EDGEFC_CONFIG);
+  }
+  throw new EdgeFCError(ErrorCode.RUNTIME_UNAVAILABLE, 'no edgefc runtime is configured: pass {config} or '
+    + '{socketPath, token} to the client, or set EDGEFC_CONFIG, or EDGEFC_SOCKET and EDGEFC_TOKEN');
 }
 
 function endpointFromConfig(configPath) {

@@ -56,10 +56,14 @@ class Session {
     }
   }
 
-  /** The worker's report of a finished task; written with this turn's other frames. Throws an EdgeFCError. */
-  completeTask(id, functionError, body) {
+  /**
+   * The worker's report of a finished task (`status` 0 for 200,
+   * `replyContext` '' for none); written with this turn's other frames.
+   * Throws an EdgeFCError.
+   */
+  completeTask(id, functionError, body, status = 0, replyContext = '') {
     try {
-      this.native.completeTask(id, functionError, body);
+      this.native.completeTask(id, functionError, status, replyContext, body);
     } finally {
       this.scheduleFlush();
     }
@@ -69,9 +73,16 @@ class Session {
     return this._native(() => this.native.open());
   }
 
-  /** Resolves with the outcome: `{functionError, statusCode, payload}` of a Sync call, `{acceptedId}` of an Async one. */
-  invoke(target, asynchronous, invokerContext, payload) {
-    return this._submit((tag) => this.native.submitInvoke(tag, target, asynchronous, invokerContext, payload));
+  /**
+   * Resolves with the outcome: `{functionError, statusCode, replyContext,
+   * payload}` of a Sync call, `{acceptedId}` of an Async one.
+   * `defaultTimeoutSecs` is the timeout the caller's API implies for
+   * functions that configure none (0: none).
+   */
+  invoke(target, asynchronous, invokerContext, payload, defaultTimeoutSecs = 0) {
+    return this._submit((tag) => this.native.submitInvoke(
+      tag, target, asynchronous, defaultTimeoutSecs, invokerContext, payload,
+    ));
   }
 
   /** Resolves with `{acceptedId}`, the message id. */

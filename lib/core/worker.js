@@ -2,31 +2,17 @@
 
 // The worker bootstrap: the runtime starts `node worker.js` in a function's
 // code directory, handing it a connection of its own (no socket path, no
-// token). It loads the handler, and runs `handler(event, context, callback)`
-// for every task.
+// token). It loads the handler, and runs it for every task the way the
+// function's flavor calls handlers (`lib/flavors`).
 
 const Module = require('module');
-const path = require('path');
 
 const native = require('../../native.js');
 
 const { servingSession } = require('./session');
-
-const NO_ERROR = 0;
-const HANDLED = 1;
-const UNHANDLED = 2;
-
-function loadHandler(codeDir, handlerName) {
-  const dot = handlerName.lastIndexOf('.');
-  const file = path.resolve(codeDir, handlerName.slice(0, dot));
-  const exportName = handlerName.slice(dot + 1);
-  const module = require(file);
-  const handler = module[exportName];
-  if (typeof handler !== 'function') {
-    throw new TypeError(`${file} does not export a function named "${exportName}"`);
-  }
-  return handler;
-}
+const { callOf } = require('../compat/call');
+const flavors = require('../flavors');
+const { TaskOutcome } = require('../flavors/outcome');
 
 /** Base64 JSON, as the caller encoded it; anything else is passed on untouched. */
 function decodeInvokerContext(encoded) {
@@ -40,102 +26,54 @@ function decodeInvokerContext(encoded) {
   }
 }
 
-/** Function Compute's error body. */
-function errorBody(err) {
-  if (err instanceof Error) {
-    return JSON.stringify({
-      errorMessage: err.message,
-      errorType: err.name,
-      stackTrace: String(err.stack || '').split('\n').slice(1).map((line) => line.trim()),
-    });
-  }
-  return JSON.stringify({ errorMessage: typeof err === 'string' ? err : String(err), errorType: 'Error' });
-}
-
-/** A string or bytes go back as they are; anything else as JSON. */
-function encodeResult(result) {
-  if (result === undefined) {
-    return '';
-  }
-  if (typeof result === 'string' || Buffer.isBuffer(result)) {
-    return result;
-  }
-  if (result instanceof Uint8Array) {
-    return Buffer.from(result.buffer, result.byteOffset, result.byteLength);
-  }
-  // A function, a Symbol, or a toJSON that returns undefined serialize to nothing.
-  const json = JSON.stringify(result);
-  return json === undefined ? '' : json;
-}
-
-function runTask(session, handler, task, identity) {
-  let finished = false;
-  const finish = (functionError, body) => {
-    if (finished) {
-      return;
-    }
-    finished = true;
-    try {
-      session.completeTask(task.id, functionError, body);
-    } catch (err) {
-      console.error(`edgefc: could not report request ${task.requestId}: ${err.message}`);
-    }
-  };
-  const succeed = (result) => {
-    let body;
-    try {
-      body = encodeResult(result);
-    } catch (err) {
-      finish(UNHANDLED, errorBody(new TypeError(`the result cannot be serialized: ${err.message}`)));
-      return;
-    }
-    finish(NO_ERROR, body);
-  };
-  const callback = (err, result) => {
-    if (err !== null && err !== undefined) {
-      finish(HANDLED, errorBody(err));
-    } else {
-      succeed(result);
-    }
-  };
+function runTask(session, flavor, handler, task, identity) {
+  const invokerContext = decodeInvokerContext(task.invokerContext);
+  const call = callOf(invokerContext);
+  const outcome = new TaskOutcome(session, task, call);
   // requestId and invocationId name the invocation, the same on every
   // attempt: what a handler's side effects deduplicate on.
   const context = {
     requestId: task.requestId,
     invocationId: task.requestId,
     attempt: task.attempt,
-    invokerContext: decodeInvokerContext(task.invokerContext),
+    invokerContext,
     ...identity,
   };
-  let returned;
   try {
-    returned = handler(task.payload, context, callback);
+    flavor.run(handler, task, { context, call }, outcome);
   } catch (err) {
-    finish(UNHANDLED, errorBody(err));
-    return;
-  }
-  if (returned !== null && typeof returned === 'object' && typeof returned.then === 'function') {
-    returned.then(succeed, (err) => finish(UNHANDLED, errorBody(err)));
+    outcome.unhandled(err);
   }
 }
+
+/** The packages hosted functions may require by name and get edgefc's facade for. */
+const SDK_NAMES = ['linkedge-core-sdk', 'wx-server-sdk', 'supabase-wechat-stable-v2', '@supabase/supabase-js'];
 
 /**
  * Loads the SDK modules hosted functions require by name now, while this
  * process can still read edgefc's files, and makes those names resolve to
- * what was loaded: once the worker runs as its function's user, edgefc's
- * directory may be out of its reach.
+ * what was loaded where the function has no package of that name itself:
+ * once the worker runs as its function's user, edgefc's directory may be
+ * out of its reach.
  */
 function preloadSdk() {
   const preloaded = new Map();
-  for (const name of ['linkedge-core-sdk']) {
+  for (const name of SDK_NAMES) {
     const file = require.resolve(name);
     require(file);
     preloaded.set(name, file);
   }
   const resolveFilename = Module._resolveFilename;
-  Module._resolveFilename = function resolveSdkFirst(request, ...rest) {
-    const file = preloaded.get(request);
-    return file !== undefined ? file : resolveFilename.call(this, request, ...rest);
+  Module._resolveFilename = function resolveOwnPackageFirst(request, ...rest) {
+    try {
+      return resolveFilename.call(this, request, ...rest);
+    } catch (err) {
+      const file = preloaded.get(request);
+      if (file === undefined || err.code !== 'MODULE_NOT_FOUND') {
+        throw err;
+      }
+      return file;
+    }
   };
 }
 
@@ -168,6 +106,7 @@ async function main() {
     serviceName: env.EDGEFC_SERVICE_NAME,
     functionName: env.EDGEFC_FUNCTION_NAME,
   };
+  const flavor = flavors[env.EDGEFC_FLAVOR || 'linkedge'];
   let handler = null;
   const backlog = [];
   // The worker lives as long as its connection: this timer keeps it up, and
@@ -183,7 +122,7 @@ async function main() {
       return;
     }
     for (const task of tasks) {
-      runTask(session, handler, task, identity);
+      runTask(session, flavor, handler, task, identity);
     }
   };
   let session;
@@ -195,7 +134,7 @@ async function main() {
     process.exit(1);
   }
   try {
-    handler = loadHandler(env.EDGEFC_CODE_DIR, env.EDGEFC_HANDLER);
+    handler = await flavor.load(env.EDGEFC_CODE_DIR, env.EDGEFC_HANDLER);
   } catch (err) {
     // Stay up and answer every task with the reason, as a crash loop would hide it.
     console.error(err);
@@ -206,7 +145,7 @@ async function main() {
     };
   }
   for (const task of backlog.splice(0)) {
-    runTask(session, handler, task, identity);
+    runTask(session, flavor, handler, task, identity);
   }
 }
 
