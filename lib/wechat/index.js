@@ -152,9 +152,11 @@ class Cloud {
 
   /** A failure WeChat's way; `detail` is the function's error or the runtime's message. */
   _failure(errCode, requestID, detail) {
+    const text = ERROR_TEXT.get(errCode).replace(/\.$/, '');
+    const request = requestID === undefined ? '' : ` requestID ${requestID},`;
     const message = this._prefix === 'callFunction'
-      ? `callFunction:fail ${errCode} ${ERROR_TEXT.get(errCode)}. requestID ${requestID}, ${detail}`
-      : `cloud.callFunction:fail Error: errCode: ${errCode} ${ERROR_TEXT.get(errCode)} | errMsg: ${detail}`;
+      ? `callFunction:fail ${errCode} ${text}.${request} ${detail}`
+      : `cloud.callFunction:fail Error: errCode: ${errCode} ${text} | errMsg: ${detail}`;
     return Object.assign(new Error(message), { errCode, errMsg: message, requestID });
   }
 
