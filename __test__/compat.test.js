@@ -6,6 +6,7 @@
 // calls each callee flavor.
 
 const assert = require('assert/strict');
+const { execFile } = require('child_process');
 const path = require('path');
 const { after, before, describe, it } = require('node:test');
 
@@ -13,7 +14,7 @@ const { FCClient } = require('..');
 const supabaseApi = require('../lib/supabase');
 const minapp = require('../lib/minapp');
 const cloud = require('../lib/wechat');
-const { FIXTURES, startRuntimeProcess } = require('./helpers');
+const { FIXTURES, ROOT, startRuntimeProcess } = require('./helpers');
 
 const COMPAT = path.join(FIXTURES, 'compat');
 
@@ -33,22 +34,26 @@ function functions() {
     compatFunction('helloWorld', 'seed-hello', { flavor: 'minapp' }),
     compatFunction('minapp-caller', 'minapp-caller', { flavor: 'minapp' }),
     compatFunction('own-sdk', 'own-sdk', { flavor: 'wechat' }),
+    // No timeoutMs: the runtime's default (5 s), or what the caller's API implies.
+    compatFunction('slow-minapp', 'slow-minapp', { flavor: 'minapp' }),
     // Two functions of one name in two other services: a bare name is ambiguous.
     { ...compatFunction('twin', 'echo-wechat', { flavor: 'wechat' }), serviceName: 'Left' },
     { ...compatFunction('twin', 'echo-wechat', { flavor: 'wechat' }), serviceName: 'Right' },
   ];
 }
 
-/** Resolves once the runtime's output (its functions' logs) includes `text`. */
-function outputIncludes(runtime, text) {
+/** Resolves with the first of `texts` the runtime's output (its and its functions' logs) includes. */
+function outputIncludes(runtime, ...texts) {
   return new Promise((resolve) => {
+    const streams = [runtime.child.stdout, runtime.child.stderr];
     const look = () => {
-      if (runtime.output().includes(text)) {
-        runtime.child.stdout.off('data', look);
-        resolve();
+      const found = texts.find((text) => runtime.output().includes(text));
+      if (found !== undefined) {
+        streams.forEach((stream) => stream.off('data', look));
+        resolve(found);
       }
     };
-    runtime.child.stdout.on('data', look);
+    streams.forEach((stream) => stream.on('data', look));
     look();
   });
 }
@@ -107,6 +112,13 @@ describe('the other seed APIs', () => {
       }
       await assert.rejects(wx.BaaS.invoke('nobody', {}), (err) => err.code === 404 && err.message === '404: not found');
       await assert.rejects(wx.BaaS.invoke('twin', {}), (err) => err.code === 404 && /ambiguous/.test(err.cause.message));
+    });
+
+    it('lets an Async call run for the platform\'s 300 s, past the runtime\'s default 5 s', async () => {
+      const res = await minapp.BaaS.invoke('slow-minapp', { ms: 5500, tag: 'past-five-seconds' }, false);
+      assert.equal(res.code, 0);
+      const seen = await outputIncludes(runtime, 'slow done past-five-seconds', 'slow-minapp timed out');
+      assert.equal(seen, 'slow done past-five-seconds');
     });
 
     it('gives hosted 知晓云 functions a global BaaS', async () => {
@@ -325,3 +337,28 @@ describe('the other seed APIs', () => {
     }
   });
 });
+
+describe('the examples of the other APIs', () => {
+  const examples = {
+    wechat: ['wx.cloud.callFunction add -> 3 cloud.callFunction:ok', 'sum: 42', 'unknown function -> -501000'],
+    minapp: ["sync -> { error: {}, code: 0, data: 'hello allen' }", "data: { greeting: 'hello gateway' }", 'unknown function -> 404'],
+    supabase: ["invoke hello -> { message: 'Hello Functions!', action: null }", "action: 'pay'", 'non-2xx -> 400', 'unknown function -> 404'],
+  };
+  for (const [name, lines] of Object.entries(examples)) {
+    it(`examples/${name} runs with its one command`, async () => {
+      const output = await new Promise((resolve, reject) => {
+        execFile(process.execPath, [path.join(ROOT, 'examples', name, 'run.js')], { timeout: 60000 }, (err, stdout, stderr) => {
+          if (err) {
+            reject(new Error(`${err.message}\n${stdout}${stderr}`));
+          } else {
+            resolve(stdout);
+          }
+        });
+      });
+      for (const line of lines) {
+        assert.ok(output.includes(line), `${line} in:\n${output}`);
+      }
+    });
+  }
+});
+
