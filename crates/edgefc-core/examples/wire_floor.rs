@@ -28,7 +28,13 @@ fn codec() -> FrameCodec {
 async fn worker(stream: UnixStream) {
     let (mut reader, sender) = transport::split(stream, codec(), OutputBound::unbounded());
     while let Ok(Some(Frame::Task { id, payload, .. })) = reader.read_frame().await {
-        sender.send(Frame::TaskDone { id, status: 0, function_error: FunctionError::None, reply_context: String::new(), payload });
+        sender.send(Frame::TaskDone {
+            id,
+            status: 0,
+            function_error: FunctionError::None,
+            reply_context: String::new(),
+            payload,
+        });
     }
 }
 

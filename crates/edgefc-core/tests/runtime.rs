@@ -22,7 +22,10 @@ async fn sync_invocations_round_trip_text_and_binary() {
     let binary = Payload::Binary(Bytes::from((0..=255u8).collect::<Vec<_>>()));
     for payload in [Payload::text("hello"), Payload::empty_text(), binary, Payload::Binary(Bytes::new())] {
         let result = completed(&client, sync("echo", payload.clone())).await;
-        assert_eq!(result, SyncResult { status: 200, function_error: FunctionError::None, reply_context: String::new(), payload });
+        assert_eq!(
+            result,
+            SyncResult { status: 200, function_error: FunctionError::None, reply_context: String::new(), payload }
+        );
     }
     let by_arn = completed(&client, sync("acs:fc:::service:S:function:echo", Payload::text("arn"))).await;
     assert_eq!(by_arn.payload, Payload::text("arn"));

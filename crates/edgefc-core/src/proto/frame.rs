@@ -133,92 +133,38 @@ impl FunctionError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Frame {
     /// First frame of every connection, client to runtime.
-    Hello {
-        version: u16,
-        serve: bool,
-        token: String,
-    },
+    Hello { version: u16, serve: bool, token: String },
     /// The runtime accepted the Hello; `max_payload` is the largest payload it takes.
-    Welcome {
-        version: u16,
-        max_payload: u64,
-    },
+    Welcome { version: u16, max_payload: u64 },
     /// `default_timeout_secs` (in the header's code slot; 0 for none) is
     /// how long the caller's API lets a function run when the function's
     /// config sets no `timeoutMs` of its own.
-    Invoke {
-        id: u64,
-        asynchronous: bool,
-        default_timeout_secs: u16,
-        target: String,
-        invoker_context: String,
-        payload: Payload,
-    },
+    Invoke { id: u64, asynchronous: bool, default_timeout_secs: u16, target: String, invoker_context: String, payload: Payload },
     /// The runtime took a request it answers no further: an Async invoke
     /// (`accepted_id` is its invocation id), a publish (the message id) or a
     /// subscription (empty).
-    Accepted {
-        id: u64,
-        accepted_id: String,
-    },
+    Accepted { id: u64, accepted_id: String },
     /// A sync invocation finished. `reply_context` is what the handler said
     /// about its payload (JSON, e.g. its content type), or empty.
-    Result {
-        id: u64,
-        status: u16,
-        function_error: FunctionError,
-        reply_context: String,
-        payload: Payload,
-    },
+    Result { id: u64, status: u16, function_error: FunctionError, reply_context: String, payload: Payload },
     /// A request (or, with id 0, the connection) failed.
-    Failure {
-        id: u64,
-        code: ErrorCode,
-        message: String,
-    },
+    Failure { id: u64, code: ErrorCode, message: String },
     /// Runtime to a function's worker: run the handler once. `attempt`
     /// (1, 2, …) travels in the header's code slot.
-    Task {
-        id: u64,
-        attempt: u16,
-        request_id: String,
-        invoker_context: String,
-        payload: Payload,
-    },
+    Task { id: u64, attempt: u16, request_id: String, invoker_context: String, payload: Payload },
     /// Worker to runtime: the handler finished. `status` travels in the
     /// header's code slot (0 when the handler gave none: 200).
-    TaskDone {
-        id: u64,
-        status: u16,
-        function_error: FunctionError,
-        reply_context: String,
-        payload: Payload,
-    },
+    TaskDone { id: u64, status: u16, function_error: FunctionError, reply_context: String, payload: Payload },
     /// Client to runtime: route a message; answered by `Accepted` or `Failure`.
-    Publish {
-        id: u64,
-        topic: String,
-        payload: Payload,
-    },
+    Publish { id: u64, topic: String, payload: Payload },
     /// Client to runtime: a runtime service (`credentials`, `stats`);
     /// answered by `Result` (JSON payload) or `Failure`.
-    Request {
-        id: u64,
-        operation: String,
-    },
+    Request { id: u64, operation: String },
     /// Client to runtime: receive every routed message whose topic matches
     /// `topic_filter` as `Message` frames carrying this `id`.
-    Subscribe {
-        id: u64,
-        topic_filter: String,
-    },
+    Subscribe { id: u64, topic_filter: String },
     /// Runtime to subscriber: a message that was published.
-    Message {
-        id: u64,
-        source: String,
-        topic: String,
-        payload: Payload,
-    },
+    Message { id: u64, source: String, topic: String, payload: Payload },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -613,14 +559,13 @@ mod tests {
 
     #[test]
     fn an_oversized_payload_is_refused_by_the_encoder() {
-        let frame =
-            Frame::TaskDone {
-                id: 1,
-                status: 0,
-                function_error: FunctionError::None,
-                reply_context: String::new(),
-                payload: Payload::Binary(vec![0; 1 << 20].into()),
-            };
+        let frame = Frame::TaskDone {
+            id: 1,
+            status: 0,
+            function_error: FunctionError::None,
+            reply_context: String::new(),
+            payload: Payload::Binary(vec![0; 1 << 20].into()),
+        };
         assert!(matches!(codec().encode(&frame, &mut BytesMut::new()), Err(FrameError::TooLarge { .. })));
     }
 

@@ -634,7 +634,8 @@ impl FunctionSpec {
             Some((file, export)) if !file.is_empty() && !export.is_empty() => (file, export),
             None if entry.flavor == Flavor::Supabase && !handler.is_empty() => (handler, ""),
             _ => {
-                let expected = if entry.flavor == Flavor::Supabase { "\"index\" or \"index.fetch\"" } else { "\"index.handler\"" };
+                let expected =
+                    if entry.flavor == Flavor::Supabase { "\"index\" or \"index.fetch\"" } else { "\"index.handler\"" };
                 return Err(Error::config(format!("{label}: handler must look like {expected}")));
             }
         };

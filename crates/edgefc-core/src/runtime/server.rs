@@ -267,16 +267,16 @@ fn dispatch(shared: &Arc<Shared>, peer: &Peer, frame: Frame) -> bool {
         }
     }
     let answer = match frame {
-        Frame::Invoke { id, asynchronous, default_timeout_secs, target, invoker_context, payload } => match take_in_flight(
-            shared, peer, id,
-        ) {
-            Ok(permit) => {
-                let request = InvokeRequest { target, asynchronous, default_timeout_secs, invoker_context, payload };
-                tokio::spawn(invoke::handle(shared.clone(), peer.sender.clone(), peer.caller, id, request, permit));
-                return true;
+        Frame::Invoke { id, asynchronous, default_timeout_secs, target, invoker_context, payload } => {
+            match take_in_flight(shared, peer, id) {
+                Ok(permit) => {
+                    let request = InvokeRequest { target, asynchronous, default_timeout_secs, invoker_context, payload };
+                    tokio::spawn(invoke::handle(shared.clone(), peer.sender.clone(), peer.caller, id, request, permit));
+                    return true;
+                }
+                Err(refusal) => refusal,
             }
-            Err(refusal) => refusal,
-        },
+        }
         Frame::TaskDone { id, status, function_error, reply_context, payload } => {
             let Some(link) = &peer.worker else {
                 refuse(&peer.sender, ErrorCode::Protocol, "only a worker reports tasks");
