@@ -34,6 +34,10 @@ function functions() {
     compatFunction('helloWorld', 'seed-hello', { flavor: 'minapp' }),
     compatFunction('minapp-caller', 'minapp-caller', { flavor: 'minapp' }),
     compatFunction('own-sdk', 'own-sdk', { flavor: 'wechat' }),
+    compatFunction('esm-supabase', 'esm-supabase', { flavor: 'supabase' }),
+    compatFunction('cjs-supabase', 'cjs-supabase', { flavor: 'supabase' }),
+    compatFunction('binary-inside', 'binary-inside', { flavor: 'wechat' }),
+    compatFunction('thrower', 'thrower-supabase', { flavor: 'supabase' }),
     // No timeoutMs: the runtime's default (5 s), or what the caller's API implies.
     compatFunction('slow-minapp', 'slow-minapp', { flavor: 'minapp' }),
     // Two functions of one name in two other services: a bare name is ambiguous.
@@ -194,7 +198,35 @@ describe('the other seed APIs', () => {
 
     it('lets a function\'s own node_modules win over the facades', async () => {
       const res = await cloud.callFunction({ name: 'own-sdk' });
-      assert.deepEqual(res.result, { wechat: true, supabase: 'function', memfire: 'function' });
+      assert.deepEqual(res.result, {
+        wechat: true, supabase: 'function', memfire: 'function', linkedge: 'function',
+      }, 'upstream\'s linkedge-core-sdk could not reach the runtime: edgefc\'s always wins');
+    });
+
+    it('survives a callback that throws', async () => {
+      const reported = [];
+      const consoleError = console.error;
+      console.error = (...args) => reported.push(args.join(' '));
+      try {
+        await new Promise((resolve) => {
+          cloud.callFunction({
+            name: 'add',
+            data: { x: 1, y: 2 },
+            success: () => { throw new Error('a careless success callback'); },
+            complete: resolve,
+          });
+        });
+      } finally {
+        console.error = consoleError;
+      }
+      assert.match(reported.join('\n'), /a careless success callback/);
+    });
+
+    it('gives a linkedge caller JSON where binary sits inside an answer, and a WeChat caller the bytes', async () => {
+      const out = await new FCClient().invokeFunction({ serviceName: 'Compat', functionName: 'binary-inside' });
+      assert.deepEqual(JSON.parse(out.payload), { bytes: { type: 'Buffer', data: [1, 2, 255] } });
+      const res = await cloud.callFunction({ name: 'binary-inside' });
+      assert.ok(res.result.bytes.equals(Buffer.from([1, 2, 255])));
     });
   });
 
@@ -202,6 +234,63 @@ describe('the other seed APIs', () => {
     const supabaseUrl = 'https://gateway.example';
     const supabaseAnonKey = 'anon-key';
     const supabase = supabaseApi.createClient(supabaseUrl, supabaseAnonKey);
+
+    /** The seed's error handling, verbatim but for the address it calls; returns what it logged. */
+    async function seedErrorHandling(client, address) {
+      const { FunctionsHttpError, FunctionsRelayError, FunctionsFetchError } = supabaseApi;
+      const logged = [];
+      const console = { log: (...args) => logged.push(args.join(' ')) };
+      const supabase = client;
+
+      const { data, error } = await supabase.functions.invoke(address, {
+        headers: {
+          "my-custom-header": 'my-custom-header-value'
+        },
+        body: { foo: 'bar' },
+
+      })
+
+      if (error instanceof FunctionsHttpError) {
+        console.log('Function returned an error', error.message)
+      } else if (error instanceof FunctionsRelayError) {
+        console.log('Relay error:', error.message)
+      } else if (error instanceof FunctionsFetchError) {
+        console.log('Fetch error:', error.message)
+      }
+      return { logged, data, error };
+    }
+
+    it('runs the seed\'s error handling against each error class, made for real', async () => {
+      const thrown = await seedErrorHandling(supabase, 'thrower');
+      assert.deepEqual(thrown.logged, ['Function returned an error Edge Function returned a non-2xx status code']);
+      assert.equal((await thrown.error.context.json()).errorMessage, 'boom from supabase');
+      const missing = await seedErrorHandling(supabase, 'https://functions1.memfiredb.com/xxxxxxxxx/nobody');
+      assert.deepEqual(missing.logged, ['Relay error: Relay Error invoking the Edge Function']);
+      const nowhere = supabaseApi.createClient(supabaseUrl, supabaseAnonKey, {
+        edgefc: { socketPath: path.join(path.dirname(runtime.configPath), 'no.sock'), token: 'x' },
+      });
+      const unreachable = await seedErrorHandling(nowhere, 'echo-supabase');
+      assert.deepEqual(unreachable.logged, ['Fetch error: Failed to send a request to the Edge Function']);
+      const fine = await seedErrorHandling(supabase, 'echo-supabase');
+      assert.deepEqual([fine.logged, fine.data, fine.error], [[], { foo: 'bar' }, null]);
+    });
+
+    it('loads a handler given as export default { fetch } (an .mjs module) or as module.exports', async () => {
+      const esm = await supabase.functions.invoke('esm-supabase', { body: 'hi' });
+      assert.deepEqual(esm.data, { form: 'export default { fetch }', method: 'POST', body: 'hi' });
+      const cjs = await supabase.functions.invoke('cjs-supabase', { method: 'PATCH', body: 'there' });
+      assert.deepEqual(cjs.data, { form: 'module.exports', method: 'PATCH', body: 'there' });
+    });
+
+    it('tells the runtime\'s refusals from the handler\'s own errors, and refuses what fetch would', async () => {
+      const own = await supabase.functions.invoke('echo-supabase', { body: 'timeout-error' });
+      assert.ok(own.error instanceof supabaseApi.FunctionsHttpError, 'a TimeoutError the handler threw is its own');
+      assert.equal(own.response.status, 500);
+      const badHeader = await supabase.functions.invoke('echo-supabase', { headers: { 'x-bad': 'a\nb' }, body: 'x' });
+      assert.ok(badHeader.error instanceof supabaseApi.FunctionsFetchError);
+      const badMethod = await supabase.functions.invoke('echo-supabase', { method: 'CONNECT', body: 'x' });
+      assert.ok(badMethod.error instanceof supabaseApi.FunctionsFetchError);
+    });
 
     it('makes the basic call with an address and a method; the query reaches the callee', async () => {
       const { functions } = supabase;

@@ -11,6 +11,8 @@
 const crypto = require('crypto');
 
 const native = require('../../native.js');
+const { RuntimeLink } = require('../core/link');
+const { decodeValue, payloadText } = require('./values');
 
 const CALL_KEY = 'edgefc';
 const FUNCTION_NAME_PREFIX = native.functionNamePrefix();
@@ -43,8 +45,11 @@ function functionErrorOf(payload) {
 
 /**
  * A Sync outcome as a caller facade reads it: `{functionError, status,
- * payload, contentType, headers, requestId, error}`, where `error` is the
- * parsed error body of a function error.
+ * payload, contentType, headers, requestId, error, fromRuntime}`, where
+ * `error` is the parsed error body of a function error, and `fromRuntime`
+ * says the runtime reported it (a timeout, the memory limit, a crash, a
+ * result too large), not the handler: the worker writes a reply context
+ * for every facade call it answers, the runtime none.
  */
 function readReply(outcome) {
   let reply = {};
@@ -64,7 +69,41 @@ function readReply(outcome) {
     // The runtime's own reports (a timeout, a crash) carry none.
     requestId: typeof reply.requestId === 'string' ? reply.requestId : crypto.randomUUID(),
     error: outcome.functionError ? functionErrorOf(outcome.payload) : null,
+    fromRuntime: Boolean(outcome.functionError) && !outcome.replyContext,
   };
+}
+
+/**
+ * The value of an answer, by its content type (text that is JSON, without
+ * one); a body that does not parse as its type says is its text.
+ */
+function readValue(reply) {
+  try {
+    return decodeValue(reply.payload, reply.contentType, { sniffJson: true });
+  } catch (err) {
+    return payloadText(reply.payload);
+  }
+}
+
+/** A facade's way to the runtime, made on first use from the options its `init` took. */
+class FacadeLink {
+  constructor() {
+    this._options = undefined;
+    this._link = null;
+  }
+
+  /** `options`: FCClient's ({config}, {socketPath, token}, ...), or undefined for the default. */
+  configure(options) {
+    this._options = options;
+    this._link = null;
+  }
+
+  get() {
+    if (this._link === null) {
+      this._link = new RuntimeLink(this._options);
+    }
+    return this._link;
+  }
 }
 
 /**
@@ -81,5 +120,5 @@ function invokeByName(link, name, {
 }
 
 module.exports = {
-  encodeCall, callOf, encodeReply, readReply, invokeByName,
+  encodeCall, callOf, encodeReply, readReply, readValue, invokeByName, FacadeLink,
 };

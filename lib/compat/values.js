@@ -60,19 +60,25 @@ function hasBinaryInside(value, seen = new Set()) {
 
 /**
  * `value` as `{payload, contentType}`: a string as text, bytes as they are,
- * anything else as JSON, or as a structured clone when binary is inside.
- * `undefined` (and what JSON leaves out, like a function) is no payload
- * and no content type.
+ * anything else as JSON, or, when binary is inside and `structured` allows,
+ * as a structured clone (a value that cannot be cloned, one with a
+ * function, say, goes as JSON then). `undefined` (and what JSON leaves out,
+ * like a function) is no payload and no content type. Throws what
+ * JSON.stringify throws (a cycle, a BigInt).
  */
-function encodeValue(value) {
+function encodeValue(value, { structured = true } = {}) {
   if (typeof value === 'string') {
     return { payload: value, contentType: TEXT_TYPE };
   }
   if (isBinary(value)) {
     return { payload: asBuffer(value), contentType: BINARY_TYPE };
   }
-  if (hasBinaryInside(value)) {
-    return { payload: v8.serialize(value), contentType: STRUCTURED_TYPE };
+  if (structured && hasBinaryInside(value)) {
+    try {
+      return { payload: v8.serialize(value), contentType: STRUCTURED_TYPE };
+    } catch (err) {
+      // A DataCloneError: JSON's rules then, as for data without binary.
+    }
   }
   const json = value === undefined ? undefined : JSON.stringify(value);
   return json === undefined ? { payload: '', contentType: undefined } : { payload: json, contentType: JSON_TYPE };
@@ -121,8 +127,8 @@ function decodeValue(payload, contentType, { sniffJson = false } = {}) {
 }
 
 /**
- * A structured clone as JSON text, for callees that read JSON (a
- * Supabase `Request`, a linkedge handler): binary fields become what
+ * A structured clone as JSON text, for sides that read JSON (a Supabase
+ * `Request`, a linkedge handler or caller): binary fields become what
  * JSON.stringify makes of a Buffer. Other payloads are returned as they are.
  */
 function asJsonIfStructured(payload, contentType) {

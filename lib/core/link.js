@@ -6,6 +6,7 @@ const path = require('path');
 const native = require('../../native.js');
 const { EdgeFCError, ErrorCode, fromNative } = require('./errors');
 const { clientOptions } = require('./params');
+const { withTimeout } = require('./deadline');
 const { sessionFor, inWorker, WORKER_ENDPOINT } = require('./session');
 
 /** Codes after which a client that found its runtime through a config looks again (it may have restarted). */
@@ -85,16 +86,10 @@ class RuntimeLink {
 
   _withTimeout(call) {
     const { timeoutMs } = this.options;
-    if (timeoutMs === undefined) {
-      return call;
-    }
-    let timer;
-    const expired = new Promise((resolve, reject) => {
-      timer = setTimeout(() => reject(new EdgeFCError(ErrorCode.TIMEOUT,
-        `no answer from the edgefc runtime within ${timeoutMs} ms`)), timeoutMs);
-    });
-    return Promise.race([call, expired]).finally(() => clearTimeout(timer));
+    return withTimeout(call, timeoutMs, () => new EdgeFCError(ErrorCode.TIMEOUT,
+      `no answer from the edgefc runtime within ${timeoutMs} ms`));
   }
+
 }
 
 module.exports = { RuntimeLink };

@@ -46,33 +46,42 @@ function runTask(session, flavor, handler, task, identity) {
   }
 }
 
-/** The packages hosted functions may require by name and get edgefc's facade for. */
-const SDK_NAMES = ['linkedge-core-sdk', 'wx-server-sdk', 'supabase-wechat-stable-v2', '@supabase/supabase-js'];
+/**
+ * The packages hosted functions require by name and get edgefc for:
+ * `linkedge-core-sdk` always (upstream's own copy could not reach this
+ * runtime), the other APIs' only where the function has none of its own.
+ */
+const ALWAYS_EDGEFC = ['linkedge-core-sdk'];
+const UNLESS_OWN = ['wx-server-sdk', 'supabase-wechat-stable-v2', '@supabase/supabase-js'];
 
 /**
  * Loads the SDK modules hosted functions require by name now, while this
  * process can still read edgefc's files, and makes those names resolve to
- * what was loaded where the function has no package of that name itself:
- * once the worker runs as its function's user, edgefc's directory may be
- * out of its reach.
+ * what was loaded (see ALWAYS_EDGEFC and UNLESS_OWN): once the worker runs
+ * as its function's user, edgefc's directory may be out of its reach.
  */
 function preloadSdk() {
-  const preloaded = new Map();
-  for (const name of SDK_NAMES) {
+  const preload = (name) => {
     const file = require.resolve(name);
     require(file);
-    preloaded.set(name, file);
-  }
+    return [name, file];
+  };
+  const always = new Map(ALWAYS_EDGEFC.map(preload));
+  const unlessOwn = new Map(UNLESS_OWN.map(preload));
   const resolveFilename = Module._resolveFilename;
-  Module._resolveFilename = function resolveOwnPackageFirst(request, ...rest) {
+  Module._resolveFilename = function resolveSdk(request, ...rest) {
+    const edgefc = always.get(request);
+    if (edgefc !== undefined) {
+      return edgefc;
+    }
     try {
       return resolveFilename.call(this, request, ...rest);
     } catch (err) {
-      const file = preloaded.get(request);
-      if (file === undefined || err.code !== 'MODULE_NOT_FOUND') {
+      const facade = unlessOwn.get(request);
+      if (facade === undefined || err.code !== 'MODULE_NOT_FOUND') {
         throw err;
       }
-      return file;
+      return facade;
     }
   };
 }

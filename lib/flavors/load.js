@@ -16,11 +16,16 @@ function exportedFunction(module, file, exportName) {
   return handler;
 }
 
-/** Loads `file.export` (Function Compute's handler notation) from `codeDir`. */
-function loadExport(codeDir, handlerName) {
+/** `file.export` (Function Compute's handler notation) as `{file, exportName}`; a bare `file` has export ''. */
+function splitHandler(handlerName) {
   const dot = handlerName.lastIndexOf('.');
-  const file = handlerName.slice(0, dot);
-  return exportedFunction(requireHandlerFile(codeDir, file), file, handlerName.slice(dot + 1));
+  return dot > 0 ? { file: handlerName.slice(0, dot), exportName: handlerName.slice(dot + 1) } : { file: handlerName, exportName: '' };
 }
 
-module.exports = { requireHandlerFile, exportedFunction, loadExport };
+/** Loads `file.export` from `codeDir`. */
+function loadExport(codeDir, handlerName) {
+  const { file, exportName } = splitHandler(handlerName);
+  return exportedFunction(requireHandlerFile(codeDir, file), file, exportName);
+}
+
+module.exports = { splitHandler, loadExport };

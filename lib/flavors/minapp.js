@@ -24,19 +24,11 @@ function eventOf(task, call) {
 }
 
 function run(handler, task, { call }, outcome) {
-  const succeed = (result) => outcome.succeedWith(() => encodeValue(result));
-  const callback = (err, result) => {
-    if (err !== null && err !== undefined) {
-      outcome.handled(err);
-    } else {
-      succeed(result);
-    }
-  };
-  const returned = handler(eventOf(task, call), callback);
+  const returned = handler(eventOf(task, call), outcome.callback(encodeValue));
   if (isThenable(returned)) {
     returned.then((result) => {
       if (result !== undefined) {
-        succeed(result);
+        outcome.succeedWith(() => encodeValue(result));
       }
     }, (err) => outcome.unhandled(err));
   }

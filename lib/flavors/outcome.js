@@ -5,7 +5,7 @@
 // or with a function error in Function Compute's shape.
 
 const { encodeReply } = require('../compat/call');
-const { JSON_TYPE } = require('../compat/values');
+const { JSON_TYPE, asJsonIfStructured } = require('../compat/values');
 
 const NO_ERROR = 0;
 const HANDLED = 1;
@@ -41,9 +41,25 @@ class TaskOutcome {
    * speak HTTP, `{status, headers}`. The content type and headers reach
    * only callers that came through an API facade (they alone read them).
    */
-  succeed({ payload, contentType }, { status = 0, headers } = {}) {
-    const replyContext = this._call === null ? '' : encodeReply({ contentType, headers, requestId: this._task.requestId });
-    this._finish(NO_ERROR, payload, status, replyContext);
+  succeed(answer, { status = 0, headers } = {}) {
+    if (this._call === null) {
+      // A linkedge caller reads no content type: it gets JSON where a structured clone was made.
+      this._finish(NO_ERROR, asJsonIfStructured(answer.payload, answer.contentType).payload, status, '');
+      return;
+    }
+    const replyContext = encodeReply({ contentType: answer.contentType, headers, requestId: this._task.requestId });
+    this._finish(NO_ERROR, answer.payload, status, replyContext);
+  }
+
+  /** A Node-style `callback(err, value)` that ends the task: `err` as Handled, `value` through `encode`. */
+  callback(encode) {
+    return (err, value) => {
+      if (err !== null && err !== undefined) {
+        this.handled(err);
+      } else {
+        this.succeedWith(() => encode(value));
+      }
+    };
   }
 
   /** The handler reported `err` (a callback's first argument). */
@@ -56,7 +72,7 @@ class TaskOutcome {
     this._fail(UNHANDLED, err);
   }
 
-  /** Runs `encode()` for the answer; an error there (a value JSON cannot hold) is the handler's. */
+  /** Runs `encode()` for the answer; an error there (a value JSON cannot hold) is the handler's (Unhandled). */
   succeedWith(encode, meta) {
     let encoded;
     try {

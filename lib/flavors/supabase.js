@@ -6,9 +6,11 @@
 // path, query and body the caller sent; the response's status, headers and
 // body go back to it.
 
+const fs = require('fs');
 const path = require('path');
 const { pathToFileURL } = require('url');
 
+const { splitHandler } = require('./load');
 const {
   TEXT_TYPE, BINARY_TYPE, mediaType, isTextType, asJsonIfStructured,
 } = require('../compat/values');
@@ -60,10 +62,8 @@ function asFetch(candidate) {
  */
 async function load(codeDir, handlerName) {
   installDeno();
-  const dot = handlerName.lastIndexOf('.');
-  const [file, name] = dot > 0 ? [handlerName.slice(0, dot), handlerName.slice(dot + 1)] : [handlerName, ''];
-  const resolved = require.resolve(path.resolve(codeDir, file), { paths: [codeDir] });
-  const module = await import(pathToFileURL(resolved).href);
+  const { file, exportName: name } = splitHandler(handlerName);
+  const module = await import(pathToFileURL(moduleFile(codeDir, file)).href);
   const handler = name !== '' ? asFetch(module[name] !== undefined ? module[name] : (module.default || {})[name])
     : served || asFetch(module.default) || asFetch(module.default && module.default.default);
   if (handler === null) {
@@ -71,6 +71,17 @@ async function load(codeDir, handlerName) {
       + `(export default { fetch }, or module.exports = handler)${name ? ` named "${name}"` : ''}`);
   }
   return handler;
+}
+
+/** The module `file` names: as it is, or with `.js`, `.mjs` or `.cjs` added. */
+function moduleFile(codeDir, file) {
+  const base = path.resolve(codeDir, file);
+  const found = ['', '.js', '.mjs', '.cjs'].map((extension) => base + extension)
+    .find((candidate) => fs.statSync(candidate, { throwIfNoEntry: false })?.isFile());
+  if (found === undefined) {
+    throw new Error(`Cannot find module '${base}' (nor ${file}.js, .mjs or .cjs)`);
+  }
+  return found;
 }
 
 const NO_BODY_METHODS = new Set(['GET', 'HEAD']);
@@ -94,26 +105,45 @@ function requestOf(task, call) {
 /** Headers that describe one hop, not the reply. */
 const HOP_HEADERS = new Set(['connection', 'keep-alive', 'content-length', 'transfer-encoding', 'date', 'server', 'upgrade']);
 
-async function answer(response, outcome) {
-  if (!(response instanceof Response)) {
+/** A Response, from Node's fetch or another implementation (undici, node-fetch). */
+function isResponse(value) {
+  return value !== null && typeof value === 'object' && typeof value.status === 'number'
+    && typeof value.arrayBuffer === 'function' && value.headers !== null && typeof value.headers === 'object';
+}
+
+/** Whether a text body reads the same as a JS string (UTF-8, the default). */
+function isUtf8(contentType) {
+  const charset = /;\s*charset="?([^";]+)/i.exec(contentType || '');
+  return charset === null || /^utf-?8$/i.test(charset[1]);
+}
+
+async function answer(response, call, outcome) {
+  if (!isResponse(response)) {
     throw new TypeError(`the handler must return a Response, not ${response === null ? 'null' : typeof response}`);
+  }
+  if (response.status < 100) {
+    throw new TypeError('the handler returned a network error (Response.error())');
   }
   const headers = {};
   for (const [name, value] of response.headers) {
-    if (!HOP_HEADERS.has(name)) {
+    if (!HOP_HEADERS.has(name) && name !== 'set-cookie') {
       headers[name] = value;
     }
   }
+  const cookies = typeof response.headers.getSetCookie === 'function' ? response.headers.getSetCookie() : [];
+  if (cookies.length > 0) {
+    headers['set-cookie'] = cookies;
+  }
   const contentType = response.headers.get('content-type') || undefined;
   const bytes = Buffer.from(await response.arrayBuffer());
-  // Text stays text on the wire, so that a linkedge caller gets a String.
-  const payload = isTextType(mediaType(contentType || 'text/plain')) ? bytes.toString('utf8') : bytes;
-  outcome.succeed({ payload, contentType }, { status: response.status, headers });
+  // A linkedge caller gets UTF-8 text as a String, as it would from a linkedge handler; facades get the bytes.
+  const asText = call === null && isTextType(mediaType(contentType || 'text/plain')) && isUtf8(contentType);
+  outcome.succeed({ payload: asText ? bytes.toString('utf8') : bytes, contentType }, { status: response.status, headers });
 }
 
 function run(handler, task, { call }, outcome) {
   Promise.resolve(handler(requestOf(task, call)))
-    .then((response) => answer(response, outcome))
+    .then((response) => answer(response, call, outcome))
     .catch((err) => outcome.unhandled(err));
 }
 

@@ -45,14 +45,7 @@ function contextOf(context, task) {
 
 function run(handler, task, { context, call }, outcome) {
   const succeed = (result) => outcome.succeedWith(() => encodeValue(result));
-  const callback = (err, result) => {
-    if (err !== null && err !== undefined) {
-      outcome.handled(err);
-    } else {
-      succeed(result);
-    }
-  };
-  const returned = handler(eventOf(task, call), contextOf(context, task), callback);
+  const returned = handler(eventOf(task, call), contextOf(context, task), outcome.callback(encodeValue));
   if (isThenable(returned)) {
     returned.then(succeed, (err) => outcome.unhandled(err));
   } else if (returned !== undefined || handler.length < 3) {

@@ -6,10 +6,11 @@
 // with an Error whose numeric `code` and `'<code>: <text>'` message are the
 // platform's (404 not found, 400 cannot run it now, 600/601 no runtime).
 
-const { RuntimeLink } = require('../core/link');
 const { ErrorCode } = require('../core/errors');
-const { invokeByName, readReply } = require('../compat/call');
-const { decodeValue, encodeValue, payloadText } = require('../compat/values');
+const {
+  invokeByName, readReply, readValue, FacadeLink,
+} = require('../compat/call');
+const { encodeValue, payloadText } = require('../compat/values');
 
 /** The platform's limits on a run, for functions whose config sets no timeoutMs. */
 const SYNC_TIMEOUT_SECS = 5;
@@ -40,32 +41,25 @@ function refusal(err) {
 /** What a failed function says, as the platform shows it: `{message, stack}`. */
 function failure(reply) {
   if (reply.functionError) {
-    const { errorMessage = '', errorType = 'Error', stackTrace = [] } = reply.error;
-    return { message: errorMessage, stack: [`${errorType}: ${errorMessage}`, ...stackTrace.map((line) => `    ${line}`)].join('\n') };
+    const { errorMessage = '', errorType = 'Error', stackTrace } = reply.error;
+    const frames = Array.isArray(stackTrace) ? stackTrace.map((line) => `    ${line}`) : [];
+    return { message: String(errorMessage), stack: [`${errorType}: ${errorMessage}`, ...frames].join('\n') };
   }
   return { message: `the function answered with status ${reply.status}: ${payloadText(reply.payload)}` };
 }
 
 class MinappBaaS {
   constructor() {
-    this._link = null;
-    this._options = undefined;
+    this._link = new FacadeLink();
   }
 
   /**
-   * Accepted as on the platform (a client id); `options.edgefc` says where
-   * the runtime is, as FCClient's options do. Calling it is optional.
+   * Takes a client id, as on the platform (edgefc needs none);
+   * `options.edgefc` says where the runtime is, as FCClient's options do.
+   * Calling it is optional.
    */
-  init(clientId, options = {}) {
-    this._options = options.edgefc;
-    this._link = null;
-  }
-
-  _runtime() {
-    if (this._link === null) {
-      this._link = new RuntimeLink(this._options);
-    }
-    return this._link;
+  init(_clientId, options = {}) {
+    this._link.configure(options.edgefc);
   }
 
   /** See the file's comment. A missing function name throws at once, as on the platform. */
@@ -91,7 +85,7 @@ class MinappBaaS {
     };
     let outcome;
     try {
-      outcome = await invokeByName(this._runtime(), functionName, request);
+      outcome = await invokeByName(this._link.get(), functionName, request);
     } catch (err) {
       throw refusal(err);
     }
@@ -102,12 +96,7 @@ class MinappBaaS {
     if (reply.functionError || reply.status >= 300) {
       return { error: failure(reply), code: 1, data: null };
     }
-    let data;
-    try {
-      data = decodeValue(reply.payload, reply.contentType, { sniffJson: true });
-    } catch (err) {
-      data = payloadText(reply.payload);
-    }
+    const data = readValue(reply);
     return { error: {}, code: 0, data: data === undefined ? null : data };
   }
 }

@@ -6,6 +6,7 @@
 
 const { RuntimeLink } = require('../core/link');
 const { ErrorCode } = require('../core/errors');
+const { withTimeout, untilAborted } = require('../core/deadline');
 const { invokeByName, readReply } = require('../compat/call');
 const {
   JSON_TYPE, TEXT_TYPE, BINARY_TYPE, STRUCTURED_TYPE, mediaType, isBinary, asBuffer, decodeValue,
@@ -140,28 +141,44 @@ function relayError(status, code, message) {
   return new FunctionsRelayError(jsonResponse(status, { code, message }, { 'x-relay-error': 'true' }));
 }
 
-/** What the callee answered, as the Response a fetch would have given. */
-function responseOf(reply) {
-  const { functionError, error } = reply;
-  if (functionError) {
-    if (error.errorType === 'TimeoutError') {
-      return { error: relayError(504, 'TIMEOUT', error.errorMessage) };
-    }
-    if (error.errorType === 'MemoryLimitExceeded') {
-      return {
-        error: new FunctionsHttpError(jsonResponse(546, {
-          code: 'WORKER_LIMIT', message: 'Function failed due to not having enough compute resources (please check logs)',
-        })),
-      };
-    }
-    return { error: new FunctionsHttpError(jsonResponse(500, error)) };
+/** What the runtime itself reported about a run (not the handler), as a relay or the platform would. */
+function runtimeFailure(error) {
+  switch (error.errorType) {
+    case 'TimeoutError':
+      return relayError(504, 'TIMEOUT', error.errorMessage);
+    case 'PayloadTooLarge':
+      return relayError(413, 'PAYLOAD_TOO_LARGE', error.errorMessage);
+    case 'MemoryLimitExceeded':
+      return new FunctionsHttpError(jsonResponse(546, {
+        code: 'WORKER_LIMIT', message: 'Function failed due to not having enough compute resources (please check logs)',
+      }));
+    default:
+      // The worker ended, or could not start or load the handler: the function's failure.
+      return new FunctionsHttpError(jsonResponse(500, error));
   }
-  const headers = new Headers(reply.headers);
+}
+
+/** The callee's headers; `set-cookie` may be several. */
+function headersOf(reply) {
+  const headers = new Headers();
+  for (const [name, value] of Object.entries(reply.headers)) {
+    for (const one of Array.isArray(value) ? value : [value]) {
+      headers.append(name, String(one));
+    }
+  }
   if (reply.contentType !== undefined) {
     headers.set('content-type', reply.contentType);
   }
+  return headers;
+}
+
+/** What the callee answered, as the Response a fetch would have given. */
+function responseOf(reply) {
+  if (reply.functionError) {
+    return { error: reply.fromRuntime ? runtimeFailure(reply.error) : new FunctionsHttpError(jsonResponse(500, reply.error)) };
+  }
   const status = reply.status || 200;
-  const response = new Response(NULL_BODY_STATUSES.has(status) ? null : reply.payload, { status, headers });
+  const response = new Response(NULL_BODY_STATUSES.has(status) ? null : reply.payload, { status, headers: headersOf(reply) });
   return status >= 200 && status < 300 ? { response } : { error: new FunctionsHttpError(response) };
 }
 
@@ -186,22 +203,6 @@ async function dataOf(response, reply) {
   return response.text();
 }
 
-/** Settles with the runtime's outcome, or rejects with an AbortError when `signal` aborts first. */
-function abortable(call, signal) {
-  if (!signal) {
-    return call;
-  }
-  return new Promise((resolve, reject) => {
-    const onAbort = () => reject(signal.reason || new DOMException('This operation was aborted', 'AbortError'));
-    if (signal.aborted) {
-      onAbort();
-      return;
-    }
-    signal.addEventListener('abort', onAbort, { once: true });
-    call.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
-  });
-}
-
 class FunctionsClient {
   /**
    * `url` and `headers` as upstream (the URL need not point anywhere);
@@ -216,7 +217,7 @@ class FunctionsClient {
     this.headers = headers;
     this.region = region;
     this.fetch = customFetch;
-    this._link = new RuntimeLink(edgefc);
+    this._link = edgefc instanceof RuntimeLink ? edgefc : new RuntimeLink(edgefc);
   }
 
   /** As upstream: later calls carry `Authorization: Bearer <token>`. */
@@ -239,6 +240,12 @@ class FunctionsClient {
       if ((upperMethod === 'GET' || upperMethod === 'HEAD') && body !== undefined && body !== null) {
         return { data: null, error: new FunctionsFetchError(new TypeError('Request with GET/HEAD method cannot have body.')), response: undefined };
       }
+      try {
+        // What fetch would refuse before sending (a forbidden method, a header value with a newline), refused here.
+        new Request('http://edgefc.invalid/', { method: upperMethod, headers: lowerCaseKeys({ ...this.headers, ...headers }) });
+      } catch (err) {
+        return { data: null, error: new FunctionsFetchError(err), response: undefined };
+      }
       const allHeaders = { ...this.headers, ...headers };
       if (region && region !== FunctionRegion.Any) {
         allHeaders['x-region'] = region;
@@ -251,11 +258,10 @@ class FunctionsClient {
       const call = {
         api: 'supabase', contentType: lower['content-type'], method: upperMethod, path: target.path, query: target.query, headers: lower,
       };
-      const timeoutSignal = timeout === undefined ? undefined : AbortSignal.timeout(timeout);
-      const anySignal = signal && timeoutSignal ? AbortSignal.any([signal, timeoutSignal]) : signal || timeoutSignal;
       let outcome;
       try {
-        outcome = await abortable(invokeByName(this._link, target.name, { call, payload }), anySignal);
+        const called = untilAborted(invokeByName(this._link, target.name, { call, payload }), signal);
+        outcome = await withTimeout(called, timeout, () => new DOMException('The operation was aborted due to timeout', 'TimeoutError'));
       } catch (err) {
         const status = RELAY_STATUS.get(err.code);
         const error = status === undefined ? new FunctionsFetchError(err) : relayError(status, err.code, err.message);
@@ -296,12 +302,13 @@ function createClient(supabaseUrl, supabaseKey, options = {}) {
     ...globalHeaders,
   };
   const functionsUrl = `${String(supabaseUrl).replace(/\/+$/, '')}/functions/v1`;
-  const { edgefc } = options;
+  // One way to the runtime for every FunctionsClient the getter makes.
+  const link = new RuntimeLink(options.edgefc);
   return {
     supabaseUrl,
     supabaseKey,
     get functions() {
-      return new FunctionsClient(functionsUrl, { headers, edgefc });
+      return new FunctionsClient(functionsUrl, { headers, edgefc: link });
     },
   };
 }

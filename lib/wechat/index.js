@@ -7,10 +7,12 @@
 // WeChat's `errCode` and `errMsg`. `wx.cloud` is the mini-program side of
 // the same call (its errMsg says `cloud.callFunction:…`).
 
-const { RuntimeLink } = require('../core/link');
 const { ErrorCode } = require('../core/errors');
-const { invokeByName, readReply } = require('../compat/call');
-const { decodeValue, encodeValue, payloadText } = require('../compat/values');
+const { withTimeout } = require('../core/deadline');
+const {
+  invokeByName, readReply, readValue, FacadeLink,
+} = require('../compat/call');
+const { encodeValue, payloadText } = require('../compat/values');
 
 const DYNAMIC_CURRENT_ENV = Symbol.for('DYNAMIC_CURRENT_ENV');
 
@@ -29,6 +31,7 @@ const REFUSAL_CODE = new Map([
   [ErrorCode.FUNCTION_NOT_FOUND, -501000],
   [ErrorCode.QUEUE_FULL, -501004],
   [ErrorCode.TOO_MANY_CONNECTIONS, -501004],
+  [ErrorCode.SHUTTING_DOWN, -501001],
   [ErrorCode.PAYLOAD_TOO_LARGE, -501007],
   [ErrorCode.INVALID_PARAMS, -501007],
 ]);
@@ -43,12 +46,21 @@ function isPlainData(value) {
 
 function noop() {}
 
+/** Runs a caller's callback; what it throws is reported, as nothing else could catch it. */
+function runCallback(callback, ...args) {
+  try {
+    callback(...args);
+  } catch (err) {
+    console.error('edgefc: a callFunction callback threw:', err);
+  }
+}
+
 class Cloud {
   /** `prefix` is what errMsg starts with: 'callFunction' on the server, 'cloud.callFunction' in a mini program. */
   constructor(prefix) {
     this._prefix = prefix;
     this._options = {};
-    this._link = null;
+    this._link = new FacadeLink();
     this.DYNAMIC_CURRENT_ENV = DYNAMIC_CURRENT_ENV;
   }
 
@@ -58,14 +70,7 @@ class Cloud {
    */
   init(options = {}) {
     this._options = options;
-    this._link = null;
-  }
-
-  _runtime() {
-    if (this._link === null) {
-      this._link = new RuntimeLink(this._options.edgefc);
-    }
-    return this._link;
+    this._link.configure(options.edgefc);
   }
 
   /** The caller's WeChat context: a gateway has no WeChat users, so the ids are empty. */
@@ -81,7 +86,13 @@ class Cloud {
     const called = this._callFunction(params);
     if (isPlainData(params) && (params.success || params.fail || params.complete)) {
       const { success = noop, fail = noop, complete = noop } = params;
-      called.then((result) => { success(result); complete(); }, (err) => { fail(err); complete(); });
+      called.then((result) => {
+        runCallback(success, result);
+        runCallback(complete);
+      }, (err) => {
+        runCallback(fail, err);
+        runCallback(complete);
+      });
       // With callbacks the Promise is there for who wants it, never an unhandled rejection.
       called.catch(noop);
     }
@@ -104,7 +115,9 @@ class Cloud {
     const timeout = params.timeout !== undefined ? params.timeout : this._options.timeout;
     let outcome;
     try {
-      outcome = await this._withTimeout(invokeByName(this._runtime(), name, { call: { api: 'wechat', contentType }, payload }), timeout);
+      const call = invokeByName(this._link.get(), name, { call: { api: 'wechat', contentType }, payload });
+      const waited = typeof timeout === 'number' && timeout > 0 ? timeout : undefined;
+      outcome = await withTimeout(call, waited, () => Object.assign(new Error('ESOCKETTIMEDOUT'), { code: 'ESOCKETTIMEDOUT' }));
     } catch (err) {
       throw this._refusal(err);
     }
@@ -116,14 +129,9 @@ class Cloud {
     if (reply.status >= 300) {
       throw this._failure(-504002, reply.requestId, `status ${reply.status}: ${payloadText(reply.payload)}`);
     }
-    let result;
-    try {
-      result = decodeValue(reply.payload, reply.contentType, { sniffJson: true });
-    } catch (err) {
-      result = payloadText(reply.payload);
-    }
-    if (typeof result === 'string') {
-      // As wx-server-sdk: a result that is JSON text arrives parsed.
+    let result = readValue(reply);
+    if (typeof result === 'string' && this._prefix === 'callFunction') {
+      // As wx-server-sdk (the mini-program side does not): a result that is JSON text arrives parsed.
       try {
         result = JSON.parse(result);
       } catch (err) {
@@ -131,17 +139,6 @@ class Cloud {
       }
     }
     return { result, requestID: reply.requestId, errMsg: `${this._prefix}:ok` };
-  }
-
-  _withTimeout(call, timeoutMs) {
-    if (!(typeof timeoutMs === 'number' && timeoutMs > 0)) {
-      return call;
-    }
-    let timer;
-    const expired = new Promise((resolve, reject) => {
-      timer = setTimeout(() => reject(Object.assign(new Error('ESOCKETTIMEDOUT'), { code: 'ESOCKETTIMEDOUT' })), timeoutMs);
-    });
-    return Promise.race([call, expired]).finally(() => clearTimeout(timer));
   }
 
   _invalid(errMsg) {

@@ -108,6 +108,9 @@ fn each_flavor_has_its_platforms_default_handler() {
     let config = Config::parse(text, dir.path()).unwrap();
     let handlers: Vec<String> = config.functions.iter().map(|function| function.handler()).collect();
     assert_eq!(handlers, ["index.handler", "index.main", "index.main", "index", "main.fetch"]);
+    // No caller's API gets more time than a config could give (an hour).
+    assert_eq!(config.functions[0].timeout_for(u16::MAX), Duration::from_secs(3600));
+    assert_eq!(config.functions[0].timeout_for(300), Duration::from_secs(300));
     for (entry, expected) in [
         (r#""flavor": "aws""#, "unknown variant"),
         (r#""flavor": "wechat", "handler": "index""#, "handler must look like \"index.handler\""),

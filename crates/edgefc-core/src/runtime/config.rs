@@ -15,6 +15,8 @@ use crate::runtime::store::StoreLimits;
 
 pub const DEFAULT_MAX_PAYLOAD: usize = 6 * 1024 * 1024;
 pub const DEFAULT_TIMEOUT_MS: u64 = 5_000;
+/// The longest `timeoutMs`, and the longest a caller's API may ask for.
+pub const MAX_TIMEOUT_MS: u64 = 3_600_000;
 pub const DEFAULT_MAX_CONCURRENCY: usize = 100;
 pub const DEFAULT_MAX_QUEUED: usize = 10_000;
 /// Payload bytes one function's running and waiting invocations may hold.
@@ -269,12 +271,13 @@ impl FunctionSpec {
 
     /// How long one run may take when the caller's API implies
     /// `default_timeout_secs` (0: no opinion): the function's own
-    /// `timeoutMs` wins over it, and it over the runtime's default.
+    /// `timeoutMs` wins over it, and it over the runtime's default. No
+    /// caller gets more than a config could set (`MAX_TIMEOUT_MS`).
     pub fn timeout_for(&self, default_timeout_secs: u16) -> Duration {
         if self.timeout_configured || default_timeout_secs == 0 {
             self.timeout
         } else {
-            Duration::from_secs(u64::from(default_timeout_secs))
+            Duration::from_millis((u64::from(default_timeout_secs) * 1000).min(MAX_TIMEOUT_MS))
         }
     }
 
@@ -642,7 +645,7 @@ impl FunctionSpec {
         let in_function = |error: Error| Error::config(format!("{label}: {}", error.message));
         let max_concurrency =
             bounded("maxConcurrency", entry.max_concurrency, DEFAULT_MAX_CONCURRENCY, 1..=10_000).map_err(in_function)?;
-        let timeout_ms = bounded("timeoutMs", entry.timeout_ms, DEFAULT_TIMEOUT_MS, 1..=3_600_000).map_err(in_function)?;
+        let timeout_ms = bounded("timeoutMs", entry.timeout_ms, DEFAULT_TIMEOUT_MS, 1..=MAX_TIMEOUT_MS).map_err(in_function)?;
         let idle_timeout_ms =
             bounded("idleTimeoutMs", entry.idle_timeout_ms, DEFAULT_IDLE_TIMEOUT_MS, 1..=86_400_000).map_err(in_function)?;
         let max_queued = bounded("maxQueuedInvocations", entry.max_queued_invocations, defaults.max_queued, 0..=1_000_000)
