@@ -14,6 +14,7 @@ if [ ! -x node_modules/.bin/napi ] || [ ! -x node_modules/.bin/tsc ] || [ ! -x n
   # of sync. `npm install` installs exactly the locked versions all the same.
   npm install --no-audit --no-fund
 fi
+bash scripts/services.sh
 node_modules/.bin/napi build --platform --release --js native.js --dts native.d.ts
 node scripts/error-codes.js
 cargo build --release -p edgefc-core --bin edgefc-runtime

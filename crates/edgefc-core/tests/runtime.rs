@@ -398,6 +398,20 @@ fn config_errors_name_the_problem() {
         ),
         (r#"{"functions": [], "thingFunction": "nope"}"#, "thingFunction"),
         (
+            r#"{"functions": [], "routes": [{"source": "any", "topicFilter": "/a", "target": "mqtt:nowhere"}]}"#,
+            "names no broker of mqtt.brokers",
+        ),
+        (r#"{"functions": [], "mqtt": {"brokers": {"hub": {"url": "mqtt://h", "protocol": 4}}}}"#, "edgefc speaks MQTT 5"),
+        (r#"{"functions": [], "mqtt": {"brokers": {"hub": {"url": "mqtts://h"}}}}"#, "needs tls.ca"),
+        (r#"{"functions": [], "mqtt": {"brokers": {"hub": {"url": "http://h"}}}}"#, "not mqtt:// or mqtts://"),
+        (r#"{"functions": [], "mqtt": {"brokers": {"a/b": {"url": "mqtt://h"}}}}"#, "a broker's name"),
+        (
+            r#"{"functions": [], "mqtt": {"brokers": {"hub": {"url": "mqtt://h"}, "edge": {"url": "mqtt://e"}}},
+               "routes": [{"source": "mqtt:hub", "topicFilter": "up/#", "target": "mqtt:edge"}]}"#,
+            "messages from a broker go to functions",
+        ),
+        (r#"{"functions": [], "gatewayId": "a/b"}"#, "gatewayId"),
+        (
             r#"{"functions": [{"serviceName": "S", "functionName": "f", "codeDir": ".", "runMode": "sometimes"}]}"#,
             "unknown variant",
         ),

@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use super::config::{ConnectionLimits, SlowSubscriber};
 use super::log::Throttle;
-use super::router::{check_topic, Router, TopicFilter};
+use super::router::{check_topic, Publisher, RouteTarget, Router, TopicFilter};
 use super::{asynchronous, invoke, Caller, Shared};
 use crate::error::{Error, ErrorCode, Result};
 use crate::proto::frame::{Frame, Payload};
@@ -23,7 +23,7 @@ use crate::transport::{FrameSender, Offer};
 static SLOW_SUBSCRIBER: Throttle = Throttle::new(Duration::from_secs(10));
 
 pub(super) struct Bus {
-    router: Router,
+    pub(super) router: Router,
     subscriptions: Mutex<Vec<Subscription>>,
     slow_subscriber: SlowSubscriber,
     max_subscriptions: usize,
@@ -171,28 +171,50 @@ pub(super) async fn publish(shared: &Shared, caller: Caller, topic: String, payl
     }
 }
 
-/// Targets that get a message durably, as Async invocations.
+/// A message from broker `broker` (the bridge's), along the routes from it;
+/// resolves once delivered, durably where a route says `"qos": 1`.
+pub(super) async fn publish_from_broker(shared: &Shared, broker: usize, topic: String, payload: Payload) -> Result<()> {
+    let (_, durable) = route(shared, Publisher::Broker(broker), topic, payload)?;
+    match durable {
+        Some(deliveries) => deliveries.deliver(shared).await,
+        None => Ok(()),
+    }
+}
+
+/// Targets that get a message durably: functions as Async invocations,
+/// brokers in their outbox.
 pub(super) struct DurableDeliveries {
-    targets: Vec<usize>,
+    targets: Vec<RouteTarget>,
     topic: String,
     invoker_context: String,
     payload: Payload,
 }
 
 impl DurableDeliveries {
-    /// Accepts the message into the store for each target; `ERR_QUEUE_FULL`
-    /// names those that could not take it (the others have it).
+    /// Stores the message for each target; `ERR_QUEUE_FULL` names those
+    /// that could not take it (the others have it).
     pub(super) async fn deliver(self, shared: &Shared) -> Result<()> {
         let mut full = Vec::new();
         for target in self.targets {
-            let host = &shared.hosts[target];
-            match asynchronous::accept(host, &shared.store, 0, self.invoker_context.clone(), self.payload.clone()).await {
-                Ok(_) => {
+            let (stored, name) = match target {
+                RouteTarget::Function(index) => {
+                    let host = &shared.hosts[index];
+                    let accepted =
+                        asynchronous::accept(host, &shared.store, 0, self.invoker_context.clone(), self.payload.clone()).await;
+                    (accepted.map(drop), host.spec.function_id.clone())
+                }
+                RouteTarget::Broker(index) => {
+                    let posted = shared.bridge.post(index, self.topic.clone(), self.payload.clone()).await;
+                    (posted, format!("mqtt:{}", shared.bridge.name(index)))
+                }
+            };
+            match stored {
+                Ok(()) => {
                     shared.bus.counters.delivered.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(_) => {
                     shared.bus.counters.refused_queue_full.fetch_add(1, Ordering::Relaxed);
-                    full.push(host.spec.function_id.clone());
+                    full.push(name);
                 }
             }
         }
@@ -214,27 +236,39 @@ pub(super) fn publish_at_most_once(
     topic: String,
     payload: Payload,
 ) -> Result<(String, Option<DurableDeliveries>)> {
+    let publisher = match caller {
+        Caller::Admin => Publisher::Admin,
+        Caller::Function(index) => Publisher::Function(index),
+    };
+    route(shared, publisher, topic, payload)
+}
+
+fn route(shared: &Shared, publisher: Publisher, topic: String, payload: Payload) -> Result<(String, Option<DurableDeliveries>)> {
     check_topic(&topic)?;
     check_payload(&payload, shared.max_payload)?;
     let bus = &shared.bus;
     let message_id = super::ids::new_id();
     bus.counters.published.fetch_add(1, Ordering::Relaxed);
-    let source = shared.source_name(caller);
-    bus.notify_subscribers(source, &topic, &payload);
-    let publisher = match caller {
-        Caller::Admin => None,
-        Caller::Function(index) => Some(index),
-    };
+    let source = shared.source_name(publisher);
+    bus.notify_subscribers(&source, &topic, &payload);
     let targets = bus.router.targets(publisher, &topic);
     if targets.is_empty() {
         bus.counters.dropped_no_route.fetch_add(1, Ordering::Relaxed);
         return Ok((message_id, None));
     }
-    let invoker_context = routed_context(source, &topic);
-    let durable: Vec<usize> = targets.iter().filter(|target| target.durable).map(|target| target.function).collect();
+    let invoker_context = routed_context(&source, &topic);
+    let durable: Vec<RouteTarget> = targets.iter().filter(|target| target.durable).map(|target| target.to).collect();
     let mut full = Vec::new();
     for target in targets.iter().filter(|target| !target.durable) {
-        let host = &shared.hosts[target.function];
+        let index = match target.to {
+            RouteTarget::Function(index) => index,
+            RouteTarget::Broker(index) => {
+                shared.bridge.offer(index, topic.clone(), payload.clone());
+                bus.counters.delivered.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+        };
+        let host = &shared.hosts[index];
         match host.admit(&invoker_context, &payload) {
             Ok(admission) => {
                 bus.counters.delivered.fetch_add(1, Ordering::Relaxed);

@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, ErrorCode, Result};
 use crate::proto::frame::{HEADER_LEN, MAX_FIELDS_LEN};
 use crate::runtime::identity::RunAs;
-use crate::runtime::router::{Route, RouteSource, Router, TopicFilter};
+use crate::runtime::mqtt::settings::{BrokerSpec, MqttEntry};
+use crate::runtime::router::{Route, RouteSource, RouteTarget, Router, TopicFilter};
 use crate::runtime::store::StoreLimits;
 
 pub const DEFAULT_MAX_PAYLOAD: usize = 6 * 1024 * 1024;
@@ -35,6 +36,7 @@ pub const THING_FUNCTION_ALIAS: &str = "edgefc:thing-function";
 /// that name in the caller's own service, else the only one of that name.
 pub const FUNCTION_NAME_PREFIX: &str = "edgefc:name:";
 pub const DEFAULT_STATE_DIR: &str = ".edgefc";
+pub const DEFAULT_GATEWAY_ID: &str = "edgefc";
 pub const SOCKET_FILE: &str = "edgefc.sock";
 pub const ADMIN_TOKEN_FILE: &str = "admin.token";
 
@@ -66,6 +68,9 @@ struct ConfigFile {
     /// The default of every function's `runAs`.
     run_as: Option<RunAsEntry>,
     shutdown_grace_ms: Option<u64>,
+    gateway_id: Option<String>,
+    #[serde(default)]
+    mqtt: MqttEntry,
 }
 
 /// `runAs`: `"runtime"`, or `{"uid": …, "gid": …}`.
@@ -151,10 +156,13 @@ struct FunctionEntry {
 }
 
 impl RouteEntry {
-    fn resolve(&self, table: &FunctionTable) -> Result<Route> {
+    fn resolve(&self, table: &FunctionTable, brokers: &[BrokerSpec]) -> Result<Route> {
         let source = match self.source.as_str() {
             "any" => RouteSource::Any,
-            other => RouteSource::Function(function_named(table, other, "route source")?),
+            other => match endpoint_named(table, brokers, other, "route source")? {
+                RouteTarget::Function(index) => RouteSource::Function(index),
+                RouteTarget::Broker(index) => RouteSource::Broker(index),
+            },
         };
         let filter = TopicFilter::parse(&self.topic_filter)
             .map_err(|error| Error::config(format!("route topicFilter: {}", error.message)))?;
@@ -163,8 +171,32 @@ impl RouteEntry {
             1 => true,
             other => return Err(Error::config(format!("route qos must be 0 or 1; got {other}"))),
         };
-        Ok(Route { source, filter, target: function_named(table, &self.target, "route target")?, durable })
+        let target = endpoint_named(table, brokers, &self.target, "route target")?;
+        if let (RouteSource::Broker(_), RouteTarget::Broker(_)) = (source, target) {
+            return Err(Error::config(format!(
+                "route from {} to {}: messages from a broker go to functions (bridge brokers with the brokers themselves)",
+                self.source, self.target
+            )));
+        }
+        Ok(Route { source, filter, target, durable })
     }
+}
+
+/// A route's end: `function:<functionId>`, or `mqtt:<broker>` for a configured broker.
+fn endpoint_named(table: &FunctionTable, brokers: &[BrokerSpec], reference: &str, what: &str) -> Result<RouteTarget> {
+    if let Some(name) = reference.strip_prefix("mqtt:") {
+        return brokers
+            .iter()
+            .position(|broker| broker.name == name)
+            .map(RouteTarget::Broker)
+            .ok_or_else(|| Error::config(format!("{what} \"{reference}\" names no broker of mqtt.brokers")));
+    }
+    if !reference.starts_with("function:") {
+        return Err(Error::config(format!(
+            "{what} \"{reference}\" must look like \"function:<functionId>\" or \"mqtt:<broker>\""
+        )));
+    }
+    function_named(table, reference, what).map(RouteTarget::Function)
 }
 
 /// The function a route names as `function:<functionId>`.
@@ -300,6 +332,10 @@ pub struct Config {
     pub state_dir: PathBuf,
     pub max_payload: usize,
     pub router: Router,
+    /// This gateway's name among others (`gatewayId`); brokers' default client ids start with it.
+    pub gateway_id: String,
+    /// `mqtt.brokers`, in name order: what `mqtt:<broker>` route ends index.
+    pub brokers: Vec<BrokerSpec>,
     /// Index of the function that serves thing operations.
     pub thing_function: Option<usize>,
     pub credentials: Option<Credentials>,
@@ -581,7 +617,12 @@ impl Config {
             .map(|entry| FunctionSpec::from_entry(entry, &base, &defaults))
             .collect::<Result<Vec<_>>>()?;
         let mut table = FunctionTable::build(&functions)?;
-        let routes = file.routes.iter().map(|entry| entry.resolve(&table)).collect::<Result<Vec<_>>>()?;
+        let gateway_id = file.gateway_id.unwrap_or_else(|| DEFAULT_GATEWAY_ID.to_string());
+        if gateway_id.is_empty() || gateway_id.contains(['/', '+', '#']) {
+            return Err(Error::config(format!("gatewayId \"{gateway_id}\" must be non-empty, without '/', '+' or '#'")));
+        }
+        let brokers = file.mqtt.brokers(&base, &gateway_id)?;
+        let routes = file.routes.iter().map(|entry| entry.resolve(&table, &brokers)).collect::<Result<Vec<_>>>()?;
         let thing_function = match &file.thing_function {
             Some(id) => {
                 let index =
@@ -597,6 +638,8 @@ impl Config {
             state_dir,
             max_payload,
             router: Router::new(routes),
+            gateway_id,
+            brokers,
             thing_function,
             credentials: file.credentials,
             limits,

@@ -8,6 +8,7 @@
 //! - `invoke`: an `Invoke` frame, from the function table to the reply.
 //! - `bus`: a `Publish` frame, to subscribers and along the routes.
 //! - [`router`]: topic filters and the routes they select.
+//! - [`mqtt`]: the bridge to MQTT brokers: outbound and inbound routes.
 //! - `services`: `Request` frames (credentials, stats).
 //! - `ids`: request, invocation and message ids.
 //! - `host`: one function: admission, concurrency, timeouts.
@@ -36,6 +37,7 @@ mod ids;
 mod invoke;
 pub mod launcher;
 pub mod log;
+pub mod mqtt;
 pub mod router;
 mod server;
 mod services;
@@ -83,13 +85,15 @@ struct Shared {
     store: Arc<store::Store>,
     connections: Arc<connections::Connections>,
     settings: Arc<HostSettings>,
+    bridge: Arc<mqtt::Bridge>,
 }
 
 impl Shared {
-    fn source_name(&self, caller: Caller) -> &str {
-        match caller {
-            Caller::Admin => ADMIN_SOURCE,
-            Caller::Function(index) => &self.hosts[index].spec.function_id,
+    fn source_name(&self, publisher: router::Publisher) -> String {
+        match publisher {
+            router::Publisher::Admin => ADMIN_SOURCE.to_string(),
+            router::Publisher::Function(index) => self.hosts[index].spec.function_id.clone(),
+            router::Publisher::Broker(index) => format!("mqtt:{}", self.bridge.name(index)),
         }
     }
 }
@@ -103,6 +107,7 @@ pub struct RuntimeHandle {
     hosts: Vec<Arc<FunctionHost>>,
     store: Arc<store::Store>,
     settings: Arc<HostSettings>,
+    bridge: Arc<mqtt::Bridge>,
     /// How long calls already taken may run on once stopping begins.
     shutdown_grace: std::time::Duration,
     /// Released last, once the socket and token are gone.
@@ -126,6 +131,7 @@ pub async fn start(mut config: Config, launcher: Arc<dyn WorkerLauncher>) -> Res
     state_dir::restrict_to_owner(&socket_path)?;
     let (store, pending) = store::Store::open(&config.state_dir, config.limits.store)?;
     let store = Arc::new(store);
+    let bridge = Arc::new(mqtt::Bridge::new(std::mem::take(&mut config.brokers), &store)?);
 
     let admin_token_path = config.admin_token_path();
     let admin_token = Arc::new(std::sync::RwLock::new(state_dir::admin_token(&admin_token_path)?));
@@ -154,11 +160,20 @@ pub async fn start(mut config: Config, launcher: Arc<dyn WorkerLauncher>) -> Res
         max_payload: config.max_payload,
         credentials: config.credentials,
         bus: Bus::new(config.router, &config.limits.connections),
+        bridge: bridge.clone(),
         store: store.clone(),
         connections: connections::Connections::new(config.limits.connections),
         settings: settings.clone(),
     });
     let shutdown = CancellationToken::new();
+    let from_brokers = Arc::downgrade(&shared);
+    bridge.start(&shared.bus.router, move |broker, topic, payload| {
+        let shared = from_brokers.clone();
+        async move {
+            let shared = shared.upgrade().ok_or_else(|| Error::runtime_unavailable("the runtime stopped"))?;
+            bus::publish_from_broker(&shared, broker, topic, payload).await
+        }
+    });
     let server = tokio::spawn(server::serve(listener, new_workers, shared, shutdown.clone()));
     requeue(&hosts, &store, pending);
     for host in &hosts {
@@ -173,6 +188,7 @@ pub async fn start(mut config: Config, launcher: Arc<dyn WorkerLauncher>) -> Res
         hosts,
         store,
         settings,
+        bridge,
         shutdown_grace: config.shutdown_grace,
         _state_lock: state_lock,
     })
@@ -227,6 +243,8 @@ impl RuntimeHandle {
         for host in &self.hosts {
             host.stop().await;
         }
+        // What the brokers have not acknowledged stays in the outbox for the next start.
+        self.bridge.stop();
         self.store.close().await;
         let _ = std::fs::remove_file(&self.socket_path);
     }

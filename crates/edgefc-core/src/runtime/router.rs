@@ -7,6 +7,7 @@ use crate::error::{Error, ErrorCode, Result};
 /// `#` (last level only) matches the rest, including nothing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicFilter {
+    text: String,
     levels: Vec<FilterLevel>,
 }
 
@@ -36,7 +37,12 @@ impl TopicFilter {
             };
             levels.push(level);
         }
-        Ok(TopicFilter { levels })
+        Ok(TopicFilter { text: filter.to_string(), levels })
+    }
+
+    /// The filter as written (what a broker is asked to subscribe to).
+    pub fn as_str(&self) -> &str {
+        &self.text
     }
 
     pub fn matches(&self, topic: &str) -> bool {
@@ -82,27 +88,48 @@ fn invalid(message: impl Into<String>) -> Error {
 /// Who may publish along a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RouteSource {
+    /// Any local publisher: a function, the CLI or a script (not a broker).
     Any,
     /// The function at this index of the config's functions.
     Function(usize),
+    /// Messages from the MQTT broker at this index of the config's brokers.
+    Broker(usize),
+}
+
+/// Where a route takes a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RouteTarget {
+    /// The function at this index of the config's functions.
+    Function(usize),
+    /// The MQTT broker at this index of the config's brokers.
+    Broker(usize),
+}
+
+/// Who published a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Publisher {
+    /// The CLI or a script, with the admin token.
+    Admin,
+    Function(usize),
+    Broker(usize),
 }
 
 #[derive(Debug, Clone)]
 pub struct Route {
     pub source: RouteSource,
     pub filter: TopicFilter,
-    /// Index of the target function.
-    pub target: usize,
+    pub target: RouteTarget,
     /// `"qos": 1`: the message is durable for the target before the
-    /// publish is acknowledged, and delivered at least once (as an Async
-    /// invocation); otherwise at most once, in memory.
+    /// publish is acknowledged (a function's as an Async invocation, a
+    /// broker's in its outbox), and delivered at least once; otherwise at
+    /// most once, in memory.
     pub durable: bool,
 }
 
-/// A function a message goes to, and whether durably.
+/// Where a message goes, and whether durably.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Target {
-    pub function: usize,
+    pub to: RouteTarget,
     pub durable: bool,
 }
 
@@ -116,34 +143,48 @@ impl Router {
         Router { routes }
     }
 
-    /// The functions that receive a message on `topic` from `publisher` (a
-    /// function's index; `None` for the CLI and scripts), in route order. A
+    /// Where a message on `topic` from `publisher` goes, in route order. A
     /// message has one source, so every matching route to a target has the
     /// same source and target: the target gets it once, however many routes
     /// match, durably if any of them says so.
-    pub fn targets(&self, publisher: Option<usize>, topic: &str) -> Vec<Target> {
+    pub fn targets(&self, publisher: Publisher, topic: &str) -> Vec<Target> {
         let mut targets: Vec<Target> = Vec::new();
         for route in &self.routes {
-            let source_matches = match route.source {
-                RouteSource::Any => true,
-                RouteSource::Function(index) => publisher == Some(index),
+            let source_matches = match (route.source, publisher) {
+                (RouteSource::Any, Publisher::Admin | Publisher::Function(_)) => true,
+                (RouteSource::Function(index), Publisher::Function(from)) => index == from,
+                (RouteSource::Broker(index), Publisher::Broker(from)) => index == from,
+                _ => false,
             };
             if !source_matches || !route.filter.matches(topic) {
                 continue;
             }
-            match targets.iter_mut().find(|target| target.function == route.target) {
+            match targets.iter_mut().find(|target| target.to == route.target) {
                 Some(target) => target.durable |= route.durable,
-                None => targets.push(Target { function: route.target, durable: route.durable }),
+                None => targets.push(Target { to: route.target, durable: route.durable }),
             }
         }
         targets
+    }
+
+    /// What to subscribe to at broker `broker`: each filter of a route from
+    /// it, and whether any such route is durable (QoS 1).
+    pub fn broker_subscriptions(&self, broker: usize) -> Vec<(String, bool)> {
+        let mut filters: Vec<(String, bool)> = Vec::new();
+        for route in self.routes.iter().filter(|route| route.source == RouteSource::Broker(broker)) {
+            match filters.iter_mut().find(|(filter, _)| filter == route.filter.as_str()) {
+                Some((_, durable)) => *durable |= route.durable,
+                None => filters.push((route.filter.as_str().to_string(), route.durable)),
+            }
+        }
+        filters
     }
 }
 
 #[cfg(test)]
 mod tests {
     // Topic filters (MQTT wildcard semantics) and route selection.
-    use super::{check_topic, Route, RouteSource, Router, TopicFilter};
+    use super::{check_topic, Publisher, Route, RouteSource, RouteTarget, Router, Target, TopicFilter};
     use crate::error::ErrorCode;
 
     #[test]
@@ -190,11 +231,19 @@ mod tests {
     }
 
     fn route(source: RouteSource, filter: &str, target: usize) -> Route {
-        Route { source, filter: TopicFilter::parse(filter).unwrap(), target, durable: false }
+        Route { source, filter: TopicFilter::parse(filter).unwrap(), target: RouteTarget::Function(target), durable: false }
     }
 
     fn functions(router: &Router, publisher: Option<usize>, topic: &str) -> Vec<usize> {
-        router.targets(publisher, topic).iter().map(|target| target.function).collect()
+        let publisher = publisher.map_or(Publisher::Admin, Publisher::Function);
+        router
+            .targets(publisher, topic)
+            .iter()
+            .map(|target| match target.to {
+                RouteTarget::Function(index) => index,
+                RouteTarget::Broker(index) => 1000 + index,
+            })
+            .collect()
     }
 
     #[test]
@@ -203,8 +252,9 @@ mod tests {
             route(RouteSource::Any, "/hello/#", 0),
             Route { durable: true, ..route(RouteSource::Any, "/hello/world", 0) },
         ]);
-        assert_eq!(router.targets(None, "/hello/world"), vec![super::Target { function: 0, durable: true }]);
-        assert_eq!(router.targets(None, "/hello/there"), vec![super::Target { function: 0, durable: false }]);
+        let to = RouteTarget::Function(0);
+        assert_eq!(router.targets(Publisher::Admin, "/hello/world"), vec![Target { to, durable: true }]);
+        assert_eq!(router.targets(Publisher::Admin, "/hello/there"), vec![Target { to, durable: false }]);
     }
 
     #[test]
@@ -233,5 +283,23 @@ mod tests {
         assert_eq!(functions(&router, None, "/hello/world"), vec![0]);
         assert_eq!(functions(&router, Some(1), "/hello/world"), vec![0]);
         assert_eq!(functions(&router, Some(1), "/elsewhere"), vec![0]);
+    }
+
+    #[test]
+    fn broker_messages_follow_only_the_routes_from_their_broker() {
+        let router = Router::new(vec![
+            route(RouteSource::Any, "#", 0),
+            route(RouteSource::Broker(0), "down/#", 1),
+            Route { durable: true, ..route(RouteSource::Broker(0), "down/+", 2) },
+            route(RouteSource::Broker(1), "down/#", 3),
+            Route { target: RouteTarget::Broker(0), ..route(RouteSource::Function(4), "up/#", 0) },
+        ]);
+        assert_eq!(
+            router.targets(Publisher::Broker(0), "down/x"),
+            vec![Target { to: RouteTarget::Function(1), durable: false }, Target { to: RouteTarget::Function(2), durable: true },]
+        );
+        assert_eq!(functions(&router, Some(4), "up/y"), vec![0, 1000]);
+        assert_eq!(router.broker_subscriptions(0), vec![("down/#".to_string(), false), ("down/+".to_string(), true)]);
+        assert!(router.broker_subscriptions(2).is_empty());
     }
 }

@@ -20,6 +20,8 @@ struct Stats {
     queues: QueuesStats,
     store: StoreStats,
     log: LogStats,
+    /// Each broker link of the MQTT bridge.
+    mqtt: Vec<super::mqtt::LinkStats>,
 }
 
 #[derive(Serialize)]
@@ -62,6 +64,7 @@ struct LogStats {
 fn stats(shared: &Shared) -> Stats {
     Stats {
         bus: shared.bus.stats(),
+        mqtt: shared.bridge.stats(),
         connections: shared.connections.stats(),
         queues: QueuesStats {
             total: shared.settings.total_queue.stats(),

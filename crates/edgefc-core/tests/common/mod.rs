@@ -4,6 +4,8 @@
 //! speak to it through the client or a raw socket.
 #![allow(dead_code)]
 
+pub mod mosquitto;
+
 use bytes::BytesMut;
 use edgefc_core::client::{Client, ConnectOptions, Dispatch, Endpoint, Sinks, TaskSink};
 use edgefc_core::proto::{

@@ -16,7 +16,11 @@
 //! thread would wake the runtime's thread once per answer, and the replies
 //! would leave one by one instead of in one write.
 //!
-//! - [`record`]: how an invocation and a dead letter are laid out.
+//! The MQTT bridge's outbox lives here too: a message for a broker is
+//! durable before the publish that made it is answered, and leaves once the
+//! broker acknowledged it.
+//!
+//! - [`record`]: how an invocation, a dead letter and an outbox message are laid out.
 
 pub mod record;
 
@@ -32,12 +36,14 @@ use tokio::sync::oneshot;
 
 use super::log;
 use crate::error::{Error, ErrorCode, Result};
-pub use record::{DeadLetter, Invocation};
+pub use record::{DeadLetter, Invocation, OutboxMessage};
 
 /// Accepted invocations not yet ended, by sequence number (FIFO).
 const PENDING: TableDefinition<u64, &[u8]> = TableDefinition::new("pending");
 /// Dead letters, by the sequence number they had while pending.
 const DEAD: TableDefinition<u64, &[u8]> = TableDefinition::new("dead");
+/// Messages for MQTT brokers not yet acknowledged, by sequence number (FIFO).
+const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
 
 pub const STORE_FILE: &str = "store.redb";
 
@@ -131,6 +137,18 @@ enum Write {
     Purge { seqs: Vec<u64>, done: Waiter },
     /// Everything before it made durable, then the writer ends.
     Close { done: Waiter },
+    /// Durable before `done`: a message for a broker.
+    Post { seq: u64, record: Vec<u8>, done: Waiter },
+    /// Non-durable: the broker acknowledged it, or the outbox dropped it (losing this sends it once more).
+    Unpost { seq: u64 },
+}
+
+/// One message in the outbox as found at start: its broker, sequence number and size.
+#[derive(Debug, Clone)]
+pub struct OutboxEntry {
+    pub seq: u64,
+    pub broker: String,
+    pub size: usize,
 }
 
 impl Store {
@@ -160,6 +178,7 @@ impl Store {
         let setup = db.begin_write().map_err(|error| damaged(&error))?;
         setup.open_table(PENDING).map_err(|error| damaged(&error))?;
         setup.open_table(DEAD).map_err(|error| damaged(&error))?;
+        setup.open_table(OUTBOX).map_err(|error| damaged(&error))?;
         setup.commit().map_err(|error| damaged(&error))?;
         let counters = Arc::new(Counters::default());
         let (pending, dead, last_seq) = load(&db, &counters).map_err(|error| damaged(&error))?;
@@ -242,6 +261,47 @@ impl Store {
                 Err(error)
             }
         }
+    }
+
+    /// Puts a message for a broker in the outbox, durably; returns its sequence number.
+    pub async fn post(&self, message: &OutboxMessage) -> Result<u64> {
+        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        let (done, committed) = oneshot::channel();
+        self.send(Write::Post { seq, record: message.encode(), done });
+        committed.await.unwrap_or_else(|_| Err(stopped()))?;
+        Ok(seq)
+    }
+
+    /// The message left the outbox (acknowledged, or dropped).
+    pub fn unpost(&self, seq: u64) {
+        self.send(Write::Unpost { seq });
+    }
+
+    /// A message in the outbox.
+    pub fn read_posted(&self, seq: u64) -> Result<Option<OutboxMessage>> {
+        let read = self.database()?.begin_read().map_err(storage)?;
+        let table = read.open_table(OUTBOX).map_err(storage)?;
+        let bytes = table.get(seq).map_err(storage)?;
+        bytes.map(|bytes| OutboxMessage::decode(bytes.value()).map_err(|error| self.damaged(error))).transpose()
+    }
+
+    /// Every message in the outbox, oldest first, without its payload:
+    /// what the bridge resends after a restart.
+    pub fn outbox(&self) -> Result<Vec<OutboxEntry>> {
+        let read = self.database()?.begin_read().map_err(storage)?;
+        let table = read.open_table(OUTBOX).map_err(storage)?;
+        let mut entries = Vec::new();
+        for entry in table.iter().map_err(storage)? {
+            let (seq, bytes) = entry.map_err(storage)?;
+            match OutboxMessage::decode(bytes.value()) {
+                Ok(message) => entries.push(OutboxEntry { seq: seq.value(), broker: message.broker, size: bytes.value().len() }),
+                Err(error) => {
+                    self.counters.damaged_records.fetch_add(1, Ordering::Relaxed);
+                    log::warn(format_args!("outbox message {} is unreadable and is left out: {error}", seq.value()));
+                }
+            }
+        }
+        Ok(entries)
     }
 
     /// Makes everything written so far durable and closes the file; the
@@ -384,6 +444,9 @@ fn load(db: &Database, counters: &Counters) -> std::result::Result<(Vec<PendingE
         last_seq = last_seq.max(seq.value());
         dead.insert(seq.value(), bytes.value().len());
     }
+    if let Some((seq, _)) = read.open_table(OUTBOX)?.last()? {
+        last_seq = last_seq.max(seq.value());
+    }
     Ok((pending, dead, last_seq))
 }
 
@@ -427,7 +490,9 @@ impl Writer {
             let close = group.iter().position(|write| matches!(write, Write::Close { .. })).map(|at| group.remove(at));
             let durable = unflushed
                 || close.is_some()
-                || group.iter().any(|write| matches!(write, Write::Insert { .. } | Write::Revive { .. } | Write::Purge { .. }));
+                || group.iter().any(|write| {
+                    matches!(write, Write::Insert { .. } | Write::Revive { .. } | Write::Purge { .. } | Write::Post { .. })
+                });
             let outcome = self.commit(group, durable);
             unflushed = !durable || outcome.is_err();
             if let Some(Write::Close { done }) = close {
@@ -456,7 +521,10 @@ impl Writer {
         let waiters: Vec<Waiter> = group
             .into_iter()
             .filter_map(|write| match write {
-                Write::Insert { done, .. } | Write::Revive { done, .. } | Write::Purge { done, .. } => Some(done),
+                Write::Insert { done, .. }
+                | Write::Revive { done, .. }
+                | Write::Purge { done, .. }
+                | Write::Post { done, .. } => Some(done),
                 _ => None,
             })
             .collect();
@@ -493,6 +561,7 @@ impl Writer {
         {
             let mut pending = transaction.open_table(PENDING).map_err(storage)?;
             let mut dead = transaction.open_table(DEAD).map_err(storage)?;
+            let mut outbox = transaction.open_table(OUTBOX).map_err(storage)?;
             for write in group {
                 match write {
                     Write::Insert { seq, record, .. } | Write::Replace { seq, record } => {
@@ -514,6 +583,12 @@ impl Writer {
                         change.added += record.len();
                     }
                     Write::Close { .. } => {}
+                    Write::Post { seq, record, .. } => {
+                        outbox.insert(*seq, record.as_slice()).map_err(storage)?;
+                    }
+                    Write::Unpost { seq } => {
+                        outbox.remove(*seq).map_err(storage)?;
+                    }
                     Write::Purge { seqs, .. } => {
                         for seq in seqs {
                             dead.remove(*seq).map_err(storage)?;

@@ -46,6 +46,17 @@ pub struct DeadLetter {
     pub dead_at_ms: u64,
 }
 
+/// A message for an MQTT broker, in the outbox until the broker acknowledged it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxMessage {
+    /// The broker's name in the config.
+    pub broker: String,
+    pub topic: String,
+    pub payload: Payload,
+    /// Milliseconds since the Unix epoch.
+    pub accepted_at_ms: u64,
+}
+
 /// A record that cannot be read back.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("damaged record: {0}")]
@@ -87,11 +98,7 @@ impl Invocation {
         put_bytes(out, self.function_id.as_bytes());
         put_bytes(out, self.invocation_id.as_bytes());
         put_bytes(out, self.invoker_context.as_bytes());
-        out.put_u8(match self.payload {
-            Payload::Text(_) => PAYLOAD_TEXT,
-            Payload::Binary(_) => PAYLOAD_BINARY,
-        });
-        put_bytes(out, self.payload.bytes());
+        put_payload(out, &self.payload);
         out.put_u32_le(self.attempt);
         out.put_u64_le(self.accepted_at_ms);
         out.put_u64_le(self.not_before_ms);
@@ -103,11 +110,7 @@ impl Invocation {
         let function_id = take_string(bytes)?;
         let invocation_id = take_string(bytes)?;
         let invoker_context = take_string(bytes)?;
-        let payload = match take_u8(bytes)? {
-            PAYLOAD_TEXT => Payload::Text(Bytes::from(take_string(bytes)?)),
-            PAYLOAD_BINARY => Payload::Binary(Bytes::copy_from_slice(take_bytes(bytes)?)),
-            _ => return Err(Damaged("unknown payload kind")),
-        };
+        let payload = take_payload(bytes)?;
         Ok(Invocation {
             function_id,
             invocation_id,
@@ -139,6 +142,54 @@ impl DeadLetter {
         let dead_at_ms = take_u64(&mut bytes)?;
         finished(bytes)?;
         Ok(DeadLetter { invocation, error, dead_at_ms })
+    }
+}
+
+impl OutboxMessage {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = BytesMut::with_capacity(self.size());
+        out.put_u8(VERSION);
+        put_bytes(&mut out, self.broker.as_bytes());
+        put_bytes(&mut out, self.topic.as_bytes());
+        put_payload(&mut out, &self.payload);
+        out.put_u64_le(self.accepted_at_ms);
+        out.to_vec()
+    }
+
+    pub fn decode(mut bytes: &[u8]) -> Result<OutboxMessage, Damaged> {
+        if take_version(&mut bytes)? != VERSION {
+            return Err(Damaged("unknown record version"));
+        }
+        let message = OutboxMessage {
+            broker: take_string(&mut bytes)?,
+            topic: take_string(&mut bytes)?,
+            payload: take_payload(&mut bytes)?,
+            accepted_at_ms: take_u64(&mut bytes)?,
+        };
+        finished(bytes)?;
+        Ok(message)
+    }
+
+    /// The length of [`encode`](OutboxMessage::encode)'s record.
+    pub fn size(&self) -> usize {
+        // Version, three length prefixes, payload kind, the time.
+        1 + 3 * 4 + 1 + 8 + self.broker.len() + self.topic.len() + self.payload.len()
+    }
+}
+
+fn put_payload(out: &mut BytesMut, payload: &Payload) {
+    out.put_u8(match payload {
+        Payload::Text(_) => PAYLOAD_TEXT,
+        Payload::Binary(_) => PAYLOAD_BINARY,
+    });
+    put_bytes(out, payload.bytes());
+}
+
+fn take_payload(bytes: &mut &[u8]) -> Result<Payload, Damaged> {
+    match take_u8(bytes)? {
+        PAYLOAD_TEXT => Ok(Payload::Text(Bytes::from(take_string(bytes)?))),
+        PAYLOAD_BINARY => Ok(Payload::Binary(Bytes::copy_from_slice(take_bytes(bytes)?))),
+        _ => Err(Damaged("unknown payload kind")),
     }
 }
 
@@ -219,6 +270,22 @@ mod tests {
             not_before_ms: 1_700_000_004_000,
             replays: 1,
             default_timeout_secs: 300,
+        }
+    }
+
+    #[test]
+    fn outbox_messages_read_back_as_written_and_damage_is_an_error() {
+        let message = OutboxMessage {
+            broker: "hub".into(),
+            topic: "up/temperature".into(),
+            payload: Payload::Binary(Bytes::from_static(&[0, 1, 255])),
+            accepted_at_ms: 7,
+        };
+        let record = message.encode();
+        assert_eq!(record.len(), message.size());
+        assert_eq!(OutboxMessage::decode(&record).unwrap(), message);
+        for end in 0..record.len() {
+            assert!(OutboxMessage::decode(&record[..end]).is_err(), "prefix of {end} bytes");
         }
     }
 

@@ -1,0 +1,486 @@
+//! One broker connection (rumqttc, MQTT 5): what goes out, from the outbox
+//! and the QoS 0 queue, and what comes in, along the routes from the broker.
+//!
+//! rumqttc keeps its un-acknowledged messages in memory and drops them when
+//! the broker lost the session, and it reconnects without pause. So each
+//! connection is a new rumqttc event loop, the outbox (durable) is the only
+//! record of what awaits an acknowledgement, everything in it is sent again
+//! after every connect, and the pause between attempts is ours.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use rumqttc::v5::mqttbytes::v5::{Publish, PublishProperties};
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::{AsyncClient, Event, EventLoop, Incoming, MqttOptions};
+use rumqttc::{Outgoing, TlsConfiguration, Transport};
+use serde::Serialize;
+use tokio::sync::{mpsc, Notify};
+use tokio_util::sync::CancellationToken;
+
+use super::settings::{BrokerSpec, BrokerTransport, OnFull};
+use crate::error::{Error, ErrorCode, Result};
+use crate::proto::frame::Payload;
+use crate::runtime::log;
+use crate::runtime::store::{OutboxMessage, Store};
+
+/// QoS 0 messages waiting for a connection, at most (count, bytes); past
+/// either, a message is dropped and counted.
+const MAX_QOS0_WAITING: usize = 10_000;
+const MAX_QOS0_WAITING_BYTES: usize = 8 << 20;
+/// Messages from the broker waiting for delivery, at most. QoS 1 ones are
+/// bounded by the in-flight window the broker keeps to; QoS 0 ones past it
+/// are dropped and counted.
+const MAX_INBOUND_WAITING: usize = 1024;
+
+/// Delivers a message from the broker along its routes; resolves once it
+/// is delivered (durably, for QoS 1 routes).
+pub(super) type Deliver = Arc<dyn Fn(String, Payload) -> futures_util::future::BoxFuture<'static, Result<()>> + Send + Sync>;
+
+/// What `edgefc stats` shows of a broker link.
+#[derive(Debug, Default, Serialize, Clone)]
+#[serde(rename_all = "camelCase")]
+pub struct LinkStats {
+    pub broker: String,
+    pub connected: bool,
+    pub connects: u64,
+    pub connection_errors: u64,
+    /// QoS 1 messages in the outbox (durable, not yet acknowledged).
+    pub outbox_messages: usize,
+    pub outbox_bytes: usize,
+    pub sent: u64,
+    pub acknowledged: u64,
+    /// The outbox was full (`outbox.onFull`: "dropOldest").
+    pub dropped_oldest: u64,
+    /// The outbox was full (`outbox.onFull`: "rejectNew").
+    pub rejected_full: u64,
+    /// QoS 0 messages dropped while too many waited for a connection.
+    pub dropped_qos0: u64,
+    pub received: u64,
+    /// Messages from the broker that could not be delivered (QoS 0 past the queue, or refused by every target).
+    pub dropped_inbound: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    connected: AtomicBool,
+    connects: AtomicU64,
+    connection_errors: AtomicU64,
+    sent: AtomicU64,
+    acknowledged: AtomicU64,
+    dropped_oldest: AtomicU64,
+    rejected_full: AtomicU64,
+    dropped_qos0: AtomicU64,
+    received: AtomicU64,
+    dropped_inbound: AtomicU64,
+}
+
+/// The outbox's messages of this broker, oldest first, without payloads.
+#[derive(Default)]
+struct OutboxIndex {
+    entries: VecDeque<(u64, usize)>,
+    bytes: usize,
+}
+
+/// What one connection has handed rumqttc and not yet seen acknowledged.
+#[derive(Default)]
+struct Window {
+    state: Mutex<WindowState>,
+    /// An acknowledgement made room.
+    room: Notify,
+}
+
+#[derive(Default)]
+struct WindowState {
+    /// Publishes handed to rumqttc, in order, until it says which packet id
+    /// each got (`None`: QoS 0, which gets none).
+    submitted: VecDeque<Option<u64>>,
+    /// Packet id to outbox sequence number, until the PUBACK.
+    inflight: HashMap<u16, u64>,
+}
+
+#[derive(Default)]
+struct Qos0Queue {
+    messages: VecDeque<(String, Payload)>,
+    bytes: usize,
+}
+
+pub(super) struct Link {
+    pub(super) spec: BrokerSpec,
+    store: Arc<Store>,
+    outbox: Mutex<OutboxIndex>,
+    qos0: Mutex<Qos0Queue>,
+    /// Something new to send.
+    ready: Notify,
+    counters: Counters,
+}
+
+impl Link {
+    pub(super) fn new(spec: BrokerSpec, store: Arc<Store>) -> Link {
+        Link {
+            spec,
+            store,
+            outbox: Mutex::new(OutboxIndex::default()),
+            qos0: Mutex::new(Qos0Queue::default()),
+            ready: Notify::new(),
+            counters: Counters::default(),
+        }
+    }
+
+    /// A message found in the outbox at start.
+    pub(super) fn restore(&self, seq: u64, size: usize) {
+        let mut outbox = self.outbox.lock().unwrap();
+        outbox.entries.push_back((seq, size));
+        outbox.bytes += size;
+    }
+
+    /// A QoS 1 message: durable in the outbox before this returns.
+    pub(super) async fn post(&self, topic: String, payload: Payload) -> Result<()> {
+        let message = OutboxMessage { broker: self.spec.name.clone(), topic, payload, accepted_at_ms: now_ms() };
+        let size = message.size();
+        self.make_room(size)?;
+        let seq = self.store.post(&message).await?;
+        {
+            let mut outbox = self.outbox.lock().unwrap();
+            outbox.entries.push_back((seq, size));
+            outbox.bytes += size;
+        }
+        self.ready.notify_one();
+        Ok(())
+    }
+
+    /// Past `outbox.maxMessages` or `outbox.maxBytes`: the oldest goes, or the new one is refused.
+    fn make_room(&self, size: usize) -> Result<()> {
+        let mut outbox = self.outbox.lock().unwrap();
+        let full =
+            |outbox: &OutboxIndex| outbox.entries.len() + 1 > self.spec.max_messages || outbox.bytes + size > self.spec.max_bytes;
+        if !full(&outbox) {
+            return Ok(());
+        }
+        if self.spec.on_full == OnFull::RejectNew {
+            self.counters.rejected_full.fetch_add(1, Ordering::Relaxed);
+            return Err(Error::new(
+                ErrorCode::QueueFull,
+                format!(
+                    "the outbox of broker {} is full ({} messages or {} bytes; mqtt.brokers.{}.outbox)",
+                    self.spec.name, self.spec.max_messages, self.spec.max_bytes, self.spec.name
+                ),
+            ));
+        }
+        while full(&outbox) {
+            let Some((seq, dropped)) = outbox.entries.pop_front() else { break };
+            outbox.bytes -= dropped;
+            self.store.unpost(seq);
+            self.counters.dropped_oldest.fetch_add(1, Ordering::Relaxed);
+        }
+        log::warn(format_args!("the outbox of broker {} is full; its oldest messages were dropped", self.spec.name));
+        Ok(())
+    }
+
+    /// A QoS 0 message: sent when connected, dropped (and counted) when too many wait.
+    pub(super) fn offer(&self, topic: String, payload: Payload) {
+        let size = topic.len() + payload.len();
+        let mut queue = self.qos0.lock().unwrap();
+        if queue.messages.len() >= MAX_QOS0_WAITING || queue.bytes + size > MAX_QOS0_WAITING_BYTES {
+            self.counters.dropped_qos0.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        queue.bytes += size;
+        queue.messages.push_back((topic, payload));
+        drop(queue);
+        self.ready.notify_one();
+    }
+
+    pub(super) fn stats(&self) -> LinkStats {
+        let count = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        let outbox = self.outbox.lock().unwrap();
+        LinkStats {
+            broker: self.spec.name.clone(),
+            connected: self.counters.connected.load(Ordering::Relaxed),
+            connects: count(&self.counters.connects),
+            connection_errors: count(&self.counters.connection_errors),
+            outbox_messages: outbox.entries.len(),
+            outbox_bytes: outbox.bytes,
+            sent: count(&self.counters.sent),
+            acknowledged: count(&self.counters.acknowledged),
+            dropped_oldest: count(&self.counters.dropped_oldest),
+            rejected_full: count(&self.counters.rejected_full),
+            dropped_qos0: count(&self.counters.dropped_qos0),
+            received: count(&self.counters.received),
+            dropped_inbound: count(&self.counters.dropped_inbound),
+        }
+    }
+
+    fn options(&self) -> MqttOptions {
+        let spec = &self.spec;
+        let mut options = MqttOptions::new(spec.client_id.clone(), spec.host.clone(), spec.port);
+        options
+            .set_keep_alive(spec.keep_alive)
+            .set_clean_start(false)
+            .set_session_expiry_interval(Some(spec.session_expiry_secs))
+            .set_manual_acks(true)
+            .set_outgoing_inflight_upper_limit(spec.max_inflight)
+            .set_request_channel_capacity(usize::from(spec.max_inflight) + 16)
+            .set_max_packet_size(Some(u32::MAX));
+        if let Some((username, password)) = &spec.credentials {
+            options.set_credentials(username.clone(), password.clone());
+        }
+        if let BrokerTransport::Tls { ca, client_auth } = &spec.transport {
+            options.set_transport(Transport::Tls(TlsConfiguration::Simple {
+                ca: ca.clone(),
+                alpn: None,
+                client_auth: client_auth.clone(),
+            }));
+        }
+        options
+    }
+
+    /// Connects, and connects again after every loss, until `stop`.
+    pub(super) async fn run(self: Arc<Self>, subscriptions: Vec<(String, bool)>, deliver: Deliver, stop: CancellationToken) {
+        let mut pause = self.spec.reconnect_base;
+        loop {
+            let session = self.clone().session(&subscriptions, deliver.clone(), &stop);
+            let outcome = tokio::select! {
+                outcome = session => outcome,
+                () = stop.cancelled() => return,
+            };
+            self.counters.connected.store(false, Ordering::Relaxed);
+            match outcome {
+                // The connection worked for a while: the next attempt starts from the shortest pause.
+                Ok(()) => pause = self.spec.reconnect_base,
+                Err(error) => {
+                    self.counters.connection_errors.fetch_add(1, Ordering::Relaxed);
+                    log::warn(format_args!("broker {}: {error}; trying again in {} ms", self.spec.name, pause.as_millis()));
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(pause) => {}
+                () = stop.cancelled() => return,
+            }
+            pause = next_pause(pause, self.spec.reconnect_base, self.spec.reconnect_cap);
+        }
+    }
+
+    /// One connection, from CONNECT to its loss: `Ok` if it got as far as a
+    /// CONNACK, else the error that stopped it.
+    async fn session(
+        self: Arc<Self>,
+        subscriptions: &[(String, bool)],
+        deliver: Deliver,
+        stop: &CancellationToken,
+    ) -> std::result::Result<(), String> {
+        let (client, mut events) = AsyncClient::new(self.options(), usize::from(self.spec.max_inflight) + 16);
+        wait_for_connack(&mut events).await?;
+        self.counters.connects.fetch_add(1, Ordering::Relaxed);
+        self.counters.connected.store(true, Ordering::Relaxed);
+        log::info(format_args!("broker {}: connected to {}:{}", self.spec.name, self.spec.host, self.spec.port));
+        for (filter, durable) in subscriptions {
+            let qos = if *durable { QoS::AtLeastOnce } else { QoS::AtMostOnce };
+            client.try_subscribe(filter.clone(), qos).map_err(|error| format!("cannot subscribe to {filter}: {error}"))?;
+        }
+        let (inbound, inbound_rx) = mpsc::channel::<Publish>(MAX_INBOUND_WAITING);
+        let receiver = tokio::spawn(self.clone().receive(inbound_rx, client.clone(), deliver));
+        let outcome = self.exchange(&client, &mut events, &inbound, stop).await;
+        receiver.abort();
+        // A connection that had worked counts as such; what ended it is logged.
+        if let Err(error) = outcome {
+            log::warn(format_args!("broker {}: connection lost: {error}", self.spec.name));
+        }
+        Ok(())
+    }
+
+    /// Reads what comes, until the connection fails; a task beside it sends what waits.
+    async fn exchange(
+        self: &Arc<Self>,
+        client: &AsyncClient,
+        events: &mut EventLoop,
+        inbound: &mpsc::Sender<Publish>,
+        stop: &CancellationToken,
+    ) -> std::result::Result<(), String> {
+        let window = Arc::new(Window::default());
+        let sender = tokio::spawn(self.clone().send(client.clone(), window.clone()));
+        let outcome = loop {
+            // Only this loop polls rumqttc, and nothing cancels a poll but the runtime's stop.
+            let event = tokio::select! {
+                event = events.poll() => event,
+                () = stop.cancelled() => break Ok(()),
+            };
+            let event = match event {
+                Ok(event) => event,
+                Err(error) => break Err(error.to_string()),
+            };
+            match event {
+                Event::Outgoing(Outgoing::Publish(pkid)) => {
+                    let mut state = window.state.lock().unwrap();
+                    if let Some(Some(seq)) = state.submitted.pop_front() {
+                        state.inflight.insert(pkid, seq);
+                    }
+                    self.counters.sent.fetch_add(1, Ordering::Relaxed);
+                }
+                Event::Incoming(Incoming::PubAck(ack)) => {
+                    let seq = window.state.lock().unwrap().inflight.remove(&ack.pkid);
+                    if let Some(seq) = seq {
+                        self.acknowledged(seq);
+                        window.room.notify_one();
+                    }
+                }
+                Event::Incoming(Incoming::Publish(publish)) => {
+                    self.counters.received.fetch_add(1, Ordering::Relaxed);
+                    let qos1 = publish.qos != QoS::AtMostOnce;
+                    match inbound.try_send(publish) {
+                        Ok(()) => {}
+                        // A QoS 1 message beyond the window is the broker's error; it comes again after a reconnect.
+                        Err(_) if qos1 => break Err("the broker sent more than its in-flight window".into()),
+                        Err(_) => {
+                            self.counters.dropped_inbound.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        };
+        sender.abort();
+        outcome
+    }
+
+    /// Hands rumqttc what fits in the in-flight window, in order: QoS 0
+    /// messages, then the outbox from its oldest message (everything in it
+    /// goes again on every connection).
+    async fn send(self: Arc<Self>, client: AsyncClient, window: Arc<Window>) {
+        let mut next_seq = 0u64;
+        loop {
+            let qos0 = {
+                let mut queue = self.qos0.lock().unwrap();
+                let next = queue.messages.pop_front();
+                if let Some((topic, payload)) = &next {
+                    queue.bytes -= topic.len() + payload.len();
+                }
+                next
+            };
+            if let Some((topic, payload)) = qos0 {
+                window.state.lock().unwrap().submitted.push_back(None);
+                let (bytes, properties) = wire_payload(&payload);
+                if client.publish_with_properties(topic, QoS::AtMostOnce, false, bytes, properties).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+            let has_room = {
+                let state = window.state.lock().unwrap();
+                state.submitted.len() + state.inflight.len() < usize::from(self.spec.max_inflight)
+            };
+            let next = has_room.then(|| {
+                let outbox = self.outbox.lock().unwrap();
+                outbox.entries.iter().find(|(seq, _)| *seq >= next_seq).map(|(seq, _)| *seq)
+            });
+            let Some(Some(seq)) = next else {
+                // Nothing to send, or no room: wait for a new message or an acknowledgement.
+                tokio::select! {
+                    () = self.ready.notified() => {}
+                    () = window.room.notified() => {}
+                }
+                continue;
+            };
+            next_seq = seq + 1;
+            let message = match self.store.read_posted(seq) {
+                Ok(Some(message)) => message,
+                // Dropped (outbox full) since: nothing to send.
+                Ok(None) => continue,
+                Err(error) => {
+                    log::warn(format_args!("broker {}: outbox message {seq} cannot be read: {error}", self.spec.name));
+                    continue;
+                }
+            };
+            window.state.lock().unwrap().submitted.push_back(Some(seq));
+            let (bytes, properties) = wire_payload(&message.payload);
+            if client.publish_with_properties(message.topic, QoS::AtLeastOnce, false, bytes, properties).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    fn acknowledged(&self, seq: u64) {
+        let mut outbox = self.outbox.lock().unwrap();
+        if let Some(at) = outbox.entries.iter().position(|(entry, _)| *entry == seq) {
+            let (_, size) = outbox.entries.remove(at).expect("found");
+            outbox.bytes -= size;
+            self.store.unpost(seq);
+        }
+        self.counters.acknowledged.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Delivers the broker's messages in order, and acknowledges each once delivered.
+    async fn receive(self: Arc<Self>, mut inbound: mpsc::Receiver<Publish>, client: AsyncClient, deliver: Deliver) {
+        while let Some(publish) = inbound.recv().await {
+            let Ok(topic) = String::from_utf8(publish.topic.to_vec()) else {
+                self.counters.dropped_inbound.fetch_add(1, Ordering::Relaxed);
+                let _ = client.ack(&publish).await;
+                continue;
+            };
+            let text = publish.properties.as_ref().and_then(|properties| properties.payload_format_indicator) == Some(1);
+            let payload = match text && std::str::from_utf8(&publish.payload).is_ok() {
+                true => Payload::Text(publish.payload.clone()),
+                false => Payload::Binary(publish.payload.clone()),
+            };
+            if let Err(error) = deliver(topic.clone(), payload).await {
+                self.counters.dropped_inbound.fetch_add(1, Ordering::Relaxed);
+                if publish.qos != QoS::AtMostOnce && error.code == ErrorCode::QueueFull {
+                    // Not acknowledged: the broker sends it again after the next connect.
+                    log::warn(format_args!("broker {}: a message on {topic} waits: {error}", self.spec.name));
+                    return;
+                }
+                log::warn(format_args!("broker {}: a message on {topic} was not delivered: {error}", self.spec.name));
+            }
+            // Acknowledged once delivered (durably, for QoS 1 routes); an ack of a lost connection goes nowhere.
+            let _ = client.ack(&publish).await;
+        }
+    }
+}
+
+/// The payload's bytes, and whether it is UTF-8 text (Payload Format Indicator 1).
+fn wire_payload(payload: &Payload) -> (Bytes, PublishProperties) {
+    let indicator = match payload {
+        Payload::Text(_) => 1,
+        Payload::Binary(_) => 0,
+    };
+    (payload.bytes().clone(), PublishProperties { payload_format_indicator: Some(indicator), ..Default::default() })
+}
+
+async fn wait_for_connack(events: &mut EventLoop) -> std::result::Result<(), String> {
+    loop {
+        match events.poll().await.map_err(|error| error.to_string())? {
+            Event::Incoming(Incoming::ConnAck(_)) => return Ok(()),
+            _ => continue,
+        }
+    }
+}
+
+/// Decorrelated jitter: between `base` and three times the last pause, at most `cap`.
+fn next_pause(last: Duration, base: Duration, cap: Duration) -> Duration {
+    let upper = (last.as_millis() as u64).saturating_mul(3).max(base.as_millis() as u64 + 1);
+    Duration::from_millis(fastrand::u64(base.as_millis() as u64..upper)).min(cap)
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::next_pause;
+    use std::time::Duration;
+
+    #[test]
+    fn pauses_grow_with_jitter_between_the_base_and_the_cap() {
+        let (base, cap) = (Duration::from_secs(1), Duration::from_secs(30));
+        let mut pause = base;
+        for _ in 0..50 {
+            let next = next_pause(pause, base, cap);
+            assert!(next >= base && next <= cap && next <= pause * 3, "{pause:?} -> {next:?}");
+            pause = next;
+        }
+    }
+}

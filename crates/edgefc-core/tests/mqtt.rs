@@ -1,0 +1,255 @@
+//! The MQTT bridge against a real Mosquitto: routes to a broker, routes from
+//! it, and QoS 1 messages through broker restarts.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::mosquitto::Mosquitto;
+use common::*;
+use edgefc_core::proto::{Payload, Request};
+use rumqttc::v5::mqttbytes::v5::PublishProperties;
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::{AsyncClient, Event, Incoming, MqttOptions};
+use tokio::sync::mpsc;
+
+/// A broker client of the test's own: what it receives comes out of the channel as (topic, payload, UTF-8 flag).
+struct Peer {
+    client: AsyncClient,
+    received: mpsc::UnboundedReceiver<(String, Bytes, bool)>,
+}
+
+impl Peer {
+    async fn connect(broker: &Mosquitto, id: &str, filters: &[&str]) -> Peer {
+        let mut options = MqttOptions::new(id, "127.0.0.1", broker.port);
+        options.set_clean_start(false).set_session_expiry_interval(Some(3600)).set_keep_alive(Duration::from_secs(5));
+        let (client, mut events) = AsyncClient::new(options, 100);
+        let (subscribed_tx, mut subscribed) = mpsc::unbounded_channel();
+        let (received_tx, received) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            loop {
+                match events.poll().await {
+                    Ok(Event::Incoming(Incoming::Publish(publish))) => {
+                        let text = publish.properties.as_ref().and_then(|p| p.payload_format_indicator) == Some(1);
+                        let topic = String::from_utf8(publish.topic.to_vec()).unwrap();
+                        let _ = received_tx.send((topic, publish.payload.clone(), text));
+                    }
+                    Ok(Event::Incoming(Incoming::SubAck(_))) => {
+                        let _ = subscribed_tx.send(());
+                    }
+                    Ok(_) => {}
+                    // The broker restarts in some tests: rumqttc reconnects on the next poll.
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        });
+        for filter in filters {
+            client.subscribe(*filter, QoS::AtLeastOnce).await.unwrap();
+            subscribed.recv().await.unwrap();
+        }
+        Peer { client, received }
+    }
+}
+
+fn bridge_config(broker: &Mosquitto, routes: &str) -> String {
+    format!(
+        r#""mqtt": {{"brokers": {{"hub": {{"url": "{}", "reconnect": {{"baseMs": 50, "capMs": 500}}}}}}}}, "routes": [{routes}],"#,
+        broker.url()
+    )
+}
+
+#[tokio::test]
+async fn local_publishes_reach_the_broker_along_their_routes() {
+    need_mosquitto!();
+    let broker = Mosquitto::start();
+    let mut peer = Peer::connect(&broker, "watcher", &["up/#", "fast/#"]).await;
+    let routes = r#"{"source": "any", "topicFilter": "up/#", "target": "mqtt:hub", "qos": 1},
+                    {"source": "any", "topicFilter": "fast/#", "target": "mqtt:hub"}"#;
+    let fixture = Fixture::start(&bridge_config(&broker, routes)).await;
+    let client = fixture.client().await;
+    publish(&client, "up/text", Payload::text("héllo")).await;
+    publish(&client, "up/bytes", Payload::Binary(Bytes::from_static(&[0, 159, 255]))).await;
+    let mut got = HashMap::new();
+    while got.len() < 2 {
+        let (topic, payload, text) = peer.received.recv().await.unwrap();
+        got.insert(topic, (payload, text));
+    }
+    assert_eq!(got["up/text"], (Bytes::from("héllo"), true), "text keeps its UTF-8 flag");
+    assert_eq!(got["up/bytes"], (Bytes::from_static(&[0, 159, 255]), false));
+    // QoS 0 goes once the link is up (it is: the QoS 1 messages arrived).
+    publish(&client, "fast/x", Payload::text("quick")).await;
+    assert_eq!(peer.received.recv().await.unwrap().1, Bytes::from("quick"));
+    let stats = query(&client, "stats").await.unwrap();
+    assert_eq!(stats["mqtt"][0]["broker"], "hub");
+    assert_eq!(stats["mqtt"][0]["acknowledged"], 2);
+    assert_eq!(stats["mqtt"][0]["outboxMessages"], 0);
+    fixture.stop().await;
+}
+
+#[tokio::test]
+async fn broker_messages_reach_functions_as_text_or_bytes() {
+    need_mosquitto!();
+    let broker = Mosquitto::start();
+    let routes = r#"{"source": "mqtt:hub", "topicFilter": "down/#", "target": "function:echo", "qos": 1}"#;
+    let fixture = Fixture::start(&bridge_config(&broker, routes)).await;
+    // Subscribed once connected: wait for the link.
+    let client = fixture.client().await;
+    loop {
+        let stats = query(&client, "stats").await.unwrap();
+        if stats["mqtt"][0]["connected"] == true {
+            break;
+        }
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let peer = Peer::connect(&broker, "sender", &[]).await;
+    let text = PublishProperties { payload_format_indicator: Some(1), ..Default::default() };
+    peer.client.publish_with_properties("down/a", QoS::AtLeastOnce, false, "for echo", text).await.unwrap();
+    peer.client.publish("down/b", QoS::AtLeastOnce, false, vec![1u8, 2, 3]).await.unwrap();
+    let tasks = fixture.launcher.tasks.clone();
+    let seen = wait_until(|| {
+        let tasks = tasks.lock().unwrap();
+        (tasks.len() >= 2).then(|| tasks.iter().map(|(_, _, payload)| payload.clone()).collect::<Vec<_>>())
+    })
+    .await;
+    assert!(seen.contains(&Payload::text("for echo")), "{seen:?}");
+    assert!(seen.contains(&Payload::Binary(Bytes::from_static(&[1, 2, 3]))), "{seen:?}");
+    fixture.stop().await;
+}
+
+#[tokio::test]
+async fn qos1_messages_survive_three_broker_restarts() {
+    need_mosquitto!();
+    const COUNT: usize = 10_000;
+    let mut broker = Mosquitto::start();
+    let mut peer = Peer::connect(&broker, "collector", &["up/#"]).await;
+    let routes = r#"{"source": "any", "topicFilter": "up/#", "target": "mqtt:hub", "qos": 1}"#;
+    let fixture = Fixture::start(&bridge_config(&broker, routes)).await;
+    let client = Arc::new(fixture.client().await);
+    let mut published = 0;
+    for round in 0..4 {
+        // 500 at a time: a connection may have 1024 requests in flight.
+        for chunk in (published..published + COUNT / 4).collect::<Vec<_>>().chunks(500) {
+            let batch: Vec<_> = chunk
+                .iter()
+                .map(|n| {
+                    let (client, n) = (client.clone(), *n);
+                    tokio::spawn(async move { publish(&client, "up/n", Payload::text(n.to_string())).await })
+                })
+                .collect();
+            for publish in batch {
+                publish.await.unwrap();
+            }
+        }
+        published += COUNT / 4;
+        if round < 3 {
+            broker.restart();
+        }
+    }
+    let mut seen = vec![0u32; COUNT];
+    let mut distinct = 0;
+    while distinct < COUNT {
+        let (_, payload, _) = peer.received.recv().await.unwrap();
+        let n: usize = std::str::from_utf8(&payload).unwrap().parse().unwrap();
+        if seen[n] == 0 {
+            distinct += 1;
+        }
+        seen[n] += 1;
+    }
+    let duplicates: u32 = seen.iter().map(|times| times - 1).sum();
+    println!("{COUNT} QoS 1 messages through 3 broker restarts: 0 lost, {duplicates} duplicates");
+    let stats = drained(&client).await;
+    assert_eq!(stats["mqtt"][0]["outboxMessages"], 0);
+    assert!(stats["mqtt"][0]["connects"].as_u64().unwrap() >= 4);
+    fixture.stop().await;
+}
+
+#[tokio::test]
+async fn the_outbox_outlives_a_runtime_restart_while_the_broker_is_down() {
+    need_mosquitto!();
+    let mut broker = Mosquitto::start();
+    let mut peer = Peer::connect(&broker, "patient", &["up/#"]).await;
+    let routes = r#"{"source": "any", "topicFilter": "up/#", "target": "mqtt:hub", "qos": 1}"#;
+    let mut fixture = Fixture::start(&bridge_config(&broker, routes)).await;
+    broker.stop();
+    let client = fixture.client().await;
+    for n in 0..300 {
+        publish(&client, "up/later", Payload::text(n.to_string())).await;
+    }
+    drop(client);
+    fixture.restart().await;
+    broker.start_again();
+    let mut seen = std::collections::HashSet::new();
+    while seen.len() < 300 {
+        let (_, payload, _) = peer.received.recv().await.unwrap();
+        seen.insert(payload);
+    }
+    let stats = drained(&fixture.client().await).await;
+    assert_eq!(stats["mqtt"][0]["acknowledged"].as_u64().unwrap(), 300);
+    fixture.stop().await;
+}
+
+#[tokio::test]
+async fn a_full_outbox_drops_the_oldest_or_refuses_the_newest_as_configured() {
+    need_mosquitto!();
+    for (on_full, refused) in [("dropOldest", 0), ("rejectNew", 50)] {
+        let mut broker = Mosquitto::start();
+        let mut peer = Peer::connect(&broker, "bounded", &["up/#"]).await;
+        broker.stop();
+        let extra = format!(
+            r#""mqtt": {{"brokers": {{"hub": {{"url": "{}", "outbox": {{"maxMessages": 100, "onFull": "{on_full}"}},
+                "reconnect": {{"baseMs": 50, "capMs": 200}}}}}}}},
+               "routes": [{{"source": "any", "topicFilter": "up/#", "target": "mqtt:hub", "qos": 1}}],"#,
+            broker.url()
+        );
+        let fixture = Fixture::start(&extra).await;
+        let client = fixture.client().await;
+        let mut failures = 0;
+        for n in 0..150 {
+            let request = Request::Publish { topic: "up/n".into(), payload: Payload::text(n.to_string()) };
+            if let Err(error) = client.call(request).await {
+                assert_eq!(error.code, edgefc_core::ErrorCode::QueueFull, "{error}");
+                failures += 1;
+            }
+        }
+        assert_eq!(failures, refused, "{on_full}");
+        broker.start_again();
+        let mut got = Vec::new();
+        while got.len() < 100 {
+            let (_, payload, _) = peer.received.recv().await.unwrap();
+            got.push(std::str::from_utf8(&payload).unwrap().parse::<usize>().unwrap());
+        }
+        got.sort_unstable();
+        got.dedup();
+        let kept: Vec<usize> = if on_full == "dropOldest" { (50..150).collect() } else { (0..100).collect() };
+        assert_eq!(got, kept, "{on_full}");
+        let stats = drained(&client).await;
+        let counter = if on_full == "dropOldest" { "droppedOldest" } else { "rejectedFull" };
+        assert_eq!(stats["mqtt"][0][counter], 50);
+        fixture.stop().await;
+    }
+}
+
+/// Polls `check` until it gives a value (the bridge works on its own schedule).
+async fn wait_until<T>(mut check: impl FnMut() -> Option<T>) -> T {
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The stats once the outbox has drained (the last acknowledgements may come after the deliveries).
+async fn drained(client: &edgefc_core::client::Client) -> serde_json::Value {
+    loop {
+        let stats = query(client, "stats").await.unwrap();
+        if stats["mqtt"][0]["outboxMessages"] == 0 {
+            return stats;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
