@@ -25,8 +25,9 @@
 //!   (one connection) and [`client::Session`] (connect on first use,
 //!   reconnect, keep order), which the Node binding wraps.
 //! - [`runtime`]: the daemon: configuration, accepting and authenticating
-//!   connections, invocations, the message bus and router, one host per
-//!   function, worker supervision and launching, logging.
+//!   connections, invocations, the message bus and router, the durable
+//!   store, the MQTT bridge, one host per function, worker supervision and
+//!   launching, logging.
 //!
 //! # The path of one Sync invoke
 //!
