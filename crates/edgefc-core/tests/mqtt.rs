@@ -23,6 +23,14 @@ struct Peer {
 }
 
 impl Peer {
+    /// The next message; a test that waits a minute for one has failed (the bridge delivers in milliseconds).
+    async fn next(&mut self) -> (String, Bytes, bool) {
+        tokio::time::timeout(Duration::from_secs(60), self.received.recv())
+            .await
+            .expect("a message within a minute")
+            .expect("the peer's connection task runs")
+    }
+
     async fn connect(broker: &Mosquitto, id: &str, filters: &[&str]) -> Peer {
         let mut options = MqttOptions::new(id, "127.0.0.1", broker.port);
         options.set_clean_start(false).set_session_expiry_interval(Some(3600)).set_keep_alive(Duration::from_secs(5));
@@ -74,14 +82,14 @@ async fn local_publishes_reach_the_broker_along_their_routes() {
     publish(&client, "up/bytes", Payload::Binary(Bytes::from_static(&[0, 159, 255]))).await;
     let mut got = HashMap::new();
     while got.len() < 2 {
-        let (topic, payload, text) = peer.received.recv().await.unwrap();
+        let (topic, payload, text) = peer.next().await;
         got.insert(topic, (payload, text));
     }
     assert_eq!(got["up/text"], (Bytes::from("héllo"), true), "text keeps its UTF-8 flag");
     assert_eq!(got["up/bytes"], (Bytes::from_static(&[0, 159, 255]), false));
     // QoS 0 goes once the link is up (it is: the QoS 1 messages arrived).
     publish(&client, "fast/x", Payload::text("quick")).await;
-    assert_eq!(peer.received.recv().await.unwrap().1, Bytes::from("quick"));
+    assert_eq!(peer.next().await.1, Bytes::from("quick"));
     let stats = query(&client, "stats").await.unwrap();
     assert_eq!(stats["mqtt"][0]["broker"], "hub");
     assert_eq!(stats["mqtt"][0]["acknowledged"], 2);
@@ -95,16 +103,9 @@ async fn broker_messages_reach_functions_as_text_or_bytes() {
     let broker = Mosquitto::start();
     let routes = r#"{"source": "mqtt:hub", "topicFilter": "down/#", "target": "function:echo", "qos": 1}"#;
     let fixture = Fixture::start(&bridge_config(&broker, routes)).await;
-    // Subscribed once connected: wait for the link.
+    // The link counts as connected once the broker took its subscriptions.
     let client = fixture.client().await;
-    loop {
-        let stats = query(&client, "stats").await.unwrap();
-        if stats["mqtt"][0]["connected"] == true {
-            break;
-        }
-        tokio::task::yield_now().await;
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_stats(&client, |stats| stats["mqtt"][0]["connected"] == true).await;
     let peer = Peer::connect(&broker, "sender", &[]).await;
     let text = PublishProperties { payload_format_indicator: Some(1), ..Default::default() };
     peer.client.publish_with_properties("down/a", QoS::AtLeastOnce, false, "for echo", text).await.unwrap();
@@ -152,7 +153,7 @@ async fn qos1_messages_survive_three_broker_restarts() {
     let mut seen = vec![0u32; COUNT];
     let mut distinct = 0;
     while distinct < COUNT {
-        let (_, payload, _) = peer.received.recv().await.unwrap();
+        let (_, payload, _) = peer.next().await;
         let n: usize = std::str::from_utf8(&payload).unwrap().parse().unwrap();
         if seen[n] == 0 {
             distinct += 1;
@@ -184,7 +185,7 @@ async fn the_outbox_outlives_a_runtime_restart_while_the_broker_is_down() {
     broker.start_again();
     let mut seen = std::collections::HashSet::new();
     while seen.len() < 300 {
-        let (_, payload, _) = peer.received.recv().await.unwrap();
+        let (_, payload, _) = peer.next().await;
         seen.insert(payload);
     }
     let stats = drained(&fixture.client().await).await;
@@ -219,7 +220,7 @@ async fn a_full_outbox_drops_the_oldest_or_refuses_the_newest_as_configured() {
         broker.start_again();
         let mut got = Vec::new();
         while got.len() < 100 {
-            let (_, payload, _) = peer.received.recv().await.unwrap();
+            let (_, payload, _) = peer.next().await;
             got.push(std::str::from_utf8(&payload).unwrap().parse::<usize>().unwrap());
         }
         got.sort_unstable();
@@ -233,23 +234,83 @@ async fn a_full_outbox_drops_the_oldest_or_refuses_the_newest_as_configured() {
     }
 }
 
+#[tokio::test]
+async fn a_cut_line_is_reconnected_and_nothing_is_lost() {
+    need_mosquitto!();
+    const COUNT: usize = 3_000;
+    let broker = Mosquitto::start();
+    let proxy = common::mosquitto::CutProxy::start(broker.port).await;
+    let mut peer = Peer::connect(&broker, "far", &["up/#"]).await;
+    let extra = format!(
+        r#""mqtt": {{"brokers": {{"hub": {{"url": "{}", "reconnect": {{"baseMs": 20, "capMs": 200}}}}}}}},
+           "routes": [{{"source": "any", "topicFilter": "up/#", "target": "mqtt:hub", "qos": 1}}],"#,
+        proxy.url()
+    );
+    let fixture = Fixture::start(&extra).await;
+    let client = fixture.client().await;
+    for n in 0..COUNT {
+        // Three cuts along the way, each healed a little later.
+        if n % 1000 == 500 {
+            proxy.cut();
+        }
+        if n % 1000 == 700 {
+            proxy.heal();
+        }
+        publish(&client, "up/n", Payload::text(n.to_string())).await;
+    }
+    let mut seen = std::collections::HashSet::new();
+    while seen.len() < COUNT {
+        let (_, payload, _) = peer.next().await;
+        seen.insert(payload);
+    }
+    let stats = drained(&client).await;
+    assert!(stats["mqtt"][0]["connects"].as_u64().unwrap() >= 2, "{stats}");
+    fixture.stop().await;
+}
+
+#[tokio::test]
+async fn a_broker_is_reached_over_tls() {
+    need_mosquitto!();
+    let broker = Mosquitto::start_with_tls();
+    let mut peer = Peer::connect(&broker, "plain-watcher", &["up/#"]).await;
+    let extra = format!(
+        r#""mqtt": {{"brokers": {{"secure": {{"url": "mqtts://localhost:{}", "tls": {{"ca": "{}"}}}}}}}},
+           "routes": [{{"source": "any", "topicFilter": "up/#", "target": "mqtt:secure", "qos": 1}}],"#,
+        broker.tls_port.unwrap(),
+        broker.ca_path().display()
+    );
+    let fixture = Fixture::start(&extra).await;
+    let client = fixture.client().await;
+    publish(&client, "up/secret", Payload::text("over TLS")).await;
+    let (topic, payload, _) = peer.next().await;
+    assert_eq!((topic.as_str(), payload), ("up/secret", Bytes::from("over TLS")));
+    fixture.stop().await;
+}
+
 /// Polls `check` until it gives a value (the bridge works on its own schedule).
 async fn wait_until<T>(mut check: impl FnMut() -> Option<T>) -> T {
-    loop {
+    for _ in 0..3000 {
         if let Some(value) = check() {
             return value;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    panic!("not within a minute");
 }
 
 /// The stats once the outbox has drained (the last acknowledgements may come after the deliveries).
 async fn drained(client: &edgefc_core::client::Client) -> serde_json::Value {
-    loop {
+    wait_for_stats(client, |stats| stats["mqtt"][0]["outboxMessages"] == 0).await
+}
+
+/// The stats once `ready` says so; within a minute.
+async fn wait_for_stats(client: &edgefc_core::client::Client, ready: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    for _ in 0..3000 {
         let stats = query(client, "stats").await.unwrap();
-        if stats["mqtt"][0]["outboxMessages"] == 0 {
+        if ready(&stats) {
             return stats;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    panic!("the stats did not get there within a minute");
 }

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 pub struct Mosquitto {
     pub port: u16,
+    /// A second listener, with TLS, when started so.
+    pub tls_port: Option<u16>,
     dir: tempfile::TempDir,
     child: Option<Child>,
 }
@@ -35,12 +37,30 @@ macro_rules! need_mosquitto {
 
 impl Mosquitto {
     pub fn start() -> Mosquitto {
+        Mosquitto::started(false)
+    }
+
+    /// With a TLS listener beside the plain one, on certificates of a CA of
+    /// its own (`ca.crt` in its directory), for the name `localhost`.
+    pub fn start_with_tls() -> Mosquitto {
+        Mosquitto::started(true)
+    }
+
+    fn started(tls: bool) -> Mosquitto {
         let dir = tempfile::Builder::new().prefix("mosq").tempdir_in("/tmp").unwrap();
         let port = free_port();
-        let mut broker = Mosquitto { port, dir, child: None };
+        let tls_port = tls.then(free_port);
+        let mut broker = Mosquitto { port, tls_port, dir, child: None };
+        if tls {
+            make_certificates(broker.dir.path());
+        }
         broker.write_config();
         broker.launch();
         broker
+    }
+
+    pub fn ca_path(&self) -> PathBuf {
+        self.dir.path().join("ca.crt")
     }
 
     pub fn url(&self) -> String {
@@ -49,19 +69,26 @@ impl Mosquitto {
 
     fn write_config(&self) {
         let dir = self.dir.path();
-        let config = format!(
-            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {dir}/\n\
-             max_queued_messages 0\nmax_inflight_messages 100\nlog_dest file {dir}/log\n",
+        let mut config = format!(
+            "allow_anonymous true\npersistence true\npersistence_location {dir}/\n\
+             max_queued_messages 0\nmax_inflight_messages 100\nlog_dest file {dir}/log\nlistener {port} 127.0.0.1\n",
             port = self.port,
             dir = dir.display()
         );
+        if let Some(tls_port) = self.tls_port {
+            config += &format!(
+                "listener {tls_port} 127.0.0.1\ncafile {dir}/ca.crt\ncertfile {dir}/server.crt\nkeyfile {dir}/server.key\n",
+                dir = dir.display()
+            );
+        }
         std::fs::write(dir.join("m.conf"), config).unwrap();
         if is_root() {
-            // mosquitto runs as nobody and keeps its sessions in this directory.
+            // mosquitto runs as nobody and keeps its sessions (and reads its keys) in this directory.
             let (uid, gid) = nobody();
-            for path in [dir.to_path_buf(), dir.join("m.conf")] {
-                std::os::unix::fs::chown(&path, Some(uid), Some(gid)).unwrap();
+            for entry in std::fs::read_dir(dir).unwrap() {
+                std::os::unix::fs::chown(entry.unwrap().path(), Some(uid), Some(gid)).unwrap();
             }
+            std::os::unix::fs::chown(dir, Some(uid), Some(gid)).unwrap();
         }
     }
 
@@ -108,6 +135,48 @@ impl Drop for Mosquitto {
     }
 }
 
+/// A CA, and a server certificate it signed for `localhost`, with openssl.
+fn make_certificates(dir: &Path) {
+    let openssl = |args: &[&str]| {
+        let status = Command::new("openssl").args(args).current_dir(dir).stdout(Stdio::null()).stderr(Stdio::null()).status();
+        assert!(status.expect("openssl runs").success(), "openssl {args:?}");
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=edgefc test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+    ]);
+    openssl(&["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", "server.key", "-out", "server.csr"]);
+    std::fs::write(dir.join("san.ext"), "subjectAltName=DNS:localhost,IP:127.0.0.1\n").unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+        "-out",
+        "server.crt",
+    ]);
+}
+
 fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
@@ -133,4 +202,52 @@ fn wait_for_port(port: u16, dir: &Path) {
     }
     let log = std::fs::read_to_string(dir.join("log")).unwrap_or_default();
     panic!("mosquitto did not listen on {port}:\n{log}");
+}
+
+/// A TCP proxy in front of a broker that can cut the line: every open
+/// connection through it ends, and new ones are refused, until `heal`.
+pub struct CutProxy {
+    pub port: u16,
+    open: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    cut: std::sync::Arc<tokio::sync::Notify>,
+}
+
+impl CutProxy {
+    pub async fn start(target_port: u16) -> CutProxy {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let open = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let cut = std::sync::Arc::new(tokio::sync::Notify::new());
+        let (accepting, cuts) = (open.clone(), cut.clone());
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if !accepting.load(Ordering::SeqCst) {
+                    continue;
+                }
+                let cuts = cuts.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(("127.0.0.1", target_port)).await else { return };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        () = cuts.notified() => {}
+                    }
+                });
+            }
+        });
+        CutProxy { port, open, cut }
+    }
+
+    pub fn url(&self) -> String {
+        format!("mqtt://127.0.0.1:{}", self.port)
+    }
+
+    pub fn cut(&self) {
+        self.open.store(false, std::sync::atomic::Ordering::SeqCst);
+        self.cut.notify_waiters();
+    }
+
+    pub fn heal(&self) {
+        self.open.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
 }

@@ -20,6 +20,7 @@ use rumqttc::{Outgoing, TlsConfiguration, Transport};
 use serde::Serialize;
 use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 
 use super::settings::{BrokerSpec, BrokerTransport, OnFull};
 use crate::error::{Error, ErrorCode, Result};
@@ -45,6 +46,7 @@ pub(super) type Deliver = Arc<dyn Fn(String, Payload) -> futures_util::future::B
 #[serde(rename_all = "camelCase")]
 pub struct LinkStats {
     pub broker: String,
+    /// Connected, and every subscription of the routes from this broker taken.
     pub connected: bool,
     pub connects: u64,
     pub connection_errors: u64,
@@ -275,16 +277,19 @@ impl Link {
         let (client, mut events) = AsyncClient::new(self.options(), usize::from(self.spec.max_inflight) + 16);
         wait_for_connack(&mut events).await?;
         self.counters.connects.fetch_add(1, Ordering::Relaxed);
-        self.counters.connected.store(true, Ordering::Relaxed);
+        // Connected counts once the broker has taken every subscription too (see `exchange`).
+        self.counters.connected.store(subscriptions.is_empty(), Ordering::Relaxed);
         log::info(format_args!("broker {}: connected to {}:{}", self.spec.name, self.spec.host, self.spec.port));
         for (filter, durable) in subscriptions {
             let qos = if *durable { QoS::AtLeastOnce } else { QoS::AtMostOnce };
             client.try_subscribe(filter.clone(), qos).map_err(|error| format!("cannot subscribe to {filter}: {error}"))?;
         }
         let (inbound, inbound_rx) = mpsc::channel::<Publish>(MAX_INBOUND_WAITING);
-        let receiver = tokio::spawn(self.clone().receive(inbound_rx, client.clone(), deliver));
-        let outcome = self.exchange(&client, &mut events, &inbound, stop).await;
-        receiver.abort();
+        let undelivered = CancellationToken::new();
+        // Ends with the session, however it ends (the runtime's stop drops it).
+        let _receiver =
+            AbortOnDropHandle::new(tokio::spawn(self.clone().receive(inbound_rx, client.clone(), deliver, undelivered.clone())));
+        let outcome = self.exchange(&client, &mut events, subscriptions.len(), &inbound, &undelivered, stop).await;
         // A connection that had worked counts as such; what ended it is logged.
         if let Err(error) = outcome {
             log::warn(format_args!("broker {}: connection lost: {error}", self.spec.name));
@@ -297,15 +302,20 @@ impl Link {
         self: &Arc<Self>,
         client: &AsyncClient,
         events: &mut EventLoop,
+        mut unconfirmed_subscriptions: usize,
         inbound: &mpsc::Sender<Publish>,
+        undelivered: &CancellationToken,
         stop: &CancellationToken,
     ) -> std::result::Result<(), String> {
         let window = Arc::new(Window::default());
-        let sender = tokio::spawn(self.clone().send(client.clone(), window.clone()));
-        let outcome = loop {
-            // Only this loop polls rumqttc, and nothing cancels a poll but the runtime's stop.
+        let _sender = AbortOnDropHandle::new(tokio::spawn(self.clone().send(client.clone(), window.clone())));
+        loop {
+            // Only this loop polls rumqttc; a poll is cut short only when the connection is given up.
             let event = tokio::select! {
                 event = events.poll() => event,
+                () = undelivered.cancelled() => {
+                    break Err("a message could not be stored for its targets; reconnecting, so that the broker sends it again".into())
+                }
                 () = stop.cancelled() => break Ok(()),
             };
             let event = match event {
@@ -319,6 +329,12 @@ impl Link {
                         state.inflight.insert(pkid, seq);
                     }
                     self.counters.sent.fetch_add(1, Ordering::Relaxed);
+                }
+                Event::Incoming(Incoming::SubAck(_)) => {
+                    unconfirmed_subscriptions = unconfirmed_subscriptions.saturating_sub(1);
+                    if unconfirmed_subscriptions == 0 {
+                        self.counters.connected.store(true, Ordering::Relaxed);
+                    }
                 }
                 Event::Incoming(Incoming::PubAck(ack)) => {
                     let seq = window.state.lock().unwrap().inflight.remove(&ack.pkid);
@@ -341,9 +357,7 @@ impl Link {
                 }
                 _ => {}
             }
-        };
-        sender.abort();
-        outcome
+        }
     }
 
     /// Hands rumqttc what fits in the in-flight window, in order: QoS 0
@@ -412,8 +426,17 @@ impl Link {
         self.counters.acknowledged.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Delivers the broker's messages in order, and acknowledges each once delivered.
-    async fn receive(self: Arc<Self>, mut inbound: mpsc::Receiver<Publish>, client: AsyncClient, deliver: Deliver) {
+    /// Delivers the broker's messages in order, and acknowledges each once
+    /// delivered. A QoS 1 message that a full queue refused stays
+    /// unacknowledged: `undelivered` ends the connection, and the broker
+    /// sends it again on the next.
+    async fn receive(
+        self: Arc<Self>,
+        mut inbound: mpsc::Receiver<Publish>,
+        client: AsyncClient,
+        deliver: Deliver,
+        undelivered: CancellationToken,
+    ) {
         while let Some(publish) = inbound.recv().await {
             let Ok(topic) = String::from_utf8(publish.topic.to_vec()) else {
                 self.counters.dropped_inbound.fetch_add(1, Ordering::Relaxed);
@@ -426,12 +449,12 @@ impl Link {
                 false => Payload::Binary(publish.payload.clone()),
             };
             if let Err(error) = deliver(topic.clone(), payload).await {
-                self.counters.dropped_inbound.fetch_add(1, Ordering::Relaxed);
                 if publish.qos != QoS::AtMostOnce && error.code == ErrorCode::QueueFull {
-                    // Not acknowledged: the broker sends it again after the next connect.
                     log::warn(format_args!("broker {}: a message on {topic} waits: {error}", self.spec.name));
+                    undelivered.cancel();
                     return;
                 }
+                self.counters.dropped_inbound.fetch_add(1, Ordering::Relaxed);
                 log::warn(format_args!("broker {}: a message on {topic} was not delivered: {error}", self.spec.name));
             }
             // Acknowledged once delivered (durably, for QoS 1 routes); an ack of a lost connection goes nowhere.
