@@ -287,6 +287,23 @@ async fn a_broker_is_reached_over_tls() {
     fixture.stop().await;
 }
 
+#[tokio::test]
+async fn a_message_the_broker_refuses_for_good_is_dropped_and_counted_not_sent_forever() {
+    need_mosquitto!();
+    let broker = Mosquitto::start_with_acl("topic readwrite up/#\n");
+    let mut peer = Peer::connect(&broker, "acl-watcher", &["up/#"]).await;
+    let routes = r##"{"source": "any", "topicFilter": "#", "target": "mqtt:hub", "qos": 1}"##;
+    let fixture = Fixture::start(&bridge_config(&broker, routes)).await;
+    let client = fixture.client().await;
+    publish(&client, "denied/x", Payload::text("not allowed")).await;
+    publish(&client, "up/ok", Payload::text("allowed")).await;
+    assert_eq!(peer.next().await.0, "up/ok");
+    let stats = wait_for_stats(&client, |stats| stats["mqtt"][0]["outboxMessages"] == 0).await;
+    assert_eq!(stats["mqtt"][0]["refusedByBroker"], 1, "{stats}");
+    assert_eq!(stats["mqtt"][0]["acknowledged"], 1, "{stats}");
+    fixture.stop().await;
+}
+
 /// Polls `check` until it gives a value (the bridge works on its own schedule).
 async fn wait_until<T>(mut check: impl FnMut() -> Option<T>) -> T {
     for _ in 0..3000 {

@@ -131,7 +131,7 @@ pub async fn start(mut config: Config, launcher: Arc<dyn WorkerLauncher>) -> Res
     state_dir::restrict_to_owner(&socket_path)?;
     let (store, pending) = store::Store::open(&config.state_dir, config.limits.store)?;
     let store = Arc::new(store);
-    let bridge = Arc::new(mqtt::Bridge::new(std::mem::take(&mut config.brokers), &store)?);
+    let bridge = Arc::new(mqtt::Bridge::new(std::mem::take(&mut config.brokers), &store, config.max_payload)?);
 
     let admin_token_path = config.admin_token_path();
     let admin_token = Arc::new(std::sync::RwLock::new(state_dir::admin_token(&admin_token_path)?));
@@ -233,6 +233,8 @@ impl RuntimeHandle {
     /// is closed and the socket removed.
     pub async fn stop(self) {
         self.settings.draining.cancel();
+        // Nothing more from the brokers: what they sent and was not delivered stays unacknowledged there.
+        self.bridge.stop().await;
         let settled = futures_util::future::join_all(self.hosts.iter().map(|host| host.settled()));
         let _ = tokio::time::timeout(self.shutdown_grace, settled).await;
         for host in &self.hosts {
@@ -243,8 +245,6 @@ impl RuntimeHandle {
         for host in &self.hosts {
             host.stop().await;
         }
-        // What the brokers have not acknowledged stays in the outbox for the next start.
-        self.bridge.stop();
         self.store.close().await;
         let _ = std::fs::remove_file(&self.socket_path);
     }

@@ -12,6 +12,8 @@ pub struct Mosquitto {
     pub port: u16,
     /// A second listener, with TLS, when started so.
     pub tls_port: Option<u16>,
+    /// The ACL file's text, when started with one.
+    acl: Option<String>,
     dir: tempfile::TempDir,
     child: Option<Child>,
 }
@@ -37,20 +39,25 @@ macro_rules! need_mosquitto {
 
 impl Mosquitto {
     pub fn start() -> Mosquitto {
-        Mosquitto::started(false)
+        Mosquitto::started(false, None)
+    }
+
+    /// With an ACL file (mosquitto's `acl_file` syntax) for anonymous clients.
+    pub fn start_with_acl(acl: &str) -> Mosquitto {
+        Mosquitto::started(false, Some(acl.to_string()))
     }
 
     /// With a TLS listener beside the plain one, on certificates of a CA of
     /// its own (`ca.crt` in its directory), for the name `localhost`.
     pub fn start_with_tls() -> Mosquitto {
-        Mosquitto::started(true)
+        Mosquitto::started(true, None)
     }
 
-    fn started(tls: bool) -> Mosquitto {
+    fn started(tls: bool, acl: Option<String>) -> Mosquitto {
         let dir = tempfile::Builder::new().prefix("mosq").tempdir_in("/tmp").unwrap();
         let port = free_port();
         let tls_port = tls.then(free_port);
-        let mut broker = Mosquitto { port, tls_port, dir, child: None };
+        let mut broker = Mosquitto { port, tls_port, acl, dir, child: None };
         if tls {
             make_certificates(broker.dir.path());
         }
@@ -75,6 +82,10 @@ impl Mosquitto {
             port = self.port,
             dir = dir.display()
         );
+        if let Some(acl) = &self.acl {
+            std::fs::write(dir.join("acl"), acl).unwrap();
+            config += &format!("acl_file {}/acl\n", dir.display());
+        }
         if let Some(tls_port) = self.tls_port {
             config += &format!(
                 "listener {tls_port} 127.0.0.1\ncafile {dir}/ca.crt\ncertfile {dir}/server.crt\nkeyfile {dir}/server.key\n",

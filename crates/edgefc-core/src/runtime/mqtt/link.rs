@@ -7,13 +7,13 @@
 //! record of what awaits an acknowledgement, everything in it is sent again
 //! after every connect, and the pause between attempts is ours.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use rumqttc::v5::mqttbytes::v5::{Publish, PublishProperties};
+use rumqttc::v5::mqttbytes::v5::{PubAckReason, Publish, PublishProperties};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{AsyncClient, Event, EventLoop, Incoming, MqttOptions};
 use rumqttc::{Outgoing, TlsConfiguration, Transport};
@@ -36,6 +36,13 @@ const MAX_QOS0_WAITING_BYTES: usize = 8 << 20;
 /// bounded by the in-flight window the broker keeps to; QoS 0 ones past it
 /// are dropped and counted.
 const MAX_INBOUND_WAITING: usize = 1024;
+/// Room for a publish's topic and properties beside its payload.
+const PACKET_OVERHEAD: usize = 128 << 10;
+
+/// rumqttc's request queue: the in-flight window, the subscriptions, and room for acks.
+fn request_capacity(spec: &BrokerSpec, subscriptions: usize) -> usize {
+    usize::from(spec.max_inflight) + subscriptions + 16
+}
 
 /// Delivers a message from the broker along its routes; resolves once it
 /// is delivered (durably, for QoS 1 routes).
@@ -55,6 +62,8 @@ pub struct LinkStats {
     pub outbox_bytes: usize,
     pub sent: u64,
     pub acknowledged: u64,
+    /// Messages the broker refused for good (not authorized, an invalid topic or payload): dropped.
+    pub refused_by_broker: u64,
     /// The outbox was full (`outbox.onFull`: "dropOldest").
     pub dropped_oldest: u64,
     /// The outbox was full (`outbox.onFull`: "rejectNew").
@@ -73,6 +82,7 @@ struct Counters {
     connection_errors: AtomicU64,
     sent: AtomicU64,
     acknowledged: AtomicU64,
+    refused_by_broker: AtomicU64,
     dropped_oldest: AtomicU64,
     rejected_full: AtomicU64,
     dropped_qos0: AtomicU64,
@@ -80,11 +90,35 @@ struct Counters {
     dropped_inbound: AtomicU64,
 }
 
-/// The outbox's messages of this broker, oldest first, without payloads.
+/// The outbox's messages of this broker, by sequence number (oldest
+/// first), without payloads; and those the current connection has not sent
+/// yet. Both change under one lock, so a message posted while another is
+/// being committed is never passed over.
 #[derive(Default)]
 struct OutboxIndex {
-    entries: VecDeque<(u64, usize)>,
+    entries: BTreeMap<u64, usize>,
     bytes: usize,
+    unsent: BTreeSet<u64>,
+}
+
+impl OutboxIndex {
+    fn insert(&mut self, seq: u64, size: usize) {
+        self.entries.insert(seq, size);
+        self.bytes += size;
+        self.unsent.insert(seq);
+    }
+
+    /// The entry leaves (acknowledged, or dropped); false if it was not there.
+    fn remove(&mut self, seq: u64) -> bool {
+        self.unsent.remove(&seq);
+        match self.entries.remove(&seq) {
+            Some(size) => {
+                self.bytes -= size;
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 /// What one connection has handed rumqttc and not yet seen acknowledged.
@@ -113,6 +147,8 @@ struct Qos0Queue {
 pub(super) struct Link {
     pub(super) spec: BrokerSpec,
     store: Arc<Store>,
+    /// The runtime's `maxPayloadBytes`.
+    max_payload: usize,
     outbox: Mutex<OutboxIndex>,
     qos0: Mutex<Qos0Queue>,
     /// Something new to send.
@@ -121,10 +157,11 @@ pub(super) struct Link {
 }
 
 impl Link {
-    pub(super) fn new(spec: BrokerSpec, store: Arc<Store>) -> Link {
+    pub(super) fn new(spec: BrokerSpec, store: Arc<Store>, max_payload: usize) -> Link {
         Link {
             spec,
             store,
+            max_payload,
             outbox: Mutex::new(OutboxIndex::default()),
             qos0: Mutex::new(Qos0Queue::default()),
             ready: Notify::new(),
@@ -134,9 +171,7 @@ impl Link {
 
     /// A message found in the outbox at start.
     pub(super) fn restore(&self, seq: u64, size: usize) {
-        let mut outbox = self.outbox.lock().unwrap();
-        outbox.entries.push_back((seq, size));
-        outbox.bytes += size;
+        self.outbox.lock().unwrap().insert(seq, size);
     }
 
     /// A QoS 1 message: durable in the outbox before this returns.
@@ -145,11 +180,7 @@ impl Link {
         let size = message.size();
         self.make_room(size)?;
         let seq = self.store.post(&message).await?;
-        {
-            let mut outbox = self.outbox.lock().unwrap();
-            outbox.entries.push_back((seq, size));
-            outbox.bytes += size;
-        }
+        self.outbox.lock().unwrap().insert(seq, size);
         self.ready.notify_one();
         Ok(())
     }
@@ -173,8 +204,8 @@ impl Link {
             ));
         }
         while full(&outbox) {
-            let Some((seq, dropped)) = outbox.entries.pop_front() else { break };
-            outbox.bytes -= dropped;
+            let Some((&seq, _)) = outbox.entries.first_key_value() else { break };
+            outbox.remove(seq);
             self.store.unpost(seq);
             self.counters.dropped_oldest.fetch_add(1, Ordering::Relaxed);
         }
@@ -208,6 +239,7 @@ impl Link {
             outbox_bytes: outbox.bytes,
             sent: count(&self.counters.sent),
             acknowledged: count(&self.counters.acknowledged),
+            refused_by_broker: count(&self.counters.refused_by_broker),
             dropped_oldest: count(&self.counters.dropped_oldest),
             rejected_full: count(&self.counters.rejected_full),
             dropped_qos0: count(&self.counters.dropped_qos0),
@@ -216,7 +248,7 @@ impl Link {
         }
     }
 
-    fn options(&self) -> MqttOptions {
+    fn options(&self, subscriptions: usize) -> MqttOptions {
         let spec = &self.spec;
         let mut options = MqttOptions::new(spec.client_id.clone(), spec.host.clone(), spec.port);
         options
@@ -225,8 +257,9 @@ impl Link {
             .set_session_expiry_interval(Some(spec.session_expiry_secs))
             .set_manual_acks(true)
             .set_outgoing_inflight_upper_limit(spec.max_inflight)
-            .set_request_channel_capacity(usize::from(spec.max_inflight) + 16)
-            .set_max_packet_size(Some(u32::MAX));
+            .set_request_channel_capacity(request_capacity(spec, subscriptions))
+            // What the runtime takes from anyone: a larger packet from the broker ends the connection.
+            .set_max_packet_size(Some(u32::try_from(self.max_payload + PACKET_OVERHEAD).unwrap_or(u32::MAX)));
         if let Some((username, password)) = &spec.credentials {
             options.set_credentials(username.clone(), password.clone());
         }
@@ -244,6 +277,7 @@ impl Link {
     pub(super) async fn run(self: Arc<Self>, subscriptions: Vec<(String, bool)>, deliver: Deliver, stop: CancellationToken) {
         let mut pause = self.spec.reconnect_base;
         loop {
+            let started = std::time::Instant::now();
             let session = self.clone().session(&subscriptions, deliver.clone(), &stop);
             let outcome = tokio::select! {
                 outcome = session => outcome,
@@ -252,7 +286,9 @@ impl Link {
             self.counters.connected.store(false, Ordering::Relaxed);
             match outcome {
                 // The connection worked for a while: the next attempt starts from the shortest pause.
-                Ok(()) => pause = self.spec.reconnect_base,
+                // (One dropped right after its CONNACK backs off like a refused one.)
+                Ok(()) if started.elapsed() >= self.spec.reconnect_cap => pause = self.spec.reconnect_base,
+                Ok(()) => {}
                 Err(error) => {
                     self.counters.connection_errors.fetch_add(1, Ordering::Relaxed);
                     log::warn(format_args!("broker {}: {error}; trying again in {} ms", self.spec.name, pause.as_millis()));
@@ -274,7 +310,8 @@ impl Link {
         deliver: Deliver,
         stop: &CancellationToken,
     ) -> std::result::Result<(), String> {
-        let (client, mut events) = AsyncClient::new(self.options(), usize::from(self.spec.max_inflight) + 16);
+        let (client, mut events) =
+            AsyncClient::new(self.options(subscriptions.len()), request_capacity(&self.spec, subscriptions.len()));
         wait_for_connack(&mut events).await?;
         self.counters.connects.fetch_add(1, Ordering::Relaxed);
         // Connected counts once the broker has taken every subscription too (see `exchange`).
@@ -308,6 +345,11 @@ impl Link {
         stop: &CancellationToken,
     ) -> std::result::Result<(), String> {
         let window = Arc::new(Window::default());
+        {
+            // Everything in the outbox goes again on every connection, oldest first.
+            let mut outbox = self.outbox.lock().unwrap();
+            outbox.unsent = outbox.entries.keys().copied().collect();
+        }
         let _sender = AbortOnDropHandle::new(tokio::spawn(self.clone().send(client.clone(), window.clone())));
         loop {
             // Only this loop polls rumqttc; a poll is cut short only when the connection is given up.
@@ -328,6 +370,9 @@ impl Link {
                     if let Some(Some(seq)) = state.submitted.pop_front() {
                         state.inflight.insert(pkid, seq);
                     }
+                    drop(state);
+                    // A QoS 0 message out of the window makes room too.
+                    window.room.notify_one();
                     self.counters.sent.fetch_add(1, Ordering::Relaxed);
                 }
                 Event::Incoming(Incoming::SubAck(_)) => {
@@ -339,7 +384,7 @@ impl Link {
                 Event::Incoming(Incoming::PubAck(ack)) => {
                     let seq = window.state.lock().unwrap().inflight.remove(&ack.pkid);
                     if let Some(seq) = seq {
-                        self.acknowledged(seq);
+                        self.answered(seq, &ack.reason);
                         window.room.notify_one();
                     }
                 }
@@ -364,7 +409,6 @@ impl Link {
     /// messages, then the outbox from its oldest message (everything in it
     /// goes again on every connection).
     async fn send(self: Arc<Self>, client: AsyncClient, window: Arc<Window>) {
-        let mut next_seq = 0u64;
         loop {
             let qos0 = {
                 let mut queue = self.qos0.lock().unwrap();
@@ -386,10 +430,7 @@ impl Link {
                 let state = window.state.lock().unwrap();
                 state.submitted.len() + state.inflight.len() < usize::from(self.spec.max_inflight)
             };
-            let next = has_room.then(|| {
-                let outbox = self.outbox.lock().unwrap();
-                outbox.entries.iter().find(|(seq, _)| *seq >= next_seq).map(|(seq, _)| *seq)
-            });
+            let next = has_room.then(|| self.outbox.lock().unwrap().unsent.pop_first());
             let Some(Some(seq)) = next else {
                 // Nothing to send, or no room: wait for a new message or an acknowledgement.
                 tokio::select! {
@@ -398,7 +439,6 @@ impl Link {
                 }
                 continue;
             };
-            next_seq = seq + 1;
             let message = match self.store.read_posted(seq) {
                 Ok(Some(message)) => message,
                 // Dropped (outbox full) since: nothing to send.
@@ -416,14 +456,26 @@ impl Link {
         }
     }
 
-    fn acknowledged(&self, seq: u64) {
-        let mut outbox = self.outbox.lock().unwrap();
-        if let Some(at) = outbox.entries.iter().position(|(entry, _)| *entry == seq) {
-            let (_, size) = outbox.entries.remove(at).expect("found");
-            outbox.bytes -= size;
+    /// The broker answered message `seq`. Taken: it leaves the outbox.
+    /// Refused for good (not authorized, a topic or payload it will never
+    /// take): it leaves too, logged and counted. Refused for now (a quota,
+    /// an error of its own): it stays, and goes again on the next connection.
+    fn answered(&self, seq: u64, reason: &PubAckReason) {
+        let refused_for_good =
+            matches!(reason, PubAckReason::NotAuthorized | PubAckReason::TopicNameInvalid | PubAckReason::PayloadFormatInvalid);
+        if !matches!(reason, PubAckReason::Success | PubAckReason::NoMatchingSubscribers) && !refused_for_good {
+            log::warn(format_args!("broker {}: message {seq} was refused for now ({reason:?}); it goes again", self.spec.name));
+            return;
+        }
+        if self.outbox.lock().unwrap().remove(seq) {
             self.store.unpost(seq);
         }
-        self.counters.acknowledged.fetch_add(1, Ordering::Relaxed);
+        if refused_for_good {
+            self.counters.refused_by_broker.fetch_add(1, Ordering::Relaxed);
+            log::warn(format_args!("broker {}: message {seq} was refused ({reason:?}) and is dropped", self.spec.name));
+        } else {
+            self.counters.acknowledged.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Delivers the broker's messages in order, and acknowledges each once
@@ -449,7 +501,9 @@ impl Link {
                 false => Payload::Binary(publish.payload.clone()),
             };
             if let Err(error) = deliver(topic.clone(), payload).await {
-                if publish.qos != QoS::AtMostOnce && error.code == ErrorCode::QueueFull {
+                // Only what can never be delivered (too large, a bad topic) is acknowledged and dropped.
+                let never = matches!(error.code, ErrorCode::PayloadTooLarge | ErrorCode::InvalidParams);
+                if publish.qos != QoS::AtMostOnce && !never {
                     log::warn(format_args!("broker {}: a message on {topic} waits: {error}", self.spec.name));
                     undelivered.cancel();
                     return;

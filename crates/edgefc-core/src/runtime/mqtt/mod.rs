@@ -25,29 +25,29 @@ pub use settings::BrokerSpec;
 pub(super) struct Bridge {
     links: Vec<Arc<Link>>,
     stop: CancellationToken,
+    tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl Bridge {
     /// Links for `brokers`, with what the outbox kept from before.
-    pub(super) fn new(brokers: Vec<BrokerSpec>, store: &Arc<Store>) -> Result<Bridge> {
+    pub(super) fn new(brokers: Vec<BrokerSpec>, store: &Arc<Store>, max_payload: usize) -> Result<Bridge> {
         if brokers.iter().any(|broker| matches!(broker.transport, settings::BrokerTransport::Tls { .. })) {
             // rustls needs one crypto provider for the process; another part of it may have installed one already.
             let _ = rustls::crypto::ring::default_provider().install_default();
         }
-        let links: Vec<Arc<Link>> = brokers.into_iter().map(|spec| Arc::new(Link::new(spec, store.clone()))).collect();
+        let links: Vec<Arc<Link>> =
+            brokers.into_iter().map(|spec| Arc::new(Link::new(spec, store.clone(), max_payload))).collect();
         for entry in store.outbox()? {
             match links.iter().find(|link| link.spec.name == entry.broker) {
                 Some(link) => link.restore(entry.seq, entry.size),
-                None => {
-                    super::log::warn(format_args!(
-                        "the outbox holds a message for broker {}, which is not configured; it is dropped",
-                        entry.broker
-                    ));
-                    store.unpost(entry.seq);
-                }
+                // Kept: it goes once that broker is configured again.
+                None => super::log::warn(format_args!(
+                    "the outbox holds message {} for broker {}, which is not configured; it stays in the store",
+                    entry.seq, entry.broker
+                )),
             }
         }
-        Ok(Bridge { links, stop: CancellationToken::new() })
+        Ok(Bridge { links, stop: CancellationToken::new(), tasks: std::sync::Mutex::new(Vec::new()) })
     }
 
     /// Connects every broker; `deliver(broker, topic, payload)` takes what each sends.
@@ -59,7 +59,8 @@ impl Bridge {
         for (index, link) in self.links.iter().enumerate() {
             let deliver = deliver.clone();
             let from_broker: Deliver = Arc::new(move |topic, payload| deliver(index, topic, payload).boxed());
-            tokio::spawn(link.clone().run(router.broker_subscriptions(index), from_broker, self.stop.clone()));
+            let task = tokio::spawn(link.clone().run(router.broker_subscriptions(index), from_broker, self.stop.clone()));
+            self.tasks.lock().unwrap().push(task);
         }
     }
 
@@ -81,7 +82,21 @@ impl Bridge {
         self.links.iter().map(|link| link.stats()).collect()
     }
 
-    pub(super) fn stop(&self) {
+    /// Ends every link and waits until they have: nothing comes from a
+    /// broker after this (what is unacknowledged stays in the outbox, and
+    /// in the broker's session).
+    pub(super) async fn stop(&self) {
+        self.stop.cancel();
+        let tasks: Vec<_> = self.tasks.lock().unwrap().drain(..).collect();
+        for task in tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for Bridge {
+    /// A runtime dropped without `stop` takes its links with it.
+    fn drop(&mut self) {
         self.stop.cancel();
     }
 }

@@ -165,7 +165,13 @@ impl BrokerEntry {
             transport,
             client_id: self.client_id.unwrap_or_else(|| format!("{gateway_id}-{name}")),
             credentials,
-            keep_alive: Duration::from_secs(positive("keepAliveSecs", self.keep_alive_secs, 30, 65_535)?),
+            // rumqttc takes no keep-alive under 5 s.
+            keep_alive: Duration::from_secs(match self.keep_alive_secs {
+                Some(secs) if !(5..=65_535).contains(&secs) => {
+                    return Err(in_broker(format!("keepAliveSecs must be between 5 and 65535; got {secs}")))
+                }
+                secs => secs.unwrap_or(30),
+            }),
             session_expiry_secs: self.session_expiry_secs.unwrap_or(3600),
             max_messages: positive(
                 "outbox.maxMessages",
