@@ -403,6 +403,7 @@ fn config_errors_name_the_problem() {
         ),
         (r#"{"functions": [], "mqtt": {"brokers": {"hub": {"url": "mqtt://h", "protocol": 4}}}}"#, "edgefc speaks MQTT 5"),
         (r#"{"functions": [], "mqtt": {"brokers": {"hub": {"url": "mqtts://h"}}}}"#, "needs tls.ca"),
+        (r#"{"functions": [], "mqtt": {"brokers": {"hub": {"url": "mqtt://h", "keepAliveSecs": 3}}}}"#, "between 5 and 65535"),
         (r#"{"functions": [], "mqtt": {"brokers": {"hub": {"url": "http://h"}}}}"#, "not mqtt:// or mqtts://"),
         (r#"{"functions": [], "mqtt": {"brokers": {"a/b": {"url": "mqtt://h"}}}}"#, "a broker's name"),
         (
