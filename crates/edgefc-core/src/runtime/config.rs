@@ -36,6 +36,7 @@ pub const THING_FUNCTION_ALIAS: &str = "edgefc:thing-function";
 /// that name in the caller's own service, else the only one of that name.
 pub const FUNCTION_NAME_PREFIX: &str = "edgefc:name:";
 pub const DEFAULT_STATE_DIR: &str = ".edgefc";
+/// `gatewayId` where neither the config nor the system names one.
 pub const DEFAULT_GATEWAY_ID: &str = "edgefc";
 pub const SOCKET_FILE: &str = "edgefc.sock";
 pub const ADMIN_TOKEN_FILE: &str = "admin.token";
@@ -197,6 +198,19 @@ fn endpoint_named(table: &FunctionTable, brokers: &[BrokerSpec], reference: &str
         )));
     }
     function_named(table, reference, what).map(RouteTarget::Function)
+}
+
+/// The machine's host name: the default `gatewayId`, so that two gateways
+/// left on defaults do not share broker client ids (and sessions).
+fn host_name() -> String {
+    let mut buffer = [0u8; 256];
+    // SAFETY: gethostname writes at most the buffer's length.
+    let written = unsafe { libc::gethostname(buffer.as_mut_ptr().cast(), buffer.len()) } == 0;
+    let name = written.then(|| {
+        let end = buffer.iter().position(|&byte| byte == 0).unwrap_or(buffer.len());
+        String::from_utf8_lossy(&buffer[..end]).replace(['/', '+', '#'], "-")
+    });
+    name.filter(|name| !name.is_empty()).unwrap_or_else(|| DEFAULT_GATEWAY_ID.to_string())
 }
 
 /// The function a route names as `function:<functionId>`.
@@ -617,7 +631,7 @@ impl Config {
             .map(|entry| FunctionSpec::from_entry(entry, &base, &defaults))
             .collect::<Result<Vec<_>>>()?;
         let mut table = FunctionTable::build(&functions)?;
-        let gateway_id = file.gateway_id.unwrap_or_else(|| DEFAULT_GATEWAY_ID.to_string());
+        let gateway_id = file.gateway_id.unwrap_or_else(host_name);
         if gateway_id.is_empty() || gateway_id.contains(['/', '+', '#']) {
             return Err(Error::config(format!("gatewayId \"{gateway_id}\" must be non-empty, without '/', '+' or '#'")));
         }

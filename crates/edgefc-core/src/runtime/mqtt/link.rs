@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use rumqttc::v5::mqttbytes::v5::{PubAckReason, Publish, PublishProperties};
+use rumqttc::v5::mqttbytes::v5::{PubAckReason, Publish, PublishProperties, SubscribeReasonCode};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{AsyncClient, Event, EventLoop, Incoming, MqttOptions};
 use rumqttc::{Outgoing, TlsConfiguration, Transport};
@@ -73,6 +73,8 @@ pub struct LinkStats {
     pub received: u64,
     /// Messages from the broker that could not be delivered (QoS 0 past the queue, or refused by every target).
     pub dropped_inbound: u64,
+    /// Subscriptions of routes from this broker that it refused (an ACL, say): those routes get nothing.
+    pub refused_subscriptions: u64,
 }
 
 #[derive(Default)]
@@ -88,6 +90,7 @@ struct Counters {
     dropped_qos0: AtomicU64,
     received: AtomicU64,
     dropped_inbound: AtomicU64,
+    refused_subscriptions: AtomicU64,
 }
 
 /// The outbox's messages of this broker, by sequence number (oldest
@@ -245,6 +248,7 @@ impl Link {
             dropped_qos0: count(&self.counters.dropped_qos0),
             received: count(&self.counters.received),
             dropped_inbound: count(&self.counters.dropped_inbound),
+            refused_subscriptions: count(&self.counters.refused_subscriptions),
         }
     }
 
@@ -353,8 +357,12 @@ impl Link {
         let _sender = AbortOnDropHandle::new(tokio::spawn(self.clone().send(client.clone(), window.clone())));
         loop {
             // Only this loop polls rumqttc; a poll is cut short only when the connection is given up.
+            // An idle connection still pings once per keep-alive: a longer silence is a broker that stopped reading.
             let event = tokio::select! {
-                event = events.poll() => event,
+                event = tokio::time::timeout(self.spec.keep_alive * 2 + Duration::from_secs(5), events.poll()) => match event {
+                    Ok(event) => event,
+                    Err(_) => break Err("nothing moved for two keep-alive periods".into()),
+                },
                 () = undelivered.cancelled() => {
                     break Err("a message could not be stored for its targets; reconnecting, so that the broker sends it again".into())
                 }
@@ -375,7 +383,13 @@ impl Link {
                     window.room.notify_one();
                     self.counters.sent.fetch_add(1, Ordering::Relaxed);
                 }
-                Event::Incoming(Incoming::SubAck(_)) => {
+                Event::Incoming(Incoming::SubAck(ack)) => {
+                    for code in &ack.return_codes {
+                        if !matches!(code, SubscribeReasonCode::Success(_)) {
+                            self.counters.refused_subscriptions.fetch_add(1, Ordering::Relaxed);
+                            log::warn(format_args!("broker {}: a subscription was refused ({code:?})", self.spec.name));
+                        }
+                    }
                     unconfirmed_subscriptions = unconfirmed_subscriptions.saturating_sub(1);
                     if unconfirmed_subscriptions == 0 {
                         self.counters.connected.store(true, Ordering::Relaxed);
