@@ -304,6 +304,28 @@ async fn a_message_the_broker_refuses_for_good_is_dropped_and_counted_not_sent_f
     fixture.stop().await;
 }
 
+/// No broker needed: nothing listens where the link tries, so the outbox only fills.
+#[tokio::test]
+async fn a_message_larger_than_the_whole_outbox_is_refused_and_drops_nothing() {
+    let nowhere = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let extra = format!(
+        r#""mqtt": {{"brokers": {{"hub": {{"url": "mqtt://127.0.0.1:{nowhere}", "outbox": {{"maxBytes": 2048}}}}}}}},
+           "routes": [{{"source": "any", "topicFilter": "up/#", "target": "mqtt:hub", "qos": 1}}],"#
+    );
+    let fixture = Fixture::start(&extra).await;
+    let client = fixture.client().await;
+    for n in 0..3 {
+        publish(&client, "up/small", Payload::text(n.to_string())).await;
+    }
+    let request = Request::Publish { topic: "up/large".into(), payload: Payload::Binary(Bytes::from(vec![0u8; 4096])) };
+    let error = client.call(request).await.unwrap_err();
+    assert_eq!(error.code, edgefc_core::ErrorCode::QueueFull, "{error}");
+    let stats = query(&client, "stats").await.unwrap();
+    assert_eq!(stats["mqtt"][0]["outboxMessages"], 3, "{stats}");
+    assert_eq!(stats["mqtt"][0]["droppedOldest"], 0, "{stats}");
+    fixture.stop().await;
+}
+
 /// Polls `check` until it gives a value (the bridge works on its own schedule).
 async fn wait_until<T>(mut check: impl FnMut() -> Option<T>) -> T {
     for _ in 0..3000 {

@@ -196,7 +196,8 @@ impl Link {
         if !full(&outbox) {
             return Ok(());
         }
-        if self.spec.on_full == OnFull::RejectNew {
+        // A message larger than the whole outbox would empty it and still not fit.
+        if self.spec.on_full == OnFull::RejectNew || size > self.spec.max_bytes {
             self.counters.rejected_full.fetch_add(1, Ordering::Relaxed);
             return Err(Error::new(
                 ErrorCode::QueueFull,
