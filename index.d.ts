@@ -31,6 +31,13 @@ export interface InvokeByNameParams {
 }
 
 interface InvokeOptions {
+  /**
+   * The gateway whose function this is (edgefc): the call goes through the
+   * MQTT bridge to that gateway, which must list the function in its
+   * `exposedFunctions`. Name the function by `serviceName` and
+   * `functionName` (or a `functionId` that `remoteFunctions` maps).
+   */
+  gatewayId?: string | null
   /** Base64 of a JSON object; the invoked function gets it decoded as `context.invokerContext`. */
   invokerContext?: string
   /** Passed to the function as `event`: a string stays a string, a Buffer a Buffer. */

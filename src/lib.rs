@@ -59,6 +59,13 @@ pub fn function_name_prefix() -> String {
     edgefc_core::runtime::config::FUNCTION_NAME_PREFIX.to_string()
 }
 
+/// What goes before `<gatewayId>:<target>` in an invocation's target: that
+/// function on that gateway, through the MQTT bridge.
+#[napi]
+pub fn gateway_prefix() -> String {
+    edgefc_core::runtime::config::GATEWAY_PREFIX.to_string()
+}
+
 /// One worker thread for the addon's async work: a process talks to the
 /// runtime over one connection, so more threads only add hand-offs (and
 /// wake-ups) between them.

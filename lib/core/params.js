@@ -3,6 +3,9 @@
 const native = require('../../native.js');
 const { invalidParams } = require('./errors');
 
+/** Before `<gatewayId>:<target>`: that function on another gateway (the runtime's MQTT bridge). */
+const GATEWAY_PREFIX = native.gatewayPrefix();
+
 /** Upstream's rule: a parameter that is absent, undefined, null or '' is missing. */
 function getRequiredParameter(params, property) {
   if (!Object.prototype.hasOwnProperty.call(params, property)) {
@@ -58,6 +61,10 @@ function invokeRequest(params) {
     target = native.functionArn(checkString('serviceName', serviceName), checkString('functionName', functionName));
   } else {
     checkString('functionId', target);
+  }
+  const gatewayId = getRequiredParameter(params, 'gatewayId');
+  if (gatewayId !== undefined) {
+    target = `${GATEWAY_PREFIX}${checkString('gatewayId', gatewayId)}:${target}`;
   }
   const invocationType = params.invocationType === undefined || params.invocationType === null
     ? 'Sync'

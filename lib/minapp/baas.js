@@ -28,6 +28,7 @@ function refusal(err) {
     case ErrorCode.FUNCTION_NOT_FOUND:
       return hError(404, 'not found', err);
     case ErrorCode.RUNTIME_UNAVAILABLE:
+    case ErrorCode.GATEWAY_OFFLINE:
       return hError(600, 'network disconnected', err);
     case ErrorCode.TIMEOUT:
       return hError(601, 'request timeout', err);

@@ -70,6 +70,7 @@ const RELAY_STATUS = new Map([
   [ErrorCode.QUEUE_FULL, 503],
   [ErrorCode.TOO_MANY_CONNECTIONS, 503],
   [ErrorCode.SHUTTING_DOWN, 503],
+  [ErrorCode.GATEWAY_OFFLINE, 503],
   [ErrorCode.TIMEOUT, 504],
 ]);
 

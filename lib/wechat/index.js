@@ -32,6 +32,7 @@ const REFUSAL_CODE = new Map([
   [ErrorCode.QUEUE_FULL, -501004],
   [ErrorCode.TOO_MANY_CONNECTIONS, -501004],
   [ErrorCode.SHUTTING_DOWN, -501001],
+  [ErrorCode.GATEWAY_OFFLINE, -501001],
   [ErrorCode.PAYLOAD_TOO_LARGE, -501007],
   [ErrorCode.INVALID_PARAMS, -501007],
 ]);

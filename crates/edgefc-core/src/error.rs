@@ -26,10 +26,12 @@ pub enum ErrorCode {
     TooManyConnections = 13,
     /// The runtime is stopping: it takes no new calls.
     ShuttingDown = 14,
+    /// The gateway a remote invocation is for says it is offline (its retained status).
+    GatewayOffline = 15,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 14] = [
+    pub const ALL: [ErrorCode; 15] = [
         ErrorCode::InvalidParams,
         ErrorCode::FunctionNotFound,
         ErrorCode::Timeout,
@@ -44,6 +46,7 @@ impl ErrorCode {
         ErrorCode::CredentialsUnavailable,
         ErrorCode::TooManyConnections,
         ErrorCode::ShuttingDown,
+        ErrorCode::GatewayOffline,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -62,11 +65,17 @@ impl ErrorCode {
             ErrorCode::CredentialsUnavailable => "ERR_CREDENTIALS_UNAVAILABLE",
             ErrorCode::TooManyConnections => "ERR_TOO_MANY_CONNECTIONS",
             ErrorCode::ShuttingDown => "ERR_SHUTTING_DOWN",
+            ErrorCode::GatewayOffline => "ERR_GATEWAY_OFFLINE",
         }
     }
 
     pub fn from_wire(value: u16) -> Option<ErrorCode> {
         ErrorCode::ALL.into_iter().find(|code| *code as u16 == value)
+    }
+
+    /// The code named `name` (`"ERR_TIMEOUT"`), as another gateway reports it.
+    pub fn from_name(name: &str) -> Option<ErrorCode> {
+        ErrorCode::ALL.into_iter().find(|code| code.as_str() == name)
     }
 }
 

@@ -413,6 +413,36 @@ fn config_errors_name_the_problem() {
         ),
         (r#"{"functions": [], "gatewayId": "a/b"}"#, "gatewayId"),
         (
+            r#"{"functions": [], "remoteFunctions": [{"serviceName": "S", "functionName": "f", "gatewayId": "gw2"}]}"#,
+            "need a broker in mqtt.brokers",
+        ),
+        (
+            r#"{"functions": [], "mqtt": {"brokers": {"hub": {"url": "mqtt://h"}}},
+               "remoteFunctions": [{"serviceName": "S", "functionName": "f", "gatewayId": "gw2", "broker": "edge"}]}"#,
+            "broker edge is not in mqtt.brokers",
+        ),
+        (
+            r#"{"functions": [], "gatewayId": "gw1", "mqtt": {"brokers": {"hub": {"url": "mqtt://h"}}},
+               "remoteFunctions": [{"serviceName": "S", "functionName": "f", "gatewayId": "gw1"}]}"#,
+            "this gateway's own id",
+        ),
+        (
+            r#"{"functions": [{"serviceName": "S", "functionName": "f", "codeDir": "."}], "mqtt": {"brokers": {"hub": {"url": "mqtt://h"}}},
+               "remoteFunctions": [{"serviceName": "S", "functionName": "f", "gatewayId": "gw2"}]}"#,
+            "a local function has the same serviceName and functionName",
+        ),
+        (
+            r#"{"functions": [], "mqtt": {"brokers": {"hub": {"url": "mqtt://h"}}},
+               "remoteFunctions": [{"serviceName": "S", "functionName": "f/g", "gatewayId": "gw2"}]}"#,
+            "without '/', '+', '#'",
+        ),
+        (
+            r#"{"functions": [], "mqtt": {"brokers": {"hub": {"url": "mqtt://h"}}},
+               "exposedFunctions": [{"serviceName": "S", "functionName": "f"}]}"#,
+            "exposedFunctions S/f names no configured function",
+        ),
+        (r#"{"functions": [], "remoteTimeoutMs": 0}"#, "remoteTimeoutMs"),
+        (
             r#"{"functions": [{"serviceName": "S", "functionName": "f", "codeDir": ".", "runMode": "sometimes"}]}"#,
             "unknown variant",
         ),

@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, ErrorCode, Result};
 use crate::proto::frame::{HEADER_LEN, MAX_FIELDS_LEN};
 use crate::runtime::identity::RunAs;
-use crate::runtime::mqtt::settings::{BrokerSpec, MqttEntry};
+use crate::runtime::mqtt::settings::{
+    BrokerSpec, ExposedFunctionEntry, MqttEntry, RemoteFunctionEntry, RemoteSettings, DEFAULT_REMOTE_TIMEOUT,
+};
 use crate::runtime::router::{Route, RouteSource, RouteTarget, Router, TopicFilter};
 use crate::runtime::store::StoreLimits;
 
@@ -35,6 +37,9 @@ pub const THING_FUNCTION_ALIAS: &str = "edgefc:thing-function";
 /// Before a bare `functionName` in an invocation's target: the function of
 /// that name in the caller's own service, else the only one of that name.
 pub const FUNCTION_NAME_PREFIX: &str = "edgefc:name:";
+/// Before `<gatewayId>:<target>` in an invocation's target: that function
+/// on that gateway (`invokeFunction`'s `gatewayId`).
+pub const GATEWAY_PREFIX: &str = "edgefc:gateway:";
 pub const DEFAULT_STATE_DIR: &str = ".edgefc";
 /// `gatewayId` where neither the config nor the system names one.
 pub const DEFAULT_GATEWAY_ID: &str = "edgefc";
@@ -72,6 +77,11 @@ struct ConfigFile {
     gateway_id: Option<String>,
     #[serde(default)]
     mqtt: MqttEntry,
+    remote_timeout_ms: Option<u64>,
+    #[serde(default)]
+    remote_functions: Vec<RemoteFunctionEntry>,
+    #[serde(default)]
+    exposed_functions: Vec<ExposedFunctionEntry>,
 }
 
 /// `runAs`: `"runtime"`, or `{"uid": …, "gid": …}`.
@@ -350,6 +360,8 @@ pub struct Config {
     pub gateway_id: String,
     /// `mqtt.brokers`, in name order: what `mqtt:<broker>` route ends index.
     pub brokers: Vec<BrokerSpec>,
+    /// `remoteFunctions`, `exposedFunctions` and `remoteTimeoutMs`: invocations between gateways.
+    pub remote: RemoteSettings,
     /// Index of the function that serves thing operations.
     pub thing_function: Option<usize>,
     pub credentials: Option<Credentials>,
@@ -636,6 +648,15 @@ impl Config {
             return Err(Error::config(format!("gatewayId \"{gateway_id}\" must be non-empty, without '/', '+' or '#'")));
         }
         let brokers = file.mqtt.brokers(&base, &gateway_id)?;
+        let remote = RemoteSettings::resolve(
+            gateway_id.clone(),
+            bounded_ms("remoteTimeoutMs", file.remote_timeout_ms, DEFAULT_REMOTE_TIMEOUT, 1..=MAX_TIMEOUT_MS)?,
+            file.remote_functions,
+            file.exposed_functions,
+            &brokers,
+            |name| table.get(name),
+            FUNCTION_NAME_PREFIX,
+        )?;
         let routes = file.routes.iter().map(|entry| entry.resolve(&table, &brokers)).collect::<Result<Vec<_>>>()?;
         let thing_function = match &file.thing_function {
             Some(id) => {
@@ -654,6 +675,7 @@ impl Config {
             router: Router::new(routes),
             gateway_id,
             brokers,
+            remote,
             thing_function,
             credentials: file.credentials,
             limits,

@@ -1,14 +1,17 @@
 //! An `Invoke` frame, from the function table to the reply: a Sync
 //! invocation is answered with its result, an Async one with `Accepted` as
-//! soon as it is durable in the store (`asynchronous`).
+//! soon as it is durable in the store (`asynchronous`). A function of
+//! another gateway is called through the MQTT bridge (`mqtt::remote`),
+//! which brings other gateways' invocations here too ([`serve_remote`]).
 
 use std::sync::Arc;
 
 use base64::Engine;
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::config::{FUNCTION_NAME_PREFIX, ROUTER_FUNCTION_ID};
+use super::config::{function_arn, FUNCTION_NAME_PREFIX, GATEWAY_PREFIX, ROUTER_FUNCTION_ID};
 use super::host::{Admission, FunctionHost, Run};
+use super::mqtt::remote::{Answer, IncomingRequest, RemoteCall};
 use super::{asynchronous, bus, log, server, Caller, Shared};
 use crate::error::{Error, ErrorCode, Result};
 use crate::proto::frame::{Frame, FunctionError, Payload};
@@ -48,41 +51,143 @@ async fn run(
     if request.target == ROUTER_FUNCTION_ID {
         return publish_through_router_function(shared, sender, caller, id, request).await;
     }
-    let host = &shared.hosts[target_function(shared, caller, &request.target)?];
-    if request.asynchronous {
-        let invocation_id =
-            asynchronous::accept(host, &shared.store, request.default_timeout_secs, request.invoker_context, request.payload)
-                .await?;
-        server::reply(shared, sender, Frame::Accepted { id, accepted_id: invocation_id });
-        drop(in_flight);
-        return Ok(None);
+    let asynchronous = request.asynchronous;
+    let answer = match target_of(shared, caller, &request.target)? {
+        Target::Local(index) => {
+            let InvokeRequest { default_timeout_secs, invoker_context, payload, .. } = request;
+            invoke_here(shared, &shared.hosts[index], asynchronous, default_timeout_secs, invoker_context, payload).await?
+        }
+        Target::Remote { gateway_id, service_name, function_name, broker } => {
+            let call = RemoteCall {
+                gateway_id,
+                service_name,
+                function_name,
+                broker,
+                asynchronous,
+                default_timeout_secs: request.default_timeout_secs,
+                invoker_context: request.invoker_context,
+                payload: request.payload,
+            };
+            shared.bridge.call(call).await?
+        }
+    };
+    match answer {
+        Answer::Result(result) => Ok(Some(result)),
+        Answer::Accepted(accepted_id) => {
+            server::reply(shared, sender, Frame::Accepted { id, accepted_id });
+            drop(in_flight);
+            Ok(None)
+        }
     }
-    let admission = host.admit(&request.invoker_context, &request.payload)?;
+}
+
+/// Runs a Sync invocation of a function of this runtime, or accepts an
+/// Async one (durably), for a caller here or on another gateway.
+async fn invoke_here(
+    shared: &Shared,
+    host: &Arc<FunctionHost>,
+    asynchronous: bool,
+    default_timeout_secs: u16,
+    invoker_context: String,
+    payload: Payload,
+) -> Result<Answer> {
+    if asynchronous {
+        return asynchronous::accept(host, &shared.store, default_timeout_secs, invoker_context, payload)
+            .await
+            .map(Answer::Accepted);
+    }
+    let admission = host.admit(&invoker_context, &payload)?;
     let run = Run {
         request_id: super::ids::new_id(),
         attempt: 1,
-        timeout: host.spec.timeout_for(request.default_timeout_secs),
-        invoker_context: request.invoker_context,
-        payload: request.payload,
+        timeout: host.spec.timeout_for(default_timeout_secs),
+        invoker_context,
+        payload,
     };
-    host.run(admission, run).await.map(Some)
+    host.run(admission, run).await.map(Answer::Result)
+}
+
+/// An invocation from another gateway, of a function this one exposes
+/// (`mqtt::remote` checked that against `exposedFunctions`).
+pub(super) async fn serve_remote(shared: &Shared, request: IncomingRequest) -> Result<Answer> {
+    check_payload(&request.payload, shared.max_payload)?;
+    let arn = function_arn(&request.service_name, &request.function_name);
+    let index = shared.functions.get(&arn).ok_or_else(|| {
+        Error::new(
+            ErrorCode::FunctionNotFound,
+            format!("function {}/{} does not exist", request.service_name, request.function_name),
+        )
+    })?;
+    let IncomingRequest { asynchronous, default_timeout_secs, invoker_context, payload, .. } = request;
+    invoke_here(shared, &shared.hosts[index], asynchronous, default_timeout_secs, invoker_context, payload).await
+}
+
+/// Where an invocation goes.
+enum Target {
+    /// A function of this runtime (its index).
+    Local(usize),
+    /// A function of another gateway, through broker `broker`.
+    Remote { gateway_id: String, service_name: String, function_name: String, broker: usize },
 }
 
 /// The function an invocation names: by id or ARN, or, after
 /// [`FUNCTION_NAME_PREFIX`], by its bare `functionName` (see
-/// [`FunctionTable::by_function_name`]).
-fn target_function(shared: &Shared, caller: Caller, target: &str) -> Result<usize> {
-    if let Some(name) = target.strip_prefix(FUNCTION_NAME_PREFIX) {
-        let own_service = match caller {
-            Caller::Function(index) => Some(shared.hosts[index].spec.service_name.as_str()),
-            Caller::Admin => None,
+/// [`FunctionTable::by_function_name`]); else a function of another
+/// gateway that `remoteFunctions` names so; or, after [`GATEWAY_PREFIX`],
+/// a function by its ARN on the gateway named.
+fn target_of(shared: &Shared, caller: Caller, target: &str) -> Result<Target> {
+    if let Some(addressed) = target.strip_prefix(GATEWAY_PREFIX) {
+        let (gateway_id, target) = addressed.split_once(':').ok_or_else(|| {
+            Error::new(ErrorCode::InvalidParams, format!("{target} must look like {GATEWAY_PREFIX}<gatewayId>:<target>"))
+        })?;
+        if gateway_id == shared.remote.gateway_id {
+            return target_of(shared, caller, target);
+        }
+        super::mqtt::settings::check_topic_level("gatewayId", gateway_id)
+            .map_err(|error| Error::new(ErrorCode::InvalidParams, error.message))?;
+        let (service_name, function_name) = match shared.remote.named(target) {
+            Some(remote) => (remote.service_name.clone(), remote.function_name.clone()),
+            None => names_in_arn(target).ok_or_else(|| {
+                Error::new(
+                    ErrorCode::InvalidParams,
+                    format!("with a gatewayId, name the function by serviceName and functionName (got {target})"),
+                )
+            })?,
         };
-        return shared.functions.by_function_name(name, own_service);
+        let broker = shared.remote.broker_for(gateway_id);
+        return Ok(Target::Remote { gateway_id: gateway_id.to_string(), service_name, function_name, broker });
     }
-    shared
-        .functions
-        .get(target)
-        .ok_or_else(|| Error::new(ErrorCode::FunctionNotFound, format!("function {target} does not exist")))
+    let local = match target.strip_prefix(FUNCTION_NAME_PREFIX) {
+        Some(name) => {
+            let own_service = match caller {
+                Caller::Function(index) => Some(shared.hosts[index].spec.service_name.as_str()),
+                Caller::Admin => None,
+            };
+            shared.functions.by_function_name(name, own_service)
+        }
+        None => shared
+            .functions
+            .get(target)
+            .ok_or_else(|| Error::new(ErrorCode::FunctionNotFound, format!("function {target} does not exist"))),
+    };
+    match (local, shared.remote.named(target)) {
+        (Ok(index), _) => Ok(Target::Local(index)),
+        (Err(error), _) if error.code != ErrorCode::FunctionNotFound => Err(error),
+        (Err(_), Some(remote)) => Ok(Target::Remote {
+            gateway_id: remote.gateway_id.clone(),
+            service_name: remote.service_name.clone(),
+            function_name: remote.function_name.clone(),
+            broker: remote.broker,
+        }),
+        (Err(error), None) => Err(error),
+    }
+}
+
+/// The service and function names in an ARN as [`function_arn`] writes it.
+fn names_in_arn(arn: &str) -> Option<(String, String)> {
+    let (head, function_name) = arn.rsplit_once(":function:")?;
+    let (_, service_name) = head.rsplit_once(":service:")?;
+    (!service_name.is_empty() && !function_name.is_empty()).then(|| (service_name.to_string(), function_name.to_string()))
 }
 
 /// Runs a routed message's invocation, which nobody waits for (at most

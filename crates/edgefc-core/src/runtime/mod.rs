@@ -86,6 +86,8 @@ struct Shared {
     connections: Arc<connections::Connections>,
     settings: Arc<HostSettings>,
     bridge: Arc<mqtt::Bridge>,
+    /// Which functions of other gateways callers here reach, and how.
+    remote: mqtt::RemoteSettings,
 }
 
 impl Shared {
@@ -131,7 +133,19 @@ pub async fn start(mut config: Config, launcher: Arc<dyn WorkerLauncher>) -> Res
     state_dir::restrict_to_owner(&socket_path)?;
     let (store, pending) = store::Store::open(&config.state_dir, config.limits.store)?;
     let store = Arc::new(store);
-    let bridge = Arc::new(mqtt::Bridge::new(std::mem::take(&mut config.brokers), &store, config.max_payload)?);
+    let exposed = config
+        .remote
+        .exposed
+        .iter()
+        .map(|&index| format!("{}/{}", config.functions[index].service_name, config.functions[index].function_name))
+        .collect();
+    let bridge = Arc::new(mqtt::Bridge::new(
+        std::mem::take(&mut config.brokers),
+        config.remote.clone(),
+        exposed,
+        &store,
+        config.max_payload,
+    )?);
 
     let admin_token_path = config.admin_token_path();
     let admin_token = Arc::new(std::sync::RwLock::new(state_dir::admin_token(&admin_token_path)?));
@@ -164,16 +178,28 @@ pub async fn start(mut config: Config, launcher: Arc<dyn WorkerLauncher>) -> Res
         store: store.clone(),
         connections: connections::Connections::new(config.limits.connections),
         settings: settings.clone(),
+        remote: config.remote,
     });
     let shutdown = CancellationToken::new();
     let from_brokers = Arc::downgrade(&shared);
-    bridge.start(&shared.bus.router, move |broker, topic, payload| {
-        let shared = from_brokers.clone();
-        async move {
-            let shared = shared.upgrade().ok_or_else(|| Error::runtime_unavailable("the runtime stopped"))?;
-            bus::publish_from_broker(&shared, broker, topic, payload).await
-        }
-    });
+    let from_gateways = Arc::downgrade(&shared);
+    bridge.start(
+        &shared.bus.router,
+        move |broker, topic, payload| {
+            let shared = from_brokers.clone();
+            async move {
+                let shared = shared.upgrade().ok_or_else(|| Error::runtime_unavailable("the runtime stopped"))?;
+                bus::publish_from_broker(&shared, broker, topic, payload).await
+            }
+        },
+        move |request| {
+            let shared = from_gateways.clone();
+            async move {
+                let shared = shared.upgrade().ok_or_else(|| Error::runtime_unavailable("the runtime stopped"))?;
+                invoke::serve_remote(&shared, request).await
+            }
+        },
+    );
     let server = tokio::spawn(server::serve(listener, new_workers, shared, shutdown.clone()));
     requeue(&hosts, &store, pending);
     for host in &hosts {

@@ -22,6 +22,8 @@ struct Stats {
     log: LogStats,
     /// Each broker link of the MQTT bridge.
     mqtt: Vec<super::mqtt::LinkStats>,
+    /// Invocations to and from other gateways.
+    remote: super::mqtt::RemoteStats,
 }
 
 #[derive(Serialize)]
@@ -65,6 +67,7 @@ fn stats(shared: &Shared) -> Stats {
     Stats {
         bus: shared.bus.stats(),
         mqtt: shared.bridge.stats(),
+        remote: shared.bridge.remote_stats(),
         connections: shared.connections.stats(),
         queues: QueuesStats {
             total: shared.settings.total_queue.stats(),

@@ -117,14 +117,19 @@ impl Fixture {
     }
 
     pub async fn start_with(extra: &str, launcher: Arc<InProcess>) -> Fixture {
+        Fixture::start_as("S", extra, launcher).await
+    }
+
+    /// With its functions in service `service` (another gateway's, say).
+    pub async fn start_as(service: &str, extra: &str, launcher: Arc<InProcess>) -> Fixture {
         let dir = tempfile::Builder::new().prefix("efc").tempdir_in("/tmp").unwrap();
         // Calls that never answer ("hang") would hold a stop for the whole default grace.
         let grace = if extra.contains("shutdownGraceMs") { "" } else { r#""shutdownGraceMs": 100,"# };
         let text = format!(
             r#"{{"stateDir": "s", {grace} {extra} "functions": [
-                {{"serviceName": "S", "functionName": "echo", "functionId": "echo", "codeDir": "."}},
-                {{"serviceName": "S", "functionName": "slow", "codeDir": ".", "timeoutMs": 200}},
-                {{"serviceName": "S", "functionName": "narrow", "codeDir": ".", "maxConcurrency": 2}}
+                {{"serviceName": "{service}", "functionName": "echo", "functionId": "echo", "codeDir": "."}},
+                {{"serviceName": "{service}", "functionName": "slow", "codeDir": ".", "timeoutMs": 200}},
+                {{"serviceName": "{service}", "functionName": "narrow", "codeDir": ".", "maxConcurrency": 2}}
             ]}}"#
         );
         let config = Config::parse(&text, dir.path()).expect("valid config");

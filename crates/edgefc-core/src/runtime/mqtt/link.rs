@@ -22,16 +22,19 @@ use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
+use super::remote::{Remote, TOPIC_ROOT};
 use super::settings::{BrokerSpec, BrokerTransport, OnFull};
 use crate::error::{Error, ErrorCode, Result};
 use crate::proto::frame::Payload;
 use crate::runtime::log;
 use crate::runtime::store::{OutboxMessage, Store};
 
-/// QoS 0 messages waiting for a connection, at most (count, bytes); past
-/// either, a message is dropped and counted.
-const MAX_QOS0_WAITING: usize = 10_000;
-const MAX_QOS0_WAITING_BYTES: usize = 8 << 20;
+/// Messages kept in memory only (QoS 0 ones, and the requests and replies
+/// of remote invocations) waiting for a connection, at most (count,
+/// bytes); past either, a QoS 0 message is dropped and counted, a remote
+/// invocation's refused.
+const MAX_DIRECT_WAITING: usize = 10_000;
+const MAX_DIRECT_WAITING_BYTES: usize = 8 << 20;
 /// Messages from the broker waiting for delivery, at most. QoS 1 ones are
 /// bounded by the in-flight window the broker keeps to; QoS 0 ones past it
 /// are dropped and counted.
@@ -141,9 +144,26 @@ struct WindowState {
     inflight: HashMap<u16, u64>,
 }
 
+/// A message sent from memory, never from the outbox: a QoS 0 one, or a
+/// remote invocation's request or reply (whose caller waits for it, and
+/// fails when it does not come).
+pub(super) struct DirectMessage {
+    pub(super) topic: String,
+    pub(super) payload: Bytes,
+    pub(super) properties: PublishProperties,
+    pub(super) qos: QoS,
+    pub(super) retain: bool,
+}
+
+impl DirectMessage {
+    fn size(&self) -> usize {
+        self.topic.len() + self.payload.len()
+    }
+}
+
 #[derive(Default)]
-struct Qos0Queue {
-    messages: VecDeque<(String, Payload)>,
+struct DirectQueue {
+    messages: VecDeque<DirectMessage>,
     bytes: usize,
 }
 
@@ -153,7 +173,7 @@ pub(super) struct Link {
     /// The runtime's `maxPayloadBytes`.
     max_payload: usize,
     outbox: Mutex<OutboxIndex>,
-    qos0: Mutex<Qos0Queue>,
+    direct: Mutex<DirectQueue>,
     /// Something new to send.
     ready: Notify,
     counters: Counters,
@@ -166,7 +186,7 @@ impl Link {
             store,
             max_payload,
             outbox: Mutex::new(OutboxIndex::default()),
-            qos0: Mutex::new(Qos0Queue::default()),
+            direct: Mutex::new(DirectQueue::default()),
             ready: Notify::new(),
             counters: Counters::default(),
         }
@@ -219,16 +239,25 @@ impl Link {
 
     /// A QoS 0 message: sent when connected, dropped (and counted) when too many wait.
     pub(super) fn offer(&self, topic: String, payload: Payload) {
-        let size = topic.len() + payload.len();
-        let mut queue = self.qos0.lock().unwrap();
-        if queue.messages.len() >= MAX_QOS0_WAITING || queue.bytes + size > MAX_QOS0_WAITING_BYTES {
+        let (payload, properties) = wire_payload(&payload);
+        let message = DirectMessage { topic, payload, properties, qos: QoS::AtMostOnce, retain: false };
+        if !self.send_direct(message) {
             self.counters.dropped_qos0.fetch_add(1, Ordering::Relaxed);
-            return;
+        }
+    }
+
+    /// Queues a message kept in memory only; false when too many wait.
+    pub(super) fn send_direct(&self, message: DirectMessage) -> bool {
+        let size = message.size();
+        let mut queue = self.direct.lock().unwrap();
+        if queue.messages.len() >= MAX_DIRECT_WAITING || queue.bytes + size > MAX_DIRECT_WAITING_BYTES {
+            return false;
         }
         queue.bytes += size;
-        queue.messages.push_back((topic, payload));
+        queue.messages.push_back(message);
         drop(queue);
         self.ready.notify_one();
+        true
     }
 
     pub(super) fn stats(&self) -> LinkStats {
@@ -253,7 +282,7 @@ impl Link {
         }
     }
 
-    fn options(&self, subscriptions: usize) -> MqttOptions {
+    fn options(&self, subscriptions: usize, remote: &Remote) -> MqttOptions {
         let spec = &self.spec;
         let mut options = MqttOptions::new(spec.client_id.clone(), spec.host.clone(), spec.port);
         options
@@ -265,6 +294,9 @@ impl Link {
             .set_request_channel_capacity(request_capacity(spec, subscriptions))
             // What the runtime takes from anyone: a larger packet from the broker ends the connection.
             .set_max_packet_size(Some(u32::try_from(self.max_payload + PACKET_OVERHEAD).unwrap_or(u32::MAX)));
+        if let Some(will) = remote.will() {
+            options.set_last_will(will);
+        }
         if let Some((username, password)) = &spec.credentials {
             options.set_credentials(username.clone(), password.clone());
         }
@@ -279,11 +311,19 @@ impl Link {
     }
 
     /// Connects, and connects again after every loss, until `stop`.
-    pub(super) async fn run(self: Arc<Self>, subscriptions: Vec<(String, bool)>, deliver: Deliver, stop: CancellationToken) {
+    /// `subscriptions` are the routes' (filter, QoS 1); `remote` adds its own.
+    pub(super) async fn run(
+        self: Arc<Self>,
+        mut subscriptions: Vec<(String, bool)>,
+        deliver: Deliver,
+        remote: Arc<Remote>,
+        stop: CancellationToken,
+    ) {
+        subscriptions.extend(remote.subscriptions().into_iter().map(|filter| (filter, true)));
         let mut pause = self.spec.reconnect_base;
         loop {
             let started = std::time::Instant::now();
-            let session = self.clone().session(&subscriptions, deliver.clone(), &stop);
+            let session = self.clone().session(&subscriptions, deliver.clone(), &remote, &stop);
             let outcome = tokio::select! {
                 outcome = session => outcome,
                 () = stop.cancelled() => return,
@@ -313,10 +353,11 @@ impl Link {
         self: Arc<Self>,
         subscriptions: &[(String, bool)],
         deliver: Deliver,
+        remote: &Arc<Remote>,
         stop: &CancellationToken,
     ) -> std::result::Result<(), String> {
         let (client, mut events) =
-            AsyncClient::new(self.options(subscriptions.len()), request_capacity(&self.spec, subscriptions.len()));
+            AsyncClient::new(self.options(subscriptions.len(), remote), request_capacity(&self.spec, subscriptions.len()));
         wait_for_connack(&mut events).await?;
         self.counters.connects.fetch_add(1, Ordering::Relaxed);
         // Connected counts once the broker has taken every subscription too (see `exchange`).
@@ -326,11 +367,22 @@ impl Link {
             let qos = if *durable { QoS::AtLeastOnce } else { QoS::AtMostOnce };
             client.try_subscribe(filter.clone(), qos).map_err(|error| format!("cannot subscribe to {filter}: {error}"))?;
         }
+        // Retained, and replaced by the Will once this connection ends.
+        if let Some(DirectMessage { topic, payload, properties, qos, retain }) = remote.online_status() {
+            client
+                .try_publish_with_properties(topic, qos, retain, payload, properties)
+                .map_err(|error| format!("cannot publish this gateway's status: {error}"))?;
+        }
         let (inbound, inbound_rx) = mpsc::channel::<Publish>(MAX_INBOUND_WAITING);
         let undelivered = CancellationToken::new();
         // Ends with the session, however it ends (the runtime's stop drops it).
-        let _receiver =
-            AbortOnDropHandle::new(tokio::spawn(self.clone().receive(inbound_rx, client.clone(), deliver, undelivered.clone())));
+        let _receiver = AbortOnDropHandle::new(tokio::spawn(self.clone().receive(
+            inbound_rx,
+            client.clone(),
+            deliver,
+            remote.clone(),
+            undelivered.clone(),
+        )));
         let outcome = self.exchange(&client, &mut events, subscriptions.len(), &inbound, &undelivered, stop).await;
         // A connection that had worked counts as such; what ended it is logged.
         if let Err(error) = outcome {
@@ -420,23 +472,24 @@ impl Link {
         }
     }
 
-    /// Hands rumqttc what fits in the in-flight window, in order: QoS 0
-    /// messages, then the outbox from its oldest message (everything in it
-    /// goes again on every connection).
+    /// Hands rumqttc what fits in the in-flight window, in order: messages
+    /// kept in memory, then the outbox from its oldest message (everything
+    /// in it goes again on every connection).
     async fn send(self: Arc<Self>, client: AsyncClient, window: Arc<Window>) {
         loop {
-            let qos0 = {
-                let mut queue = self.qos0.lock().unwrap();
+            let direct = {
+                let mut queue = self.direct.lock().unwrap();
                 let next = queue.messages.pop_front();
-                if let Some((topic, payload)) = &next {
-                    queue.bytes -= topic.len() + payload.len();
+                if let Some(message) = &next {
+                    queue.bytes -= message.size();
                 }
                 next
             };
-            if let Some((topic, payload)) = qos0 {
+            if let Some(message) = direct {
+                // Not the outbox's: its acknowledgement, if any, matters to nobody here.
                 window.state.lock().unwrap().submitted.push_back(None);
-                let (bytes, properties) = wire_payload(&payload);
-                if client.publish_with_properties(topic, QoS::AtMostOnce, false, bytes, properties).await.is_err() {
+                let DirectMessage { topic, payload, properties, qos, retain } = message;
+                if client.publish_with_properties(topic, qos, retain, payload, properties).await.is_err() {
                     return;
                 }
                 continue;
@@ -502,9 +555,17 @@ impl Link {
         mut inbound: mpsc::Receiver<Publish>,
         client: AsyncClient,
         deliver: Deliver,
+        remote: Arc<Remote>,
         undelivered: CancellationToken,
     ) {
         while let Some(publish) = inbound.recv().await {
+            if publish.topic.starts_with(TOPIC_ROOT.as_bytes()) {
+                // Acknowledged once taken: what a remote caller relies on is the answer, not this.
+                let ack = publish.clone();
+                remote.take(&self, publish).await;
+                let _ = client.ack(&ack).await;
+                continue;
+            }
             let Ok(topic) = String::from_utf8(publish.topic.to_vec()) else {
                 self.counters.dropped_inbound.fetch_add(1, Ordering::Relaxed);
                 let _ = client.ack(&publish).await;

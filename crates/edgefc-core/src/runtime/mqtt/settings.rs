@@ -193,3 +193,147 @@ impl BrokerEntry {
         })
     }
 }
+
+/// An entry of `remoteFunctions`: a function of another gateway, and the
+/// broker it is reached through (the first configured when absent).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct RemoteFunctionEntry {
+    service_name: String,
+    function_name: String,
+    gateway_id: String,
+    broker: Option<String>,
+    /// Another name local callers may use for it, as a `functionId`.
+    function_id: Option<String>,
+}
+
+/// An entry of `exposedFunctions`: a function of this gateway that other gateways may invoke.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct ExposedFunctionEntry {
+    service_name: String,
+    function_name: String,
+}
+
+/// A function on another gateway, as a caller here reaches it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteFunction {
+    pub service_name: String,
+    pub function_name: String,
+    pub gateway_id: String,
+    /// Index into the config's brokers.
+    pub broker: usize,
+}
+
+/// Invocations between gateways: who this gateway is, what it may call
+/// elsewhere, and what it lets others call here.
+#[derive(Debug, Clone, Default)]
+pub struct RemoteSettings {
+    pub gateway_id: String,
+    /// `remoteTimeoutMs`: how long a remote call waits for its answer.
+    pub timeout: Duration,
+    pub functions: Vec<RemoteFunction>,
+    /// The names callers here use for remote functions: their ARN, their
+    /// `functionId` if given, and their bare name after `FUNCTION_NAME_PREFIX`.
+    names: std::collections::HashMap<String, usize>,
+    /// The broker that `remoteFunctions` names for a gateway.
+    gateway_brokers: std::collections::HashMap<String, usize>,
+    /// `exposedFunctions`: indices of local functions, in the config's function list.
+    pub exposed: std::collections::BTreeSet<usize>,
+}
+
+pub const DEFAULT_REMOTE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A topic level edgefc builds from a name: MQTT gives '/', '+' and '#' meanings.
+pub(crate) fn check_topic_level(what: &str, value: &str) -> Result<()> {
+    if value.is_empty() || value.contains(['/', '+', '#', '\0']) {
+        return Err(Error::config(format!("{what} \"{value}\" must be non-empty, without '/', '+', '#'")));
+    }
+    Ok(())
+}
+
+impl RemoteSettings {
+    /// `local` finds a local function by ARN; no remote function may share a local one's name.
+    pub(crate) fn resolve(
+        gateway_id: String,
+        timeout: Duration,
+        remote: Vec<RemoteFunctionEntry>,
+        exposed: Vec<ExposedFunctionEntry>,
+        brokers: &[BrokerSpec],
+        local: impl Fn(&str) -> Option<usize>,
+        name_prefix: &str,
+    ) -> Result<RemoteSettings> {
+        let mut settings = RemoteSettings { gateway_id, timeout, ..Default::default() };
+        for entry in remote {
+            let label = format!("remoteFunctions {}/{} on {}", entry.service_name, entry.function_name, entry.gateway_id);
+            let in_entry = |message: String| Error::config(format!("{label}: {message}"));
+            check_topic_level("serviceName", &entry.service_name)?;
+            check_topic_level("functionName", &entry.function_name)?;
+            check_topic_level("gatewayId", &entry.gateway_id)?;
+            if entry.gateway_id == settings.gateway_id {
+                return Err(in_entry("that is this gateway's own id; configure the function here instead".into()));
+            }
+            let broker = match &entry.broker {
+                Some(name) => brokers
+                    .iter()
+                    .position(|broker| &broker.name == name)
+                    .ok_or_else(|| in_entry(format!("broker {name} is not in mqtt.brokers")))?,
+                None if brokers.is_empty() => return Err(in_entry("remote functions need a broker in mqtt.brokers".into())),
+                None => 0,
+            };
+            let arn = crate::runtime::config::function_arn(&entry.service_name, &entry.function_name);
+            if local(&arn).is_some() {
+                return Err(in_entry("a local function has the same serviceName and functionName".into()));
+            }
+            let index = settings.functions.len();
+            let bare = format!("{name_prefix}{}", entry.function_name);
+            for name in [Some(arn), entry.function_id.clone(), Some(bare)].into_iter().flatten() {
+                if local(&name).is_some() {
+                    return Err(in_entry(format!("{name} already names a local function")));
+                }
+                if let Some(other) = settings.names.insert(name.clone(), index) {
+                    if name.starts_with(name_prefix) {
+                        // Two remote functions of one name: the bare name is ambiguous, so it names neither.
+                        settings.names.insert(name, usize::MAX);
+                    } else if other != index {
+                        return Err(in_entry(format!("{name} names another remote function too")));
+                    }
+                }
+            }
+            settings.gateway_brokers.entry(entry.gateway_id.clone()).or_insert(broker);
+            settings.functions.push(RemoteFunction {
+                service_name: entry.service_name,
+                function_name: entry.function_name,
+                gateway_id: entry.gateway_id,
+                broker,
+            });
+        }
+        if !exposed.is_empty() && brokers.is_empty() {
+            return Err(Error::config("exposedFunctions need a broker in mqtt.brokers"));
+        }
+        for entry in exposed {
+            let arn = crate::runtime::config::function_arn(&entry.service_name, &entry.function_name);
+            let index = local(&arn).ok_or_else(|| {
+                Error::config(format!(
+                    "exposedFunctions {}/{} names no configured function",
+                    entry.service_name, entry.function_name
+                ))
+            })?;
+            check_topic_level("serviceName", &entry.service_name)?;
+            check_topic_level("functionName", &entry.function_name)?;
+            settings.exposed.insert(index);
+        }
+        Ok(settings)
+    }
+
+    /// The remote function a local caller's target names, if any.
+    pub fn named(&self, target: &str) -> Option<&RemoteFunction> {
+        self.names.get(target).and_then(|&index| self.functions.get(index))
+    }
+
+    /// The broker through which gateway `gateway_id` is reached: the one
+    /// `remoteFunctions` names for it, else the first configured.
+    pub fn broker_for(&self, gateway_id: &str) -> usize {
+        self.gateway_brokers.get(gateway_id).copied().unwrap_or(0)
+    }
+}
