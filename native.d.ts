@@ -84,6 +84,12 @@ export declare function functionArn(serviceName: string, functionName: string): 
 export declare function functionNamePrefix(): string
 
 /**
+ * What goes before `<gatewayId>:<target>` in an invocation's target: that
+ * function on that gateway, through the MQTT bridge.
+ */
+export declare function gatewayPrefix(): string
+
+/**
  * One worker thread for the addon's async work: a process talks to the
  * runtime over one connection, so more threads only add hand-offs (and
  * wake-ups) between them.

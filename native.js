@@ -841,6 +841,7 @@ module.exports.becomeUser = nativeBinding.becomeUser
 module.exports.errorCodes = nativeBinding.errorCodes
 module.exports.functionArn = nativeBinding.functionArn
 module.exports.functionNamePrefix = nativeBinding.functionNamePrefix
+module.exports.gatewayPrefix = nativeBinding.gatewayPrefix
 module.exports.hardenProcess = nativeBinding.hardenProcess
 module.exports.routerFunctionId = nativeBinding.routerFunctionId
 module.exports.runtimeEndpoint = nativeBinding.runtimeEndpoint

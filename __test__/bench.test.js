@@ -5,6 +5,7 @@
 
 const assert = require('assert/strict');
 const { execFileSync } = require('child_process');
+const fs = require('fs');
 const path = require('path');
 const { it } = require('node:test');
 
@@ -20,4 +21,8 @@ it('npm run bench -- --quick completes and prints every table', { timeout: 30000
   }
   assert.match(output, /\| 1 MiB \| 256 \| [\d,]+ \|/);
   assert.match(output, /\| runtime RSS, idle \| [\d.]+ MiB \|/);
+  if (['/usr/sbin/mosquitto', '/usr/bin/mosquitto'].some((file) => fs.existsSync(file))) {
+    assert.match(output, /Cross-gateway Sync, 64 B/);
+    assert.match(output, /\| 256 \| [\d,.]+ \| [\d,.]+ \| [\d,]+ \| [\d,.]+ \| [\d,]+ \|/);
+  }
 });

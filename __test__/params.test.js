@@ -36,6 +36,7 @@ const invalid = [
   ['invokerContext not a string', { functionId: 'f', invokerContext: { custom: 1 } }, /"invokerContext" must be a String/],
   ['payload a number', { functionId: 'f', payload: 42 }, /"payload" must be a String or a Buffer/],
   ['payload an object', { functionId: 'f', payload: { a: 1 } }, /"payload" must be a String or a Buffer/],
+  ['gatewayId not a string', { serviceName: 's', functionName: 'f', gatewayId: 2 }, /"gatewayId" must be a String/],
 ];
 
 describe('invokeFunction parameter validation', () => {
@@ -74,7 +75,8 @@ describe('invokeFunction parameter validation', () => {
 
   it('exposes every error code', () => {
     assert.deepEqual(Object.values(ErrorCode).sort(), [
-      'ERR_CONFIG', 'ERR_CREDENTIALS_UNAVAILABLE', 'ERR_FUNCTION_FAILED', 'ERR_FUNCTION_NOT_FOUND', 'ERR_INTERNAL',
+      'ERR_CONFIG', 'ERR_CREDENTIALS_UNAVAILABLE', 'ERR_FUNCTION_FAILED', 'ERR_FUNCTION_NOT_FOUND', 'ERR_GATEWAY_OFFLINE',
+      'ERR_INTERNAL',
       'ERR_INVALID_PARAMS', 'ERR_PAYLOAD_TOO_LARGE',
       'ERR_PROTOCOL', 'ERR_QUEUE_FULL', 'ERR_RUNTIME_UNAVAILABLE', 'ERR_SHUTTING_DOWN', 'ERR_TIMEOUT',
       'ERR_TOO_MANY_CONNECTIONS', 'ERR_UNAUTHORIZED',

@@ -170,6 +170,66 @@ async function benchEdgefc(results) {
 }
 
 /**
+ * 64 B Sync calls from a caller on gateway gw1 to the echo function on
+ * gateway gw2, through one local Mosquitto: two runtime processes, each
+ * reaching the other only through the broker.
+ */
+async function benchCrossGateway(results) {
+  const { MOSQUITTO, startBroker } = require(path.join(ROOT, 'examples', 'two-gateways', 'broker'));
+  if (MOSQUITTO === undefined) {
+    console.error('cross-gateway: skipped (mosquitto is not installed; bash scripts/services.sh installs it)');
+    return;
+  }
+  const { FCClient } = require(ROOT);
+  const { runtimeCommand } = require(path.join(ROOT, 'lib', 'runtime'));
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'edgefc-bench-remote-'));
+  const { port, broker } = await startBroker(dir);
+  const gateways = [];
+  const gateway = async (name, settings) => {
+    const file = path.join(dir, `${name}.json`);
+    fs.writeFileSync(file, JSON.stringify({
+      gatewayId: name,
+      stateDir: path.join(dir, name),
+      runAs: 'runtime',
+      mqtt: { brokers: { site: { url: `mqtt://127.0.0.1:${port}`, maxInflight: 256 } } },
+      ...settings,
+    }));
+    const [binary, args] = runtimeCommand(file);
+    gateways.push(await startProcess(binary, args, 'listening on'));
+  };
+  try {
+    await gateway('gw2', {
+      functions: [{ serviceName: 'Bench', functionName: 'echo', codeDir: path.join(__dirname, 'fixtures', 'echo'), maxConcurrency: 256 }],
+      exposedFunctions: [{ serviceName: 'Bench', functionName: 'echo' }],
+    });
+    await gateway('gw1', {
+      functions: [],
+      remoteFunctions: [{ serviceName: 'Bench', functionName: 'echo', gatewayId: 'gw2', functionId: 'far-echo' }],
+    });
+    const token = fs.readFileSync(path.join(dir, 'gw1', 'admin.token'), 'utf8');
+    const fc = new FCClient({ socketPath: path.join(dir, 'gw1', 'edgefc.sock'), token, timeoutMs: 5000 });
+    const payload = Buffer.alloc(64, 7);
+    const callOnce = () => fc.invokeFunction({ functionId: 'far-echo', payload });
+    // Until gw2 has subscribed to its requests, a call finds nobody there.
+    for (let tries = 0; ; tries += 1) {
+      const answered = await callOnce().then(() => true, (err) => {
+        if (tries === 50) throw err;
+        return false;
+      });
+      if (answered) break;
+    }
+    await measure(callOnce, 16);
+    for (const inFlight of [1, 256]) {
+      results.crossGateway.push({ inFlight, ...(await repeated(() => measure(callOnce, inFlight))) });
+    }
+  } finally {
+    for (const child of gateways.reverse()) await stopProcess(child);
+    broker.kill();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/**
  * Sends MESSAGES with 256 in flight: accepted/s counts until every send is
  * acknowledged, delivered/s until the receiving function has them all.
  */
@@ -284,6 +344,14 @@ function tables(results) {
       lines.push(`| ${label} | ${inFlight} | ${fmt(e.perSecond)} | ${fmt(e.p99)} | ${fmt(b.perSecond)} | ${fmt(b.p99)} | ${fmt(f.perSecond)} | ${fmt(f.p99)} | ${fmt(e.perSecond / b.perSecond, 1)}× | ${fmt(e.perSecond / f.perSecond, 2)}× |`);
     }
   }
+  if (results.crossGateway.length > 0) {
+    lines.push('', 'Cross-gateway Sync, 64 B: gw1 → one local Mosquitto → gw2 → Mosquitto → gw1 (MQTT 5, QoS 1), beside local calls:', '');
+    lines.push('| in flight | cross-gateway p50 µs | p99 µs | calls/s | local edgefc p50 µs | calls/s |', '|---|---|---|---|---|---|');
+    for (const r of results.crossGateway) {
+      const local = results.sync.find((row) => row.design === 'edgefc' && row.payload === '64 B' && row.inFlight === r.inFlight);
+      lines.push(`| ${r.inFlight} | ${fmt(r.p50, 1)} | ${fmt(r.p99, 1)} | ${fmt(r.perSecond)} | ${fmt(local.p50, 1)} | ${fmt(local.perSecond)} |`);
+    }
+  }
   lines.push('', 'Delivery throughput, 64 B, 256 in flight, counted at the receiving function:', '');
   lines.push('| edgefc | accepted/s | delivered/s |', '|---|---|---|');
   for (const t of results.throughput) lines.push(`| ${t.kind} | ${fmt(t.acceptedPerSecond)} | ${fmt(t.perSecond)} |`);
@@ -361,9 +429,10 @@ function benchPinned(results) {
 
 async function main() {
   const started = Date.now();
-  const results = { sync: [], throughput: [], cost: {}, pinned: [], roundTrip: [] };
+  const results = { sync: [], throughput: [], cost: {}, pinned: [], roundTrip: [], crossGateway: [] };
   benchFloor(results);
   await benchEdgefc(results);
+  if (!PINNED) await benchCrossGateway(results);
   await benchBaseline(results);
   if (PINNED) {
     process.stdout.write(JSON.stringify(results));

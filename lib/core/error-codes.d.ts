@@ -16,6 +16,7 @@ export type ErrorCodeValue =
   | 'ERR_CREDENTIALS_UNAVAILABLE'
   | 'ERR_TOO_MANY_CONNECTIONS'
   | 'ERR_SHUTTING_DOWN'
+  | 'ERR_GATEWAY_OFFLINE'
 
 /** `ErrorCode.X` is `'ERR_X'`. */
 export interface ErrorCodeMap {
@@ -33,4 +34,5 @@ export interface ErrorCodeMap {
   readonly CREDENTIALS_UNAVAILABLE: 'ERR_CREDENTIALS_UNAVAILABLE'
   readonly TOO_MANY_CONNECTIONS: 'ERR_TOO_MANY_CONNECTIONS'
   readonly SHUTTING_DOWN: 'ERR_SHUTTING_DOWN'
+  readonly GATEWAY_OFFLINE: 'ERR_GATEWAY_OFFLINE'
 }

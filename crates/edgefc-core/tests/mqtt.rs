@@ -304,6 +304,26 @@ async fn a_message_the_broker_refuses_for_good_is_dropped_and_counted_not_sent_f
     fixture.stop().await;
 }
 
+#[tokio::test]
+async fn a_message_over_the_brokers_maximum_packet_size_is_dropped_not_sent_forever() {
+    need_mosquitto!();
+    // The broker says so in its CONNACK; rumqttc would end the connection on such a publish, at every reconnect.
+    let broker = Mosquitto::start_with_config("max_packet_size 2000\n");
+    let mut peer = Peer::connect(&broker, "size-watcher", &["up/#"]).await;
+    let routes = r##"{"source": "any", "topicFilter": "up/#", "target": "mqtt:hub", "qos": 1},
+                     {"source": "any", "topicFilter": "fast/#", "target": "mqtt:hub"}"##;
+    let fixture = Fixture::start(&bridge_config(&broker, routes)).await;
+    let client = fixture.client().await;
+    publish(&client, "up/large", Payload::Binary(Bytes::from(vec![1u8; 4000]))).await;
+    publish(&client, "fast/large", Payload::Binary(Bytes::from(vec![2u8; 4000]))).await;
+    publish(&client, "up/small", Payload::text("fits")).await;
+    assert_eq!(peer.next().await.0, "up/small");
+    let stats = wait_for_stats(&client, |stats| stats["mqtt"][0]["outboxMessages"] == 0).await;
+    assert_eq!(stats["mqtt"][0]["droppedTooLarge"], 2, "{stats}");
+    assert_eq!(stats["mqtt"][0]["connects"], 1, "the connection stayed up: {stats}");
+    fixture.stop().await;
+}
+
 /// No broker needed: nothing listens where the link tries, so the outbox only fills.
 #[tokio::test]
 async fn a_message_larger_than_the_whole_outbox_is_refused_and_drops_nothing() {

@@ -16,6 +16,8 @@ pub struct Mosquitto {
     acl: Option<String>,
     /// The port of the broker this one is bridged to (MQTT 5, `edgefc/#` both ways).
     bridged_to: Option<u16>,
+    /// More lines for its config file.
+    extra: String,
     dir: tempfile::TempDir,
     child: Option<Child>,
 }
@@ -61,7 +63,15 @@ impl Mosquitto {
     /// once the bridge has connected.
     pub fn start_bridged_to(hub: &Mosquitto) -> Mosquitto {
         let dir = tempfile::Builder::new().prefix("mosq").tempdir_in("/tmp").unwrap();
-        let mut broker = Mosquitto { port: free_port(), tls_port: None, acl: None, bridged_to: Some(hub.port), dir, child: None };
+        let mut broker = Mosquitto {
+            port: free_port(),
+            tls_port: None,
+            acl: None,
+            bridged_to: Some(hub.port),
+            extra: String::new(),
+            dir,
+            child: None,
+        };
         broker.write_config();
         broker.launch();
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -73,16 +83,29 @@ impl Mosquitto {
         broker
     }
 
+    /// With more lines in its config file (`max_packet_size 2000`, say).
+    pub fn start_with_config(extra: &str) -> Mosquitto {
+        let mut broker = Mosquitto::started_as(false, None, extra);
+        broker.launch();
+        broker
+    }
+
     fn started(tls: bool, acl: Option<String>) -> Mosquitto {
+        let mut broker = Mosquitto::started_as(tls, acl, "");
+        broker.launch();
+        broker
+    }
+
+    /// Configured, not yet launched.
+    fn started_as(tls: bool, acl: Option<String>, extra: &str) -> Mosquitto {
         let dir = tempfile::Builder::new().prefix("mosq").tempdir_in("/tmp").unwrap();
         let port = free_port();
         let tls_port = tls.then(free_port);
-        let mut broker = Mosquitto { port, tls_port, acl, bridged_to: None, dir, child: None };
+        let broker = Mosquitto { port, tls_port, acl, bridged_to: None, extra: extra.to_string(), dir, child: None };
         if tls {
             make_certificates(broker.dir.path());
         }
         broker.write_config();
-        broker.launch();
         broker
     }
 
@@ -106,6 +129,7 @@ impl Mosquitto {
             std::fs::write(dir.join("acl"), acl).unwrap();
             config += &format!("acl_file {}/acl\n", dir.display());
         }
+        config += &self.extra;
         if let Some(hub) = self.bridged_to {
             config += &format!(
                 "connection site-{port}\naddress 127.0.0.1:{hub}\nbridge_protocol_version mqttv50\n\

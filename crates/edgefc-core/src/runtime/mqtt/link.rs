@@ -78,6 +78,8 @@ pub struct LinkStats {
     pub dropped_inbound: u64,
     /// Subscriptions of routes from this broker that it refused (an ACL, say): those routes get nothing.
     pub refused_subscriptions: u64,
+    /// Messages larger than the broker's Maximum Packet Size (from the outbox too): dropped.
+    pub dropped_too_large: u64,
 }
 
 #[derive(Default)]
@@ -94,6 +96,7 @@ struct Counters {
     received: AtomicU64,
     dropped_inbound: AtomicU64,
     refused_subscriptions: AtomicU64,
+    dropped_too_large: AtomicU64,
 }
 
 /// The outbox's messages of this broker, by sequence number (oldest
@@ -133,6 +136,8 @@ struct Window {
     state: Mutex<WindowState>,
     /// An acknowledgement made room.
     room: Notify,
+    /// The broker's Maximum Packet Size, if it set one.
+    max_packet: Option<u32>,
 }
 
 #[derive(Default)]
@@ -279,6 +284,7 @@ impl Link {
             received: count(&self.counters.received),
             dropped_inbound: count(&self.counters.dropped_inbound),
             refused_subscriptions: count(&self.counters.refused_subscriptions),
+            dropped_too_large: count(&self.counters.dropped_too_large),
         }
     }
 
@@ -358,7 +364,7 @@ impl Link {
     ) -> std::result::Result<(), String> {
         let (client, mut events) =
             AsyncClient::new(self.options(subscriptions.len(), remote), request_capacity(&self.spec, subscriptions.len()));
-        wait_for_connack(&mut events).await?;
+        let max_packet = wait_for_connack(&mut events).await?;
         self.counters.connects.fetch_add(1, Ordering::Relaxed);
         // Connected counts once the broker has taken every subscription too (see `exchange`).
         self.counters.connected.store(subscriptions.is_empty(), Ordering::Relaxed);
@@ -383,7 +389,8 @@ impl Link {
             remote.clone(),
             undelivered.clone(),
         )));
-        let outcome = self.exchange(&client, &mut events, subscriptions.len(), &inbound, &undelivered, stop).await;
+        let window = Arc::new(Window { max_packet, ..Window::default() });
+        let outcome = self.exchange(&client, &mut events, window, subscriptions.len(), &inbound, &undelivered, stop).await;
         // A connection that had worked counts as such; what ended it is logged.
         if let Err(error) = outcome {
             log::warn(format_args!("broker {}: connection lost: {error}", self.spec.name));
@@ -396,12 +403,12 @@ impl Link {
         self: &Arc<Self>,
         client: &AsyncClient,
         events: &mut EventLoop,
+        window: Arc<Window>,
         mut unconfirmed_subscriptions: usize,
         inbound: &mpsc::Sender<Publish>,
         undelivered: &CancellationToken,
         stop: &CancellationToken,
     ) -> std::result::Result<(), String> {
-        let window = Arc::new(Window::default());
         {
             // Everything in the outbox goes again on every connection, oldest first.
             let mut outbox = self.outbox.lock().unwrap();
@@ -487,8 +494,12 @@ impl Link {
             };
             if let Some(message) = direct {
                 // Not the outbox's: its acknowledgement, if any, matters to nobody here.
-                window.state.lock().unwrap().submitted.push_back(None);
                 let DirectMessage { topic, payload, properties, qos, retain } = message;
+                if too_large(window.max_packet, &topic, qos, &payload, &properties) {
+                    self.dropped_too_large(&topic);
+                    continue;
+                }
+                window.state.lock().unwrap().submitted.push_back(None);
                 if client.publish_with_properties(topic, qos, retain, payload, properties).await.is_err() {
                     return;
                 }
@@ -516,12 +527,27 @@ impl Link {
                     continue;
                 }
             };
-            window.state.lock().unwrap().submitted.push_back(Some(seq));
             let (bytes, properties) = wire_payload(&message.payload);
+            if too_large(window.max_packet, &message.topic, QoS::AtLeastOnce, &bytes, &properties) {
+                if self.outbox.lock().unwrap().remove(seq) {
+                    self.store.unpost(seq);
+                }
+                self.dropped_too_large(&message.topic);
+                continue;
+            }
+            window.state.lock().unwrap().submitted.push_back(Some(seq));
             if client.publish_with_properties(message.topic, QoS::AtLeastOnce, false, bytes, properties).await.is_err() {
                 return;
             }
         }
+    }
+
+    fn dropped_too_large(&self, topic: &str) {
+        self.counters.dropped_too_large.fetch_add(1, Ordering::Relaxed);
+        log::warn(format_args!(
+            "broker {}: a message on {topic} is larger than the broker's Maximum Packet Size; dropped",
+            self.spec.name
+        ));
     }
 
     /// The broker answered message `seq`. Taken: it leaves the outbox.
@@ -602,13 +628,25 @@ fn wire_payload(payload: &Payload) -> (Bytes, PublishProperties) {
     (payload.bytes().clone(), PublishProperties { payload_format_indicator: Some(indicator), ..Default::default() })
 }
 
-async fn wait_for_connack(events: &mut EventLoop) -> std::result::Result<(), String> {
+/// Waits for the CONNACK; returns the broker's Maximum Packet Size, if it set one.
+async fn wait_for_connack(events: &mut EventLoop) -> std::result::Result<Option<u32>, String> {
     loop {
         match events.poll().await.map_err(|error| error.to_string())? {
-            Event::Incoming(Incoming::ConnAck(_)) => return Ok(()),
+            Event::Incoming(Incoming::ConnAck(ack)) => {
+                return Ok(ack.properties.and_then(|properties| properties.max_packet_size))
+            }
             _ => continue,
         }
     }
+}
+
+/// Whether a publish would be over the broker's Maximum Packet Size: rumqttc
+/// would fail the whole connection on it, again after every reconnect.
+fn too_large(max_packet: Option<u32>, topic: &str, qos: QoS, payload: &Bytes, properties: &PublishProperties) -> bool {
+    let Some(max) = max_packet else { return false };
+    let mut publish = Publish::new(topic, qos, payload.clone(), Some(properties.clone()));
+    publish.pkid = 1;
+    publish.size() > max as usize
 }
 
 /// Decorrelated jitter: between `base` and three times the last pause, at most `cap`.

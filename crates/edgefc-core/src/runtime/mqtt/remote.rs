@@ -107,6 +107,8 @@ pub struct RemoteStats {
     pub repeats: u64,
     pub not_exposed: u64,
     pub malformed: u64,
+    /// Answers dropped because too many messages waited for the broker (their callers time out).
+    pub answers_dropped: u64,
     /// Gateways whose retained status says online, and offline.
     pub gateways_online: usize,
     pub gateways_offline: usize,
@@ -122,6 +124,7 @@ struct Counters {
     repeats: AtomicU64,
     not_exposed: AtomicU64,
     malformed: AtomicU64,
+    answers_dropped: AtomicU64,
 }
 
 struct WaitingCall {
@@ -384,7 +387,7 @@ impl Remote {
             }
             Kept::Answered(answer) => {
                 self.counters.repeats.fetch_add(1, Ordering::Relaxed);
-                link.send_direct(to.address(*answer));
+                self.answer(link, to.address(*answer));
                 return;
             }
         }
@@ -404,7 +407,7 @@ impl Remote {
         if let Some(answer) = answer {
             let answer = encode_answer(answer);
             self.answers.lock().unwrap().finish(&key, &answer);
-            link.send_direct(to.address(answer));
+            self.answer(link, to.address(answer));
             return;
         }
         let Ok(permit) = self.running.clone().acquire_owned().await else { return };
@@ -422,9 +425,16 @@ impl Remote {
         tokio::spawn(async move {
             let answer = encode_answer(serve(request).await);
             remote.answers.lock().unwrap().finish(&key, &answer);
-            link.send_direct(to.address(answer));
+            remote.answer(&link, to.address(answer));
             drop(permit);
         });
+    }
+
+    /// Sends an answer; one that finds the link's memory queue full is lost (its caller times out), and counted.
+    fn answer(&self, link: &Link, answer: DirectMessage) {
+        if !link.send_direct(answer) {
+            self.counters.answers_dropped.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     pub(super) fn stats(&self) -> RemoteStats {
@@ -441,6 +451,7 @@ impl Remote {
             repeats: count(&self.counters.repeats),
             not_exposed: count(&self.counters.not_exposed),
             malformed: count(&self.counters.malformed),
+            answers_dropped: count(&self.counters.answers_dropped),
             gateways_online: online,
             gateways_offline: gateways.len() - online,
         }
