@@ -8,7 +8,7 @@
 //! after every connect, and the pause between attempts is ours.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -136,8 +136,6 @@ struct Window {
     state: Mutex<WindowState>,
     /// An acknowledgement made room.
     room: Notify,
-    /// The broker's Maximum Packet Size, if it set one.
-    max_packet: Option<u32>,
 }
 
 #[derive(Default)]
@@ -181,6 +179,8 @@ pub(super) struct Link {
     direct: Mutex<DirectQueue>,
     /// Something new to send.
     ready: Notify,
+    /// The current connection's Maximum Packet Size, as the broker said (0: none).
+    max_packet: AtomicU32,
     counters: Counters,
 }
 
@@ -193,6 +193,7 @@ impl Link {
             outbox: Mutex::new(OutboxIndex::default()),
             direct: Mutex::new(DirectQueue::default()),
             ready: Notify::new(),
+            max_packet: AtomicU32::new(0),
             counters: Counters::default(),
         }
     }
@@ -389,8 +390,9 @@ impl Link {
             remote.clone(),
             undelivered.clone(),
         )));
-        let window = Arc::new(Window { max_packet, ..Window::default() });
-        let outcome = self.exchange(&client, &mut events, window, subscriptions.len(), &inbound, &undelivered, stop).await;
+        // 0: the broker set none.
+        self.max_packet.store(max_packet.unwrap_or(0), Ordering::Relaxed);
+        let outcome = self.exchange(&client, &mut events, subscriptions.len(), &inbound, &undelivered, stop).await;
         // A connection that had worked counts as such; what ended it is logged.
         if let Err(error) = outcome {
             log::warn(format_args!("broker {}: connection lost: {error}", self.spec.name));
@@ -403,12 +405,12 @@ impl Link {
         self: &Arc<Self>,
         client: &AsyncClient,
         events: &mut EventLoop,
-        window: Arc<Window>,
         mut unconfirmed_subscriptions: usize,
         inbound: &mpsc::Sender<Publish>,
         undelivered: &CancellationToken,
         stop: &CancellationToken,
     ) -> std::result::Result<(), String> {
+        let window = Arc::new(Window::default());
         {
             // Everything in the outbox goes again on every connection, oldest first.
             let mut outbox = self.outbox.lock().unwrap();
@@ -495,7 +497,7 @@ impl Link {
             if let Some(message) = direct {
                 // Not the outbox's: its acknowledgement, if any, matters to nobody here.
                 let DirectMessage { topic, payload, properties, qos, retain } = message;
-                if too_large(window.max_packet, &topic, qos, &payload, &properties) {
+                if self.too_large(&topic, qos, &payload, &properties) {
                     self.dropped_too_large(&topic);
                     continue;
                 }
@@ -528,7 +530,7 @@ impl Link {
                 }
             };
             let (bytes, properties) = wire_payload(&message.payload);
-            if too_large(window.max_packet, &message.topic, QoS::AtLeastOnce, &bytes, &properties) {
+            if self.too_large(&message.topic, QoS::AtLeastOnce, &bytes, &properties) {
                 if self.outbox.lock().unwrap().remove(seq) {
                     self.store.unpost(seq);
                 }
@@ -540,6 +542,18 @@ impl Link {
                 return;
             }
         }
+    }
+
+    /// Whether a publish would be over the broker's Maximum Packet Size: rumqttc
+    /// would fail the whole connection on it, again after every reconnect.
+    fn too_large(&self, topic: &str, qos: QoS, payload: &Bytes, properties: &PublishProperties) -> bool {
+        let max = self.max_packet.load(Ordering::Relaxed);
+        if max == 0 {
+            return false;
+        }
+        let mut publish = Publish::new(topic, qos, payload.clone(), Some(properties.clone()));
+        publish.pkid = 1;
+        publish.size() > max as usize
     }
 
     fn dropped_too_large(&self, topic: &str) {
@@ -638,15 +652,6 @@ async fn wait_for_connack(events: &mut EventLoop) -> std::result::Result<Option<
             _ => continue,
         }
     }
-}
-
-/// Whether a publish would be over the broker's Maximum Packet Size: rumqttc
-/// would fail the whole connection on it, again after every reconnect.
-fn too_large(max_packet: Option<u32>, topic: &str, qos: QoS, payload: &Bytes, properties: &PublishProperties) -> bool {
-    let Some(max) = max_packet else { return false };
-    let mut publish = Publish::new(topic, qos, payload.clone(), Some(properties.clone()));
-    publish.pkid = 1;
-    publish.size() > max as usize
 }
 
 /// Decorrelated jitter: between `base` and three times the last pause, at most `cap`.
