@@ -122,6 +122,34 @@ async fn broker_messages_reach_functions_as_text_or_bytes() {
 }
 
 #[tokio::test]
+async fn a_flood_from_a_broker_past_the_receive_maximum_is_taken_on_one_connection() {
+    need_mosquitto!();
+    const COUNT: usize = 5000;
+    // No limit of the broker's own (and Mosquitto 2.0 does not keep to the client's Receive Maximum):
+    // the excess waits, bounded, while deliveries share their commits; the connection stays.
+    let broker = Mosquitto::start_with_config("max_inflight_messages 0\n");
+    let routes = r#"{"source": "mqtt:hub", "topicFilter": "down/#", "target": "function:echo", "qos": 1}"#;
+    let fixture = Fixture::start(&bridge_config(&broker, routes)).await;
+    let client = fixture.client().await;
+    wait_for_stats(&client, |stats| stats["mqtt"][0]["connected"] == true).await;
+    let peer = Peer::connect(&broker, "flooder", &[]).await;
+    for n in 0..COUNT {
+        peer.client.publish("down/n", QoS::AtLeastOnce, false, n.to_string()).await.unwrap();
+    }
+    let tasks = fixture.launcher.tasks.clone();
+    wait_until(|| {
+        let tasks = tasks.lock().unwrap();
+        let distinct: std::collections::HashSet<_> = tasks.iter().map(|(_, _, payload)| payload.bytes().clone()).collect();
+        (distinct.len() == COUNT).then_some(())
+    })
+    .await;
+    let stats = stats(&client).await;
+    assert_eq!(stats["mqtt"][0]["connects"], 1, "one connection all along: {stats}");
+    assert_eq!(stats["mqtt"][0]["droppedInbound"], 0, "{stats}");
+    fixture.stop().await;
+}
+
+#[tokio::test]
 async fn qos1_messages_survive_three_broker_restarts() {
     need_mosquitto!();
     const COUNT: usize = 10_000;

@@ -13,6 +13,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::stream::{FuturesOrdered, StreamExt};
+use futures_util::FutureExt;
 use rumqttc::v5::mqttbytes::v5::{PubAckReason, Publish, PublishProperties, SubscribeReasonCode};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{AsyncClient, Event, EventLoop, Incoming, MqttOptions};
@@ -35,9 +37,18 @@ use crate::runtime::store::{OutboxMessage, Store};
 /// invocation's refused.
 const MAX_DIRECT_WAITING: usize = 10_000;
 const MAX_DIRECT_WAITING_BYTES: usize = 8 << 20;
-/// Messages from the broker waiting for delivery, at most. QoS 1 ones are
-/// bounded by the in-flight window the broker keeps to; QoS 0 ones past it
-/// are dropped and counted.
+/// QoS 1 messages the broker may send unacknowledged (our CONNECT's Receive
+/// Maximum): room for that many is kept in the inbound queue.
+const RECEIVE_MAXIMUM: u16 = 256;
+/// QoS 1 messages past the Receive Maximum held for a broker that ignores
+/// it, at most (count, payload bytes); past either the connection is
+/// given up (the broker sends them again).
+const MAX_OVERFLOW: usize = 10_000;
+const MAX_OVERFLOW_BYTES: usize = 32 << 20;
+/// Messages from the broker being delivered at once.
+const MAX_CONCURRENT_DELIVERIES: usize = 64;
+/// QoS 0 messages from the broker waiting for delivery, at most, beside
+/// that room; more are dropped and counted.
 const MAX_INBOUND_WAITING: usize = 1024;
 /// Room for a publish's topic and properties beside its payload.
 const PACKET_OVERHEAD: usize = 128 << 10;
@@ -162,6 +173,13 @@ impl DirectMessage {
     fn size(&self) -> usize {
         self.topic.len() + self.payload.len()
     }
+}
+
+/// QoS 1 messages a broker sent beyond our Receive Maximum, waiting for room in the inbound queue.
+#[derive(Default)]
+struct Overflow {
+    messages: VecDeque<Publish>,
+    bytes: usize,
 }
 
 #[derive(Default)]
@@ -298,6 +316,7 @@ impl Link {
             .set_session_expiry_interval(Some(spec.session_expiry_secs))
             .set_manual_acks(true)
             .set_outgoing_inflight_upper_limit(spec.max_inflight)
+            .set_receive_maximum(Some(RECEIVE_MAXIMUM))
             .set_request_channel_capacity(request_capacity(spec, subscriptions))
             // What the runtime takes from anyone: a larger packet from the broker ends the connection.
             .set_max_packet_size(Some(u32::try_from(self.max_payload + PACKET_OVERHEAD).unwrap_or(u32::MAX)));
@@ -380,7 +399,7 @@ impl Link {
                 .try_publish_with_properties(topic, qos, retain, payload, properties)
                 .map_err(|error| format!("cannot publish this gateway's status: {error}"))?;
         }
-        let (inbound, inbound_rx) = mpsc::channel::<Publish>(MAX_INBOUND_WAITING);
+        let (inbound, inbound_rx) = mpsc::channel::<Publish>(MAX_INBOUND_WAITING + usize::from(RECEIVE_MAXIMUM));
         let undelivered = CancellationToken::new();
         // Ends with the session, however it ends (the runtime's stop drops it).
         let _receiver = AbortOnDropHandle::new(tokio::spawn(self.clone().receive(
@@ -411,6 +430,7 @@ impl Link {
         stop: &CancellationToken,
     ) -> std::result::Result<(), String> {
         let window = Arc::new(Window::default());
+        let mut overflow = Overflow::default();
         {
             // Everything in the outbox goes again on every connection, oldest first.
             let mut outbox = self.outbox.lock().unwrap();
@@ -421,6 +441,13 @@ impl Link {
             // Only this loop polls rumqttc; a poll is cut short only when the connection is given up.
             // An idle connection still pings once per keep-alive: a longer silence is a broker that stopped reading.
             let event = tokio::select! {
+                permit = inbound.reserve(), if !overflow.messages.is_empty() => {
+                    if let (Ok(permit), Some(publish)) = (permit, overflow.messages.pop_front()) {
+                        overflow.bytes -= publish.payload.len();
+                        permit.send(publish);
+                    }
+                    continue;
+                }
                 event = tokio::time::timeout(self.spec.keep_alive * 2 + Duration::from_secs(5), events.poll()) => match event {
                     Ok(event) => event,
                     Err(_) => break Err("nothing moved for two keep-alive periods".into()),
@@ -466,14 +493,31 @@ impl Link {
                 }
                 Event::Incoming(Incoming::Publish(publish)) => {
                     self.counters.received.fetch_add(1, Ordering::Relaxed);
-                    let qos1 = publish.qos != QoS::AtMostOnce;
-                    match inbound.try_send(publish) {
-                        Ok(()) => {}
-                        // A QoS 1 message beyond the window is the broker's error; it comes again after a reconnect.
-                        Err(_) if qos1 => break Err("the broker sent more than its in-flight window".into()),
-                        Err(_) => {
+                    if publish.qos == QoS::AtMostOnce {
+                        // QoS 0 messages never take the room kept for the QoS 1 window.
+                        if inbound.capacity() <= usize::from(RECEIVE_MAXIMUM) || inbound.try_send(publish).is_err() {
                             self.counters.dropped_inbound.fetch_add(1, Ordering::Relaxed);
                         }
+                        continue;
+                    }
+                    // In order: behind what already overflowed.
+                    let publish = match overflow.messages.is_empty() {
+                        true => match inbound.try_send(publish) {
+                            Ok(()) => continue,
+                            Err(mpsc::error::TrySendError::Full(publish)) => publish,
+                            Err(mpsc::error::TrySendError::Closed(_)) => break Err("the receiver ended".into()),
+                        },
+                        false => publish,
+                    };
+                    // A broker that does not keep to our Receive Maximum (Mosquitto 2.0 does not):
+                    // rumqttc must go on being polled (acks go through it), so the excess waits here, bounded.
+                    overflow.bytes += publish.payload.len();
+                    overflow.messages.push_back(publish);
+                    if overflow.messages.len() > MAX_OVERFLOW || overflow.bytes > MAX_OVERFLOW_BYTES {
+                        break Err(format!(
+                            "the broker sent more than {MAX_OVERFLOW} messages (or {MAX_OVERFLOW_BYTES} bytes) beyond the Receive \
+                             Maximum ({RECEIVE_MAXIMUM}); reconnecting"
+                        ));
                     }
                 }
                 _ => {}
@@ -586,10 +630,11 @@ impl Link {
         }
     }
 
-    /// Delivers the broker's messages in order, and acknowledges each once
-    /// delivered. A QoS 1 message that a full queue refused stays
-    /// unacknowledged: `undelivered` ends the connection, and the broker
-    /// sends it again on the next.
+    /// Delivers the broker's messages, up to `MAX_CONCURRENT_DELIVERIES` at
+    /// once (so that their durable commits share fsyncs), started in order
+    /// and acknowledged in order, each once delivered. A QoS 1 message that a
+    /// full queue refused stays unacknowledged: `undelivered` ends the
+    /// connection, and the broker sends it again on the next.
     async fn receive(
         self: Arc<Self>,
         mut inbound: mpsc::Receiver<Publish>,
@@ -598,38 +643,56 @@ impl Link {
         remote: Arc<Remote>,
         undelivered: CancellationToken,
     ) {
-        while let Some(publish) = inbound.recv().await {
-            if publish.topic.starts_with(TOPIC_ROOT.as_bytes()) {
-                // Acknowledged once taken: what a remote caller relies on is the answer, not this.
-                let ack = publish.clone();
-                remote.take(&self, publish).await;
-                let _ = client.ack(&ack).await;
-                continue;
-            }
-            let Ok(topic) = String::from_utf8(publish.topic.to_vec()) else {
-                self.counters.dropped_inbound.fetch_add(1, Ordering::Relaxed);
-                let _ = client.ack(&publish).await;
-                continue;
-            };
-            let text = publish.properties.as_ref().and_then(|properties| properties.payload_format_indicator) == Some(1);
-            let payload = match text && std::str::from_utf8(&publish.payload).is_ok() {
-                true => Payload::Text(publish.payload.clone()),
-                false => Payload::Binary(publish.payload.clone()),
-            };
-            if let Err(error) = deliver(topic.clone(), payload).await {
-                // Only what can never be delivered (too large, a bad topic) is acknowledged and dropped.
-                let never = matches!(error.code, ErrorCode::PayloadTooLarge | ErrorCode::InvalidParams);
-                if publish.qos != QoS::AtMostOnce && !never {
-                    log::warn(format_args!("broker {}: a message on {topic} waits: {error}", self.spec.name));
-                    undelivered.cancel();
-                    return;
+        let mut delivering: FuturesOrdered<futures_util::future::BoxFuture<'static, (Publish, bool)>> = FuturesOrdered::new();
+        loop {
+            tokio::select! {
+                // Finished deliveries first: their acks free the broker's window.
+                biased;
+                Some((publish, delivered)) = delivering.next(), if !delivering.is_empty() => {
+                    if !delivered {
+                        undelivered.cancel();
+                        return;
+                    }
+                    // An ack of a lost connection goes nowhere.
+                    let _ = client.ack(&publish).await;
                 }
-                self.counters.dropped_inbound.fetch_add(1, Ordering::Relaxed);
-                log::warn(format_args!("broker {}: a message on {topic} was not delivered: {error}", self.spec.name));
+                next = inbound.recv(), if delivering.len() < MAX_CONCURRENT_DELIVERIES => {
+                    let Some(publish) = next else { return };
+                    delivering.push_back(self.clone().delivery(publish, deliver.clone(), remote.clone()).boxed());
+                }
             }
-            // Acknowledged once delivered (durably, for QoS 1 routes); an ack of a lost connection goes nowhere.
-            let _ = client.ack(&publish).await;
         }
+    }
+
+    /// One message from the broker, to its routes (or, under `TOPIC_ROOT`,
+    /// to remote invocations); false if it must not be acknowledged.
+    async fn delivery(self: Arc<Self>, publish: Publish, deliver: Deliver, remote: Arc<Remote>) -> (Publish, bool) {
+        if publish.topic.starts_with(TOPIC_ROOT.as_bytes()) {
+            // Acknowledged once taken: what a remote caller relies on is the answer, not this.
+            remote.take(&self, publish.clone()).await;
+            return (publish, true);
+        }
+        let Ok(topic) = String::from_utf8(publish.topic.to_vec()) else {
+            self.counters.dropped_inbound.fetch_add(1, Ordering::Relaxed);
+            return (publish, true);
+        };
+        let text = publish.properties.as_ref().and_then(|properties| properties.payload_format_indicator) == Some(1);
+        let payload = match text && std::str::from_utf8(&publish.payload).is_ok() {
+            true => Payload::Text(publish.payload.clone()),
+            false => Payload::Binary(publish.payload.clone()),
+        };
+        if let Err(error) = deliver(topic.clone(), payload).await {
+            // Only what can never be delivered (too large, a bad topic) is acknowledged and dropped.
+            let never = matches!(error.code, ErrorCode::PayloadTooLarge | ErrorCode::InvalidParams);
+            if publish.qos != QoS::AtMostOnce && !never {
+                log::warn(format_args!("broker {}: a message on {topic} waits: {error}", self.spec.name));
+                return (publish, false);
+            }
+            self.counters.dropped_inbound.fetch_add(1, Ordering::Relaxed);
+            log::warn(format_args!("broker {}: a message on {topic} was not delivered: {error}", self.spec.name));
+        }
+        // Delivered (durably, for QoS 1 routes).
+        (publish, true)
     }
 }
 
