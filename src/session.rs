@@ -85,19 +85,28 @@ impl NativeSession {
     /// Sends an invocation; its outcome comes to `onCompletions` with `tag`.
     /// Throws what is wrong before sending (a payload over the limit, say).
     #[napi]
+    // Flat arguments, not an object: this is the hot path, and each property read from an object costs a call into V8.
+    #[allow(clippy::too_many_arguments)]
     pub fn submit_invoke(
         &self,
         tag: i64,
         target: String,
         asynchronous: bool,
         default_timeout_secs: u32,
+        caller_timeout_ms: u32,
         invoker_context: String,
         payload: Either<String, BufferSlice>,
     ) -> error::Result<()> {
         let default_timeout_secs = u16::try_from(default_timeout_secs)
             .map_err(|_| to_js(Error::new(ErrorCode::InvalidParams, "a default timeout is at most 65535 s")))?;
-        let request =
-            InvokeRequest { target, asynchronous, default_timeout_secs, invoker_context, payload: payload_from_js(payload) };
+        let request = InvokeRequest {
+            target,
+            asynchronous,
+            default_timeout_secs,
+            caller_timeout_ms,
+            invoker_context,
+            payload: payload_from_js(payload),
+        };
         self.submit(Request::Invoke(request), tag)
     }
 

@@ -114,9 +114,7 @@ class FacadeLink {
 function invokeByName(link, name, {
   asynchronous = false, defaultTimeoutSecs = 0, call, payload,
 }) {
-  return link.call((session) => session.invoke(
-    FUNCTION_NAME_PREFIX + name, asynchronous, encodeCall(call), payload, defaultTimeoutSecs,
-  ));
+  return link.invoke(FUNCTION_NAME_PREFIX + name, asynchronous, encodeCall(call), payload, defaultTimeoutSecs);
 }
 
 module.exports = {

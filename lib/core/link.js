@@ -84,6 +84,17 @@ class RuntimeLink {
     }
   }
 
+  /**
+   * Invokes `target` (see session.invoke); the runtime also learns how long
+   * this client waits (`timeoutMs`): the timeout of a call to another gateway.
+   */
+  invoke(target, asynchronous, invokerContext, payload, defaultTimeoutSecs = 0) {
+    const callerTimeoutMs = Math.min(Math.ceil(this.options.timeoutMs || 0), 0xffffffff);
+    return this.call((session) => session.invoke(
+      target, asynchronous, invokerContext, payload, defaultTimeoutSecs, callerTimeoutMs,
+    ));
+  }
+
   _withTimeout(call) {
     const { timeoutMs } = this.options;
     return withTimeout(call, timeoutMs, () => new EdgeFCError(ErrorCode.TIMEOUT,

@@ -77,11 +77,12 @@ class Session {
    * Resolves with the outcome: `{functionError, statusCode, replyContext,
    * payload}` of a Sync call, `{acceptedId}` of an Async one.
    * `defaultTimeoutSecs` is the timeout the caller's API implies for
-   * functions that configure none (0: none).
+   * functions that configure none (0: none); `callerTimeoutMs` how long the
+   * caller waits (0: not said), a remote call's timeout.
    */
-  invoke(target, asynchronous, invokerContext, payload, defaultTimeoutSecs = 0) {
+  invoke(target, asynchronous, invokerContext, payload, defaultTimeoutSecs = 0, callerTimeoutMs = 0) {
     return this._submit((tag) => this.native.submitInvoke(
-      tag, target, asynchronous, defaultTimeoutSecs, invokerContext, payload,
+      tag, target, asynchronous, defaultTimeoutSecs, callerTimeoutMs, invokerContext, payload,
     ));
   }
 

@@ -24,9 +24,9 @@ class FCClient {
   invokeFunction(params, callback) {
     return settle(callback, async () => {
       const request = invokeRequest(params);
-      const outcome = await this._link.call((session) => session.invoke(
+      const outcome = await this._link.invoke(
         request.target, request.asynchronous, request.invokerContext, request.payload,
-      ));
+      );
       if (request.asynchronous) {
         return outcome.acceptedId;
       }

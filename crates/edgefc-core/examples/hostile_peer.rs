@@ -106,6 +106,7 @@ async fn run(args: Args) -> serde_json::Value {
                         id: sent + 1,
                         asynchronous: false,
                         default_timeout_secs: 0,
+                        caller_timeout_ms: 0,
                         target: args.target.clone(),
                         invoker_context: String::new(),
                         payload: payload.clone(),
@@ -128,6 +129,7 @@ async fn run(args: Args) -> serde_json::Value {
                     target: args.target.clone(),
                     asynchronous: true,
                     default_timeout_secs: 0,
+                    caller_timeout_ms: 0,
                     invoker_context: String::new(),
                     payload: payload.clone(),
                 };

@@ -62,6 +62,7 @@ async fn call(sender: &FrameSender, waiting: &Waiting, payload: &Payload) {
         id,
         asynchronous: false,
         default_timeout_secs: 0,
+        caller_timeout_ms: 0,
         target: "echo".into(),
         invoker_context: String::new(),
         payload: payload.clone(),

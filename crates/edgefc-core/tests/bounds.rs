@@ -98,6 +98,7 @@ async fn a_caller_that_does_not_read_its_replies_stops_being_read() {
                 id,
                 asynchronous: false,
                 default_timeout_secs: 0,
+                caller_timeout_ms: 0,
                 target: "echo".into(),
                 invoker_context: String::new(),
                 payload: payload.clone(),

@@ -161,6 +161,13 @@ async fn a_gateway_that_never_answers_times_out() {
     assert_eq!(error.code, ErrorCode::Timeout, "{error}");
     assert!(error.message.contains("did not answer within 300 ms"), "{error}");
     assert!(started.elapsed() >= Duration::from_millis(300));
+    // The caller's own wait comes first.
+    let started = std::time::Instant::now();
+    let error =
+        invoke(&client, InvokeRequest { caller_timeout_ms: 100, ..sync(&nowhere, Payload::text("x")) }).await.unwrap_err();
+    assert_eq!(error.code, ErrorCode::Timeout, "{error}");
+    assert!(error.message.contains("did not answer within 100 ms"), "{error}");
+    assert!(started.elapsed() < Duration::from_millis(300));
     // A gateway id that cannot be a topic level is the caller's mistake.
     let error = invoke(&client, sync("edgefc:gateway:g+w:x", Payload::text("x"))).await.unwrap_err();
     assert_eq!(error.code, ErrorCode::InvalidParams);

@@ -19,7 +19,7 @@ use tokio_util::codec::{Decoder, Encoder};
 use crate::error::ErrorCode;
 
 /// Bumped whenever the layout or the meaning of a field changes.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// Bytes before the first field: len + kind + flags + code + id.
 pub const HEADER_LEN: usize = 16;
@@ -27,9 +27,10 @@ pub const HEADER_LEN: usize = 16;
 /// The longest string field: its length travels as a `u16`.
 pub const MAX_FIELD_LEN: usize = u16::MAX as usize;
 
-/// Room for the string fields on top of the payload limit: at most two
-/// fields of at most `u16::MAX` bytes each, with their length prefixes.
-pub const MAX_FIELDS_LEN: usize = 2 * (2 + u16::MAX as usize);
+/// Room for the fields on top of the payload limit: at most two string
+/// fields of at most `u16::MAX` bytes each, with their length prefixes,
+/// and Invoke's caller timeout.
+pub const MAX_FIELDS_LEN: usize = 4 + 2 * (2 + u16::MAX as usize);
 
 const KIND_HELLO: u8 = 1;
 const KIND_WELCOME: u8 = 2;
@@ -139,7 +140,18 @@ pub enum Frame {
     /// `default_timeout_secs` (in the header's code slot; 0 for none) is
     /// how long the caller's API lets a function run when the function's
     /// config sets no `timeoutMs` of its own.
-    Invoke { id: u64, asynchronous: bool, default_timeout_secs: u16, target: String, invoker_context: String, payload: Payload },
+    /// `caller_timeout_ms` (a `u32` before the string fields; 0 for none)
+    /// is how long the caller waits for the answer: the timeout of a call
+    /// to another gateway.
+    Invoke {
+        id: u64,
+        asynchronous: bool,
+        default_timeout_secs: u16,
+        caller_timeout_ms: u32,
+        target: String,
+        invoker_context: String,
+        payload: Payload,
+    },
     /// The runtime took a request it answers no further: an Async invoke
     /// (`accepted_id` is its invocation id), a publish (the message id) or a
     /// subscription (empty).
@@ -245,6 +257,7 @@ fn decode_body(mut body: Bytes) -> Result<Frame, FrameError> {
             id,
             asynchronous: flags & FLAG_ASYNC != 0,
             default_timeout_secs: code,
+            caller_timeout_ms: take_u32(&mut body)?,
             target: take_field(&mut body)?,
             invoker_context: take_field(&mut body)?,
             payload: take_payload(flags, &mut body)?,
@@ -305,6 +318,13 @@ fn frame_has_payload(frame: &Frame) -> bool {
     )
 }
 
+fn take_u32(body: &mut Bytes) -> Result<u32, FrameError> {
+    if body.len() < 4 {
+        return Err(FrameError::Malformed("truncated fixed field"));
+    }
+    Ok(body.get_u32_le())
+}
+
 fn take_field(body: &mut Bytes) -> Result<String, FrameError> {
     if body.len() < 2 {
         return Err(FrameError::Malformed("truncated field length"));
@@ -347,7 +367,15 @@ impl Encoder<&Frame> for FrameCodec {
                     (KIND_HELLO, if *serve { FLAG_SERVE } else { 0 }, *version, 0, [token, ""], 1, None)
                 }
                 Frame::Welcome { version, max_payload } => (KIND_WELCOME, 0, *version, *max_payload, ["", ""], 0, None),
-                Frame::Invoke { id, asynchronous, default_timeout_secs, target, invoker_context, payload } => (
+                Frame::Invoke {
+                    id,
+                    asynchronous,
+                    default_timeout_secs,
+                    caller_timeout_ms: _,
+                    target,
+                    invoker_context,
+                    payload,
+                } => (
                     KIND_INVOKE,
                     payload.flag() | if *asynchronous { FLAG_ASYNC } else { 0 },
                     *default_timeout_secs,
@@ -378,7 +406,12 @@ impl Encoder<&Frame> for FrameCodec {
         if fields.iter().any(|field| field.len() > MAX_FIELD_LEN) {
             return Err(FrameError::FieldTooLong);
         }
-        let fields_len: usize = fields.iter().map(|field| 2 + field.len()).sum();
+        // Invoke alone has a fixed field before its strings.
+        let caller_timeout_ms = match frame {
+            Frame::Invoke { caller_timeout_ms, .. } => Some(*caller_timeout_ms),
+            _ => None,
+        };
+        let fields_len: usize = fields.iter().map(|field| 2 + field.len()).sum::<usize>() + caller_timeout_ms.map_or(0, |_| 4);
         let payload_len = payload.map_or(0, Payload::len);
         let frame_len = HEADER_LEN + fields_len + payload_len;
         if frame_len > self.max_frame_len {
@@ -390,6 +423,9 @@ impl Encoder<&Frame> for FrameCodec {
         dst.put_u8(flags);
         dst.put_u16_le(code);
         dst.put_u64_le(id);
+        if let Some(caller_timeout_ms) = caller_timeout_ms {
+            dst.put_u32_le(caller_timeout_ms);
+        }
         for field in fields {
             dst.put_u16_le(field.len() as u16);
             dst.put_slice(field.as_bytes());
@@ -429,6 +465,7 @@ mod tests {
                 id: u64::MAX,
                 asynchronous: true,
                 default_timeout_secs: 300,
+                caller_timeout_ms: 2500,
                 target: "acs:fc:::service:EdgeFC:function:helloworld".into(),
                 invoker_context: "eyJjdXN0b20iOnt9fQ==".into(),
                 payload: Payload::Binary(Bytes::from_static(&[0, 1, 255])),
@@ -437,6 +474,7 @@ mod tests {
                 id: 1,
                 asynchronous: false,
                 default_timeout_secs: 0,
+                caller_timeout_ms: 0,
                 target: "id".into(),
                 invoker_context: String::new(),
                 payload: Payload::text("中文 text"),
@@ -513,17 +551,19 @@ mod tests {
             id: 0x0102,
             asynchronous: true,
             default_timeout_secs: 0,
+            caller_timeout_ms: 0x0304,
             target: "f".into(),
             invoker_context: String::new(),
             payload: Payload::text("hi"),
         };
         let bytes = encode(&frame);
         let expected: Vec<u8> = [
-            &[19, 0, 0, 0][..],              // length of what follows: 12 + 3 + 2 + 2
+            &[23, 0, 0, 0][..],              // length of what follows: 12 + 4 + 3 + 2 + 2
             &[3],                            // kind Invoke
             &[0x01 | 0x04],                  // flags TEXT | ASYNC
             &[0, 0],                         // code
             &[0x02, 0x01, 0, 0, 0, 0, 0, 0], // id
+            &[0x04, 0x03, 0, 0],             // caller timeout (ms)
             &[1, 0, b'f'],                   // field: target
             &[0, 0],                         // field: invoker context
             b"hi",                           // payload, raw
@@ -575,6 +615,7 @@ mod tests {
             id: 1,
             asynchronous: false,
             default_timeout_secs: 0,
+            caller_timeout_ms: u32::MAX,
             target: "t".repeat(u16::MAX as usize),
             invoker_context: "c".repeat(u16::MAX as usize),
             payload: Payload::Binary(vec![7; 1024].into()),

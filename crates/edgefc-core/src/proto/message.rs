@@ -17,6 +17,9 @@ pub struct InvokeRequest {
     /// opinion) when the function's config sets no `timeoutMs`: 知晓云's
     /// 5 s Sync and 300 s Async, for instance.
     pub default_timeout_secs: u16,
+    /// How long the caller waits for the answer (ms, 0 for not said): the
+    /// timeout of a call to another gateway.
+    pub caller_timeout_ms: u32,
     /// Base64 JSON, passed through untouched.
     pub invoker_context: String,
     pub payload: Payload,
@@ -50,6 +53,7 @@ impl Request {
                 id,
                 asynchronous: request.asynchronous,
                 default_timeout_secs: request.default_timeout_secs,
+                caller_timeout_ms: request.caller_timeout_ms,
                 target: request.target,
                 invoker_context: request.invoker_context,
                 payload: request.payload,

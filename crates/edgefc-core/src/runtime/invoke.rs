@@ -65,6 +65,7 @@ async fn run(
                 broker,
                 asynchronous,
                 default_timeout_secs: request.default_timeout_secs,
+                caller_timeout_ms: request.caller_timeout_ms,
                 invoker_context: request.invoker_context,
                 payload: request.payload,
             };

@@ -267,10 +267,11 @@ fn dispatch(shared: &Arc<Shared>, peer: &Peer, frame: Frame) -> bool {
         }
     }
     let answer = match frame {
-        Frame::Invoke { id, asynchronous, default_timeout_secs, target, invoker_context, payload } => {
+        Frame::Invoke { id, asynchronous, default_timeout_secs, caller_timeout_ms, target, invoker_context, payload } => {
             match take_in_flight(shared, peer, id) {
                 Ok(permit) => {
-                    let request = InvokeRequest { target, asynchronous, default_timeout_secs, invoker_context, payload };
+                    let request =
+                        InvokeRequest { target, asynchronous, default_timeout_secs, caller_timeout_ms, invoker_context, payload };
                     tokio::spawn(invoke::handle(shared.clone(), peer.sender.clone(), peer.caller, id, request, permit));
                     return true;
                 }

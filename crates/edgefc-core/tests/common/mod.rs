@@ -175,7 +175,14 @@ impl Fixture {
 pub const SLOW: &str = "acs:fc:::service:S:function:slow";
 
 pub fn sync(target: &str, payload: Payload) -> InvokeRequest {
-    InvokeRequest { target: target.into(), asynchronous: false, default_timeout_secs: 0, invoker_context: String::new(), payload }
+    InvokeRequest {
+        target: target.into(),
+        asynchronous: false,
+        default_timeout_secs: 0,
+        caller_timeout_ms: 0,
+        invoker_context: String::new(),
+        payload,
+    }
 }
 
 pub async fn invoke(client: &Client, request: InvokeRequest) -> edgefc_core::Result<Reply> {

@@ -66,6 +66,8 @@ pub struct RemoteCall {
     pub broker: usize,
     pub asynchronous: bool,
     pub default_timeout_secs: u16,
+    /// How long the caller waits (0: not said).
+    pub caller_timeout_ms: u32,
     pub invoker_context: String,
     pub payload: Payload,
 }
@@ -239,9 +241,11 @@ impl Remote {
             self.counters.offline.fetch_add(1, Ordering::Relaxed);
             return Err(offline(&call.gateway_id, &target));
         }
-        let timeout = match call.default_timeout_secs {
-            0 => self.settings.timeout,
-            secs => Duration::from_secs(u64::from(secs)),
+        // The caller's own wait, else what its API implies, else remoteTimeoutMs.
+        let timeout = match (call.caller_timeout_ms, call.default_timeout_secs) {
+            (0, 0) => self.settings.timeout,
+            (0, secs) => Duration::from_secs(u64::from(secs)),
+            (ms, _) => Duration::from_millis(u64::from(ms)),
         };
         let correlation = Bytes::from(ids::new_id());
         let (answer, answered) = oneshot::channel();
