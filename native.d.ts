@@ -34,7 +34,7 @@ export declare class NativeSession {
    * Sends an invocation; its outcome comes to `onCompletions` with `tag`.
    * Throws what is wrong before sending (a payload over the limit, say).
    */
-  submitInvoke(tag: number, target: string, asynchronous: boolean, defaultTimeoutSecs: number, invokerContext: string, payload: string | Buffer): void
+  submitInvoke(tag: number, target: string, asynchronous: boolean, defaultTimeoutSecs: number, callerTimeoutMs: number, invokerContext: string, payload: string | Buffer): void
   /** Publishes; the outcome (the message id as `acceptedId`) comes to `onCompletions`. */
   submitPublish(tag: number, topic: string, payload: string | Buffer): void
   /**

@@ -7,10 +7,12 @@
 const assert = require('assert/strict');
 const { execFile } = require('child_process');
 const fs = require('fs');
+const os = require('os');
 const path = require('path');
 const { describe, it } = require('node:test');
 
-const { ROOT } = require('./helpers');
+const { FCClient } = require('..');
+const { ROOT, startRuntimeProcess } = require('./helpers');
 
 const HAS_MOSQUITTO = ['/usr/sbin/mosquitto', '/usr/bin/mosquitto'].some((file) => fs.existsSync(file));
 
@@ -38,6 +40,48 @@ describe('examples/two-gateways', () => {
     ];
     for (const line of expected) {
       assert.ok(output.includes(line), `${line} in:\n${output}`);
+    }
+  });
+});
+
+describe('a call to another gateway', () => {
+  it('waits as long as the caller does: FCClient\'s timeoutMs reaches the runtime', {
+    skip: HAS_MOSQUITTO ? false : 'mosquitto is not installed (bash scripts/services.sh installs it)',
+  }, async () => {
+    const { startBroker } = require('../examples/two-gateways/broker');
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'efc-remote-'));
+    const { port, broker } = await startBroker(dir);
+    // remoteTimeoutMs is a minute: only the client's 200 ms can end the runtime's wait sooner.
+    const runtime = await startRuntimeProcess({
+      gatewayId: 'gw1',
+      remoteTimeoutMs: 60000,
+      functions: [],
+      mqtt: { brokers: { site: { url: `mqtt://127.0.0.1:${port}` } } },
+    });
+    try {
+      const options = { config: runtime.configPath };
+      const fc = new FCClient({ ...options, timeoutMs: 200 });
+      await assert.rejects(
+        fc.invokeFunction({ gatewayId: 'nowhere', serviceName: 'S', functionName: 'f', payload: 'x' }),
+        { code: 'ERR_TIMEOUT' },
+      );
+      // The runtime gave up at the same 200 ms (its own timer, counted), not a minute later.
+      const admin = new FCClient(options);
+      const { RuntimeLink } = require('../lib/core/link');
+      const link = new RuntimeLink(options);
+      const deadline = Date.now() + 20000;
+      for (;;) {
+        const { remote } = await link.call((session) => session.query('stats'));
+        if (remote.timedOut === 1) break;
+        assert.ok(Date.now() < deadline, `the runtime still waits: ${JSON.stringify(remote)}`);
+        await new Promise((resolve) => { setTimeout(resolve, 20); });
+      }
+      // A gatewayId of the wrong type never leaves the client.
+      await assert.rejects(admin.invokeFunction({ gatewayId: 7, serviceName: 'S', functionName: 'f' }), { code: 'ERR_INVALID_PARAMS' });
+    } finally {
+      await runtime.stop();
+      broker.kill();
+      fs.rmSync(dir, { recursive: true, force: true });
     }
   });
 });
