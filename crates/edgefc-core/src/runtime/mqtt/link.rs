@@ -18,7 +18,7 @@ use futures_util::FutureExt;
 use rumqttc::v5::mqttbytes::v5::{PubAckReason, Publish, PublishProperties, SubscribeReasonCode};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{AsyncClient, Event, EventLoop, Incoming, MqttOptions};
-use rumqttc::{Outgoing, TlsConfiguration, Transport};
+use rumqttc::{NetworkOptions, Outgoing, TlsConfiguration, Transport};
 use serde::Serialize;
 use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
@@ -320,6 +320,10 @@ impl Link {
             .set_request_channel_capacity(request_capacity(spec, subscriptions))
             // What the runtime takes from anyone: a larger packet from the broker ends the connection.
             .set_max_packet_size(Some(u32::try_from(self.max_payload + PACKET_OVERHEAD).unwrap_or(u32::MAX)));
+        // Small messages, often a request waiting for its answer: Nagle's delay with the peer's delayed ack costs 40 ms each way.
+        let mut network = NetworkOptions::new();
+        network.set_tcp_nodelay(true);
+        options.set_network_options(network);
         if let Some(will) = remote.will() {
             options.set_last_will(will);
         }
