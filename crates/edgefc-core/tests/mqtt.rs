@@ -347,7 +347,7 @@ async fn a_message_over_the_brokers_maximum_packet_size_is_dropped_not_sent_fore
     publish(&client, "up/small", Payload::text("fits")).await;
     assert_eq!(peer.next().await.0, "up/small");
     let stats = wait_for_stats(&client, |stats| stats["mqtt"][0]["outboxMessages"] == 0).await;
-    assert_eq!(stats["mqtt"][0]["droppedTooLarge"], 2, "{stats}");
+    assert_eq!(stats["mqtt"][0]["droppedUnsendable"], 2, "{stats}");
     assert_eq!(stats["mqtt"][0]["connects"], 1, "the connection stayed up: {stats}");
     fixture.stop().await;
 }

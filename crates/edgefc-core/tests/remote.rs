@@ -171,6 +171,13 @@ async fn a_gateway_that_never_answers_times_out() {
     // A gateway id that cannot be a topic level is the caller's mistake.
     let error = invoke(&client, sync("edgefc:gateway:g+w:x", Payload::text("x"))).await.unwrap_err();
     assert_eq!(error.code, ErrorCode::InvalidParams);
+    // So is a name that would change the topic (or make an invalid one), which must not reach the link.
+    for name in ["f#", "f/g", "f+"] {
+        let error = invoke(&client, sync(&format!("edgefc:gateway:gw9:{}", function_arn("S", name)), Payload::text("x")))
+            .await
+            .unwrap_err();
+        assert_eq!(error.code, ErrorCode::InvalidParams, "{name}: {error}");
+    }
 }
 
 /// A broker client that sends requests by hand, as a misbehaving or

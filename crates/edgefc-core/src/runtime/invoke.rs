@@ -155,6 +155,11 @@ fn target_of(shared: &Shared, caller: Caller, target: &str) -> Result<Target> {
                 )
             })?,
         };
+        // They become topic levels: '/', '+' or '#' would change which topic, or make none.
+        for (what, name) in [("serviceName", &service_name), ("functionName", &function_name)] {
+            super::mqtt::settings::check_topic_level(what, name)
+                .map_err(|error| Error::new(ErrorCode::InvalidParams, error.message))?;
+        }
         let broker = shared.remote.broker_for(gateway_id);
         return Ok(Target::Remote { gateway_id: gateway_id.to_string(), service_name, function_name, broker });
     }

@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::stream::{FuturesOrdered, StreamExt};
@@ -20,7 +20,7 @@ use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{AsyncClient, Event, EventLoop, Incoming, MqttOptions};
 use rumqttc::{NetworkOptions, Outgoing, TlsConfiguration, Transport};
 use serde::Serialize;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
@@ -41,10 +41,10 @@ const MAX_DIRECT_WAITING_BYTES: usize = 8 << 20;
 /// Maximum): room for that many is kept in the inbound queue.
 const RECEIVE_MAXIMUM: u16 = 256;
 /// QoS 1 messages past the Receive Maximum held for a broker that ignores
-/// it, at most (count, payload bytes); past either the connection is
-/// given up (the broker sends them again).
+/// it, at most; past that, or past `max_inbound_bytes` in all, the
+/// connection is given up (the broker sends them again).
 const MAX_OVERFLOW: usize = 10_000;
-const MAX_OVERFLOW_BYTES: usize = 32 << 20;
+const MAX_INBOUND_BYTES: usize = 32 << 20;
 /// Messages from the broker being delivered at once.
 const MAX_CONCURRENT_DELIVERIES: usize = 64;
 /// QoS 0 messages from the broker waiting for delivery, at most, beside
@@ -89,8 +89,9 @@ pub struct LinkStats {
     pub dropped_inbound: u64,
     /// Subscriptions of routes from this broker that it refused (an ACL, say): those routes get nothing.
     pub refused_subscriptions: u64,
-    /// Messages larger than the broker's Maximum Packet Size (from the outbox too): dropped.
-    pub dropped_too_large: u64,
+    /// Messages that can never be sent (from the outbox too): larger than
+    /// the broker's Maximum Packet Size, or on an invalid topic. Dropped.
+    pub dropped_unsendable: u64,
 }
 
 #[derive(Default)]
@@ -107,7 +108,7 @@ struct Counters {
     received: AtomicU64,
     dropped_inbound: AtomicU64,
     refused_subscriptions: AtomicU64,
-    dropped_too_large: AtomicU64,
+    dropped_unsendable: AtomicU64,
 }
 
 /// The outbox's messages of this broker, by sequence number (oldest
@@ -167,19 +168,60 @@ pub(super) struct DirectMessage {
     pub(super) properties: PublishProperties,
     pub(super) qos: QoS,
     pub(super) retain: bool,
+    /// When its caller stops waiting: not sent after, and its Message
+    /// Expiry is what is left when it is.
+    pub(super) deadline: Option<Instant>,
 }
 
 impl DirectMessage {
-    fn size(&self) -> usize {
-        self.topic.len() + self.payload.len()
+    pub(super) fn size(&self) -> usize {
+        let properties = &self.properties;
+        let user: usize = properties.user_properties.iter().map(|(key, value)| key.len() + value.len()).sum();
+        self.topic.len()
+            + self.payload.len()
+            + user
+            + properties.correlation_data.as_ref().map_or(0, Bytes::len)
+            + properties.response_topic.as_ref().map_or(0, String::len)
     }
 }
 
-/// QoS 1 messages a broker sent beyond our Receive Maximum, waiting for room in the inbound queue.
+/// Messages from the broker waiting for delivery. The exchange loop only
+/// pushes (it must never wait while polling rumqttc, which may be halfway
+/// through writing a packet); the receive task takes them.
 #[derive(Default)]
-struct Overflow {
+struct InboundQueue {
+    state: Mutex<InboundState>,
+    /// A message was pushed.
+    pushed: Notify,
+}
+
+#[derive(Default)]
+struct InboundState {
     messages: VecDeque<Publish>,
     bytes: usize,
+}
+
+impl InboundQueue {
+    fn push(&self, publish: Publish) {
+        let mut state = self.state.lock().unwrap();
+        state.bytes += publish.payload.len();
+        state.messages.push_back(publish);
+        drop(state);
+        self.pushed.notify_one();
+    }
+
+    async fn pop(&self) -> Publish {
+        loop {
+            {
+                let mut state = self.state.lock().unwrap();
+                if let Some(publish) = state.messages.pop_front() {
+                    state.bytes -= publish.payload.len();
+                    return publish;
+                }
+            }
+            self.pushed.notified().await;
+        }
+    }
 }
 
 #[derive(Default)]
@@ -264,7 +306,7 @@ impl Link {
     /// A QoS 0 message: sent when connected, dropped (and counted) when too many wait.
     pub(super) fn offer(&self, topic: String, payload: Payload) {
         let (payload, properties) = wire_payload(&payload);
-        let message = DirectMessage { topic, payload, properties, qos: QoS::AtMostOnce, retain: false };
+        let message = DirectMessage { topic, payload, properties, qos: QoS::AtMostOnce, retain: false, deadline: None };
         if !self.send_direct(message) {
             self.counters.dropped_qos0.fetch_add(1, Ordering::Relaxed);
         }
@@ -274,7 +316,7 @@ impl Link {
     pub(super) fn send_direct(&self, message: DirectMessage) -> bool {
         let size = message.size();
         let mut queue = self.direct.lock().unwrap();
-        if queue.messages.len() >= MAX_DIRECT_WAITING || queue.bytes + size > MAX_DIRECT_WAITING_BYTES {
+        if queue.messages.len() >= MAX_DIRECT_WAITING || queue.bytes + size > self.max_direct_bytes() {
             return false;
         }
         queue.bytes += size;
@@ -282,6 +324,16 @@ impl Link {
         drop(queue);
         self.ready.notify_one();
         true
+    }
+
+    /// Bytes of messages from the broker that may wait for delivery: room for two of the largest.
+    fn max_inbound_bytes(&self) -> usize {
+        MAX_INBOUND_BYTES.max(2 * self.max_payload)
+    }
+
+    /// Bytes of messages kept in memory for the broker: room for two of the largest.
+    fn max_direct_bytes(&self) -> usize {
+        MAX_DIRECT_WAITING_BYTES.max(2 * self.max_payload)
     }
 
     pub(super) fn stats(&self) -> LinkStats {
@@ -303,7 +355,7 @@ impl Link {
             received: count(&self.counters.received),
             dropped_inbound: count(&self.counters.dropped_inbound),
             refused_subscriptions: count(&self.counters.refused_subscriptions),
-            dropped_too_large: count(&self.counters.dropped_too_large),
+            dropped_unsendable: count(&self.counters.dropped_unsendable),
         }
     }
 
@@ -397,17 +449,18 @@ impl Link {
             let qos = if *durable { QoS::AtLeastOnce } else { QoS::AtMostOnce };
             client.try_subscribe(filter.clone(), qos).map_err(|error| format!("cannot subscribe to {filter}: {error}"))?;
         }
-        // Retained, and replaced by the Will once this connection ends.
-        if let Some(DirectMessage { topic, payload, properties, qos, retain }) = remote.online_status() {
-            client
-                .try_publish_with_properties(topic, qos, retain, payload, properties)
-                .map_err(|error| format!("cannot publish this gateway's status: {error}"))?;
+        // Retained, and replaced by the Will once this connection ends. Sent
+        // through the send task, which keeps count of what it hands rumqttc.
+        if let Some(status) = remote.online_status() {
+            if !self.send_direct(status) {
+                log::warn(format_args!("broker {}: too many messages wait; this gateway's status was not sent", self.spec.name));
+            }
         }
-        let (inbound, inbound_rx) = mpsc::channel::<Publish>(MAX_INBOUND_WAITING + usize::from(RECEIVE_MAXIMUM));
+        let inbound = Arc::new(InboundQueue::default());
         let undelivered = CancellationToken::new();
         // Ends with the session, however it ends (the runtime's stop drops it).
         let _receiver = AbortOnDropHandle::new(tokio::spawn(self.clone().receive(
-            inbound_rx,
+            inbound.clone(),
             client.clone(),
             deliver,
             remote.clone(),
@@ -429,12 +482,11 @@ impl Link {
         client: &AsyncClient,
         events: &mut EventLoop,
         mut unconfirmed_subscriptions: usize,
-        inbound: &mpsc::Sender<Publish>,
+        inbound: &InboundQueue,
         undelivered: &CancellationToken,
         stop: &CancellationToken,
     ) -> std::result::Result<(), String> {
         let window = Arc::new(Window::default());
-        let mut overflow = Overflow::default();
         {
             // Everything in the outbox goes again on every connection, oldest first.
             let mut outbox = self.outbox.lock().unwrap();
@@ -445,13 +497,6 @@ impl Link {
             // Only this loop polls rumqttc; a poll is cut short only when the connection is given up.
             // An idle connection still pings once per keep-alive: a longer silence is a broker that stopped reading.
             let event = tokio::select! {
-                permit = inbound.reserve(), if !overflow.messages.is_empty() => {
-                    if let (Ok(permit), Some(publish)) = (permit, overflow.messages.pop_front()) {
-                        overflow.bytes -= publish.payload.len();
-                        permit.send(publish);
-                    }
-                    continue;
-                }
                 event = tokio::time::timeout(self.spec.keep_alive * 2 + Duration::from_secs(5), events.poll()) => match event {
                     Ok(event) => event,
                     Err(_) => break Err("nothing moved for two keep-alive periods".into()),
@@ -497,32 +542,30 @@ impl Link {
                 }
                 Event::Incoming(Incoming::Publish(publish)) => {
                     self.counters.received.fetch_add(1, Ordering::Relaxed);
+                    let (waiting, bytes) = {
+                        let state = inbound.state.lock().unwrap();
+                        (state.messages.len(), state.bytes)
+                    };
                     if publish.qos == QoS::AtMostOnce {
-                        // QoS 0 messages never take the room kept for the QoS 1 window.
-                        if inbound.capacity() <= usize::from(RECEIVE_MAXIMUM) || inbound.try_send(publish).is_err() {
+                        // QoS 0 messages never take the room kept for QoS 1 ones.
+                        if waiting >= MAX_INBOUND_WAITING || bytes + publish.payload.len() > self.max_inbound_bytes() {
                             self.counters.dropped_inbound.fetch_add(1, Ordering::Relaxed);
+                        } else {
+                            inbound.push(publish);
                         }
                         continue;
                     }
-                    // In order: behind what already overflowed.
-                    let publish = match overflow.messages.is_empty() {
-                        true => match inbound.try_send(publish) {
-                            Ok(()) => continue,
-                            Err(mpsc::error::TrySendError::Full(publish)) => publish,
-                            Err(mpsc::error::TrySendError::Closed(_)) => break Err("the receiver ended".into()),
-                        },
-                        false => publish,
-                    };
-                    // A broker that does not keep to our Receive Maximum (Mosquitto 2.0 does not):
-                    // rumqttc must go on being polled (acks go through it), so the excess waits here, bounded.
-                    overflow.bytes += publish.payload.len();
-                    overflow.messages.push_back(publish);
-                    if overflow.messages.len() > MAX_OVERFLOW || overflow.bytes > MAX_OVERFLOW_BYTES {
+                    // Past our Receive Maximum (Mosquitto 2.0 does not keep to it) the excess waits here, bounded.
+                    if waiting >= usize::from(RECEIVE_MAXIMUM) + MAX_OVERFLOW
+                        || bytes + publish.payload.len() > self.max_inbound_bytes()
+                    {
                         break Err(format!(
-                            "the broker sent more than {MAX_OVERFLOW} messages (or {MAX_OVERFLOW_BYTES} bytes) beyond the Receive \
-                             Maximum ({RECEIVE_MAXIMUM}); reconnecting"
+                            "the broker sent more than {MAX_OVERFLOW} messages (or {} bytes) beyond the Receive Maximum \
+                             ({RECEIVE_MAXIMUM}); reconnecting",
+                            self.max_inbound_bytes()
                         ));
                     }
+                    inbound.push(publish);
                 }
                 _ => {}
             }
@@ -544,9 +587,16 @@ impl Link {
             };
             if let Some(message) = direct {
                 // Not the outbox's: its acknowledgement, if any, matters to nobody here.
-                let DirectMessage { topic, payload, properties, qos, retain } = message;
-                if self.too_large(&topic, qos, &payload, &properties) {
-                    self.dropped_too_large(&topic);
+                let DirectMessage { topic, payload, mut properties, qos, retain, deadline } = message;
+                if let Some(deadline) = deadline {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        // Its caller has given up: sent now, it would run for nobody.
+                        continue;
+                    }
+                    properties.message_expiry_interval = Some(u32::try_from(left.as_millis().div_ceil(1000)).unwrap_or(u32::MAX));
+                }
+                if self.unsendable(&topic, qos, &payload, &properties) {
                     continue;
                 }
                 window.state.lock().unwrap().submitted.push_back(None);
@@ -578,11 +628,10 @@ impl Link {
                 }
             };
             let (bytes, properties) = wire_payload(&message.payload);
-            if self.too_large(&message.topic, QoS::AtLeastOnce, &bytes, &properties) {
+            if self.unsendable(&message.topic, QoS::AtLeastOnce, &bytes, &properties) {
                 if self.outbox.lock().unwrap().remove(seq) {
                     self.store.unpost(seq);
                 }
-                self.dropped_too_large(&message.topic);
                 continue;
             }
             window.state.lock().unwrap().submitted.push_back(Some(seq));
@@ -592,24 +641,25 @@ impl Link {
         }
     }
 
-    /// Whether a publish would be over the broker's Maximum Packet Size: rumqttc
-    /// would fail the whole connection on it, again after every reconnect.
-    fn too_large(&self, topic: &str, qos: QoS, payload: &Bytes, properties: &PublishProperties) -> bool {
-        let max = self.max_packet.load(Ordering::Relaxed);
-        if max == 0 {
-            return false;
-        }
-        let mut publish = Publish::new(topic, qos, payload.clone(), Some(properties.clone()));
-        publish.pkid = 1;
-        publish.size() > max as usize
-    }
-
-    fn dropped_too_large(&self, topic: &str) {
-        self.counters.dropped_too_large.fetch_add(1, Ordering::Relaxed);
-        log::warn(format_args!(
-            "broker {}: a message on {topic} is larger than the broker's Maximum Packet Size; dropped",
-            self.spec.name
-        ));
+    /// Whether a publish can never be sent, and is dropped (logged and
+    /// counted): over the broker's Maximum Packet Size (rumqttc would fail
+    /// the whole connection on it, again after every reconnect), or on a
+    /// topic rumqttc refuses (its send would end this task).
+    fn unsendable(&self, topic: &str, qos: QoS, payload: &Bytes, properties: &PublishProperties) -> bool {
+        let why = if !rumqttc::valid_topic(topic) || topic.is_empty() {
+            "is not a valid topic"
+        } else {
+            let max = self.max_packet.load(Ordering::Relaxed);
+            let mut publish = Publish::new(topic, qos, payload.clone(), Some(properties.clone()));
+            publish.pkid = 1;
+            if max == 0 || publish.size() <= max as usize {
+                return false;
+            }
+            "makes a message larger than the broker's Maximum Packet Size"
+        };
+        self.counters.dropped_unsendable.fetch_add(1, Ordering::Relaxed);
+        log::warn(format_args!("broker {}: {topic} {why}; the message is dropped", self.spec.name));
+        true
     }
 
     /// The broker answered message `seq`. Taken: it leaves the outbox.
@@ -641,7 +691,7 @@ impl Link {
     /// connection, and the broker sends it again on the next.
     async fn receive(
         self: Arc<Self>,
-        mut inbound: mpsc::Receiver<Publish>,
+        inbound: Arc<InboundQueue>,
         client: AsyncClient,
         deliver: Deliver,
         remote: Arc<Remote>,
@@ -660,8 +710,7 @@ impl Link {
                     // An ack of a lost connection goes nowhere.
                     let _ = client.ack(&publish).await;
                 }
-                next = inbound.recv(), if delivering.len() < MAX_CONCURRENT_DELIVERIES => {
-                    let Some(publish) = next else { return };
+                publish = inbound.pop(), if delivering.len() < MAX_CONCURRENT_DELIVERIES => {
                     delivering.push_back(self.clone().delivery(publish, deliver.clone(), remote.clone()).boxed());
                 }
             }

@@ -16,7 +16,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
@@ -36,14 +36,19 @@ pub(super) const TOPIC_ROOT: &str = "edgefc/v1/";
 
 /// Remote calls waiting for their answer, at most; more are refused (`ERR_QUEUE_FULL`).
 const MAX_WAITING_CALLS: usize = 10_000;
-/// Requests from other gateways being answered at once; more wait in the broker.
+/// Requests from other gateways being answered at once; more are answered `ERR_QUEUE_FULL`.
 const MAX_RUNNING_REQUESTS: usize = 1024;
 /// Answers kept to answer a repeated request (QoS 1 may deliver one twice)
 /// without running it again, at most (count, bytes): the oldest go first.
 const MAX_KEPT_ANSWERS: usize = 10_000;
 const MAX_KEPT_ANSWER_BYTES: usize = 16 << 20;
-/// Gateways whose status is remembered, at most; one past it is treated as online.
+/// Gateways whose status is remembered (per broker), at most; one past it is treated as online.
 const MAX_KNOWN_GATEWAYS: usize = 4096;
+/// The longest gateway id, correlation data and reply topic taken from a
+/// peer; longer is malformed (what is kept per request stays small).
+const MAX_GATEWAY_ID_BYTES: usize = 256;
+const MAX_CORRELATION_BYTES: usize = 64;
+const MAX_REPLY_TOPIC_BYTES: usize = 512;
 
 // User properties of a request.
 const TYPE: &str = "edgefc-type";
@@ -131,6 +136,8 @@ struct Counters {
 
 struct WaitingCall {
     gateway_id: String,
+    /// The broker the request went through.
+    broker: String,
     answer: oneshot::Sender<Result<Answer>>,
 }
 
@@ -142,8 +149,9 @@ pub(super) struct Remote {
     /// `serviceName/functionName` of the functions other gateways may call.
     exposed: Vec<String>,
     waiting: Mutex<HashMap<Bytes, WaitingCall>>,
-    /// Gateway id to online (true) or offline, from their retained status.
-    gateways: Mutex<HashMap<String, bool>>,
+    /// (broker, gateway id) to online (true) or offline, from the gateways'
+    /// retained status there: a gateway offline on one broker may be online on another.
+    gateways: Mutex<HashMap<(String, String), bool>>,
     answers: Mutex<KeptAnswers>,
     running: Arc<Semaphore>,
     serve: std::sync::OnceLock<Serve>,
@@ -215,6 +223,7 @@ impl Remote {
             properties: PublishProperties { payload_format_indicator: Some(1), ..Default::default() },
             qos: QoS::AtLeastOnce,
             retain: true,
+            deadline: None,
         })
     }
 
@@ -237,7 +246,8 @@ impl Remote {
     pub(super) async fn call(&self, link: &Link, call: RemoteCall) -> Result<Answer> {
         self.counters.calls.fetch_add(1, Ordering::Relaxed);
         let target = format!("{}/{} on gateway {}", call.service_name, call.function_name, call.gateway_id);
-        if self.gateways.lock().unwrap().get(&call.gateway_id) == Some(&false) {
+        let status_key = (link.spec.name.clone(), call.gateway_id.clone());
+        if self.gateways.lock().unwrap().get(&status_key) == Some(&false) {
             self.counters.offline.fetch_add(1, Ordering::Relaxed);
             return Err(offline(&call.gateway_id, &target));
         }
@@ -257,7 +267,10 @@ impl Remote {
                     format!("{MAX_WAITING_CALLS} calls to other gateways already wait for their answers"),
                 ));
             }
-            waiting.insert(correlation.clone(), WaitingCall { gateway_id: call.gateway_id.clone(), answer });
+            waiting.insert(
+                correlation.clone(),
+                WaitingCall { gateway_id: call.gateway_id.clone(), broker: link.spec.name.clone(), answer },
+            );
         }
         // However this call ends (answered, timed out, or its caller gone), it stops waiting.
         let _forget = Forget { remote: self, correlation: correlation.clone() };
@@ -284,6 +297,8 @@ impl Remote {
             },
             qos: QoS::AtLeastOnce,
             retain: false,
+            // Not sent once the caller has given up: queued through an outage, it would run for nobody.
+            deadline: Some(Instant::now() + timeout),
         };
         if !link.send_direct(request) {
             return Err(Error::new(
@@ -313,7 +328,7 @@ impl Remote {
         let levels: Vec<&str> = levels.collect();
         let own = gateway_id == self.settings.gateway_id;
         match (kind, levels.as_slice()) {
-            ("status", []) => self.take_status(gateway_id, &publish.payload),
+            ("status", []) => self.take_status(link, gateway_id, &publish.payload),
             ("reply", [instance]) if own && *instance == self.instance => self.take_answer(publish),
             ("invoke", [service, function]) if own && self.exposes() => {
                 let (service, function) = (service.to_string(), function.to_string());
@@ -324,30 +339,45 @@ impl Remote {
         }
     }
 
-    fn take_status(&self, gateway_id: &str, payload: &[u8]) {
+    fn take_status(&self, link: &Link, gateway_id: &str, payload: &[u8]) {
+        if gateway_id.len() > MAX_GATEWAY_ID_BYTES {
+            self.counters.malformed.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let key = (link.spec.name.clone(), gateway_id.to_string());
         let online = match serde_json::from_slice::<serde_json::Value>(payload) {
             Ok(status) => status.get("status").and_then(|status| status.as_str()) == Some("online"),
             // An empty retained message clears the status: nothing is known.
             Err(_) if payload.is_empty() => {
-                self.gateways.lock().unwrap().remove(gateway_id);
+                self.gateways.lock().unwrap().remove(&key);
                 return;
             }
             Err(_) => return,
         };
         {
             let mut gateways = self.gateways.lock().unwrap();
-            if gateways.len() < MAX_KNOWN_GATEWAYS || gateways.contains_key(gateway_id) {
-                gateways.insert(gateway_id.to_string(), online);
+            if gateways.len() < MAX_KNOWN_GATEWAYS || gateways.contains_key(&key) {
+                gateways.insert(key, online);
             }
         }
         if !online {
             // Calls already waiting on that gateway end now rather than at their timeout.
             let mut waiting = self.waiting.lock().unwrap();
-            let gone: Vec<Bytes> =
-                waiting.iter().filter(|(_, call)| call.gateway_id == gateway_id).map(|(key, _)| key.clone()).collect();
+            let gone: Vec<Bytes> = waiting
+                .iter()
+                .filter(|(_, call)| call.gateway_id == gateway_id && call.broker == link.spec.name)
+                .map(|(key, _)| key.clone())
+                .collect();
             for key in gone {
                 if let Some(call) = waiting.remove(&key) {
-                    let _ = call.answer.send(Err(offline(gateway_id, "the function")));
+                    let error = Error::new(
+                        ErrorCode::GatewayOffline,
+                        format!(
+                            "gateway {gateway_id} went offline while the call waited; the function may run when it is back \
+                             (its broker keeps the request until the call's timeout)"
+                        ),
+                    );
+                    let _ = call.answer.send(Err(error));
                 }
             }
         }
@@ -374,6 +404,11 @@ impl Remote {
             self.counters.malformed.fetch_add(1, Ordering::Relaxed);
             return;
         };
+        // What this gateway keeps per request stays small, whatever a peer sends.
+        if correlation.len() > MAX_CORRELATION_BYTES || response_topic.len() > MAX_REPLY_TOPIC_BYTES {
+            self.counters.malformed.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         // Answers go to reply topics only: a request cannot make this gateway publish anywhere else.
         if !is_reply_topic(&response_topic) {
             self.counters.malformed.fetch_add(1, Ordering::Relaxed);
@@ -382,7 +417,20 @@ impl Remote {
         }
         self.counters.requests.fetch_add(1, Ordering::Relaxed);
         let key = Bytes::from([response_topic.as_bytes(), b"\0", &correlation[..]].concat());
-        let to = Addressee { topic: response_topic, correlation, expiry: properties.message_expiry_interval };
+        let to = Addressee {
+            topic: response_topic,
+            correlation,
+            deadline: properties.message_expiry_interval.map(|secs| Instant::now() + Duration::from_secs(u64::from(secs))),
+        };
+        // Taken before anything is kept for the request: one refused now may come again, and then run.
+        let Ok(permit) = self.running.clone().try_acquire_owned() else {
+            let busy = Error::new(
+                ErrorCode::QueueFull,
+                format!("gateway {} runs {MAX_RUNNING_REQUESTS} requests from other gateways already", self.settings.gateway_id),
+            );
+            self.answer(link, to.address(encode_answer(Err(busy))));
+            return;
+        };
         match self.answers.lock().unwrap().begin(&key) {
             Kept::New => {}
             Kept::Running => {
@@ -403,18 +451,21 @@ impl Remote {
                 ErrorCode::FunctionNotFound,
                 format!("gateway {} exposes no function {service}/{function}", self.settings.gateway_id),
             )))
-        } else if self.serve.get().is_none() {
-            Some(Err(Error::runtime_unavailable("the runtime is starting")))
         } else {
             None
         };
         if let Some(answer) = answer {
             let answer = encode_answer(answer);
-            self.answers.lock().unwrap().finish(&key, &answer);
+            self.answers.lock().unwrap().finish(&key, Some(&answer));
             self.answer(link, to.address(answer));
             return;
         }
-        let Ok(permit) = self.running.clone().acquire_owned().await else { return };
+        let Some(serve) = self.serve.get().cloned() else {
+            // Not kept: a repeat, once the runtime has started, runs.
+            self.answers.lock().unwrap().finish(&key, None);
+            self.answer(link, to.address(encode_answer(Err(Error::runtime_unavailable("the runtime is starting")))));
+            return;
+        };
         let user = |name: &str| properties.user_properties.iter().find(|(key, _)| key == name).map(|(_, value)| value.clone());
         let request = IncomingRequest {
             service_name: service,
@@ -424,11 +475,10 @@ impl Remote {
             invoker_context: user(INVOKER_CONTEXT).unwrap_or_default(),
             payload: payload_of(properties.payload_format_indicator, publish.payload),
         };
-        let serve = self.serve.get().expect("checked above").clone();
         let (remote, link) = (self.clone(), link.clone());
         tokio::spawn(async move {
             let answer = encode_answer(serve(request).await);
-            remote.answers.lock().unwrap().finish(&key, &answer);
+            remote.answers.lock().unwrap().finish(&key, Some(&answer));
             remote.answer(&link, to.address(answer));
             drop(permit);
         });
@@ -466,15 +516,15 @@ impl Remote {
 struct Addressee {
     topic: String,
     correlation: Bytes,
-    /// The request's remaining Message Expiry: the caller waits no longer.
-    expiry: Option<u32>,
+    /// When the request's Message Expiry ends: the caller waits no longer.
+    deadline: Option<Instant>,
 }
 
 impl Addressee {
     fn address(&self, mut answer: DirectMessage) -> DirectMessage {
         answer.topic = self.topic.clone();
         answer.properties.correlation_data = Some(self.correlation.clone());
-        answer.properties.message_expiry_interval = self.expiry;
+        answer.deadline = self.deadline;
         answer
     }
 }
@@ -559,6 +609,7 @@ fn encode_answer(answer: Result<Answer>) -> DirectMessage {
         payload: payload.bytes().clone(),
         qos: QoS::AtLeastOnce,
         retain: false,
+        deadline: None,
     }
 }
 
@@ -596,14 +647,21 @@ enum Kept {
 /// and correlation data: a request delivered twice runs once.
 #[derive(Default)]
 struct KeptAnswers {
-    entries: HashMap<Bytes, Option<(Bytes, PublishProperties)>>,
+    entries: HashMap<Bytes, KeptAnswer>,
     order: VecDeque<Bytes>,
+    /// Keys, payloads and properties, all counted.
     bytes: usize,
+}
+
+struct KeptAnswer {
+    /// None while the request runs.
+    answer: Option<(Bytes, PublishProperties)>,
+    weight: usize,
 }
 
 impl KeptAnswers {
     fn begin(&mut self, key: &Bytes) -> Kept {
-        match self.entries.get(key) {
+        match self.entries.get(key).map(|kept| &kept.answer) {
             Some(None) => return Kept::Running,
             Some(Some((payload, properties))) => {
                 return Kept::Answered(Box::new(DirectMessage {
@@ -612,22 +670,33 @@ impl KeptAnswers {
                     properties: properties.clone(),
                     qos: QoS::AtLeastOnce,
                     retain: false,
+                    deadline: None,
                 }))
             }
             None => {}
         }
-        self.entries.insert(key.clone(), None);
+        self.entries.insert(key.clone(), KeptAnswer { answer: None, weight: key.len() });
+        self.bytes += key.len();
         self.order.push_back(key.clone());
         self.evict();
         Kept::New
     }
 
-    fn finish(&mut self, key: &Bytes, answer: &DirectMessage) {
-        if let Some(entry) = self.entries.get_mut(key) {
-            // One answer larger than the whole budget is not kept: a repeat of it is then ignored.
-            if answer.payload.len() <= MAX_KEPT_ANSWER_BYTES / 4 {
-                self.bytes += answer.payload.len();
-                *entry = Some((answer.payload.clone(), answer.properties.clone()));
+    /// Keeps `answer` for repeats of `key`'s request; `None` forgets the request (a repeat runs it).
+    fn finish(&mut self, key: &Bytes, answer: Option<&DirectMessage>) {
+        let Some(kept) = self.entries.get_mut(key) else { return };
+        let weight = key.len() + answer.map_or(0, DirectMessage::size);
+        match answer {
+            // One answer larger than a quarter of the budget is not kept: a repeat of it is then ignored.
+            Some(answer) if weight <= MAX_KEPT_ANSWER_BYTES / 4 => {
+                self.bytes = self.bytes - kept.weight + weight;
+                *kept = KeptAnswer { answer: Some((answer.payload.clone(), answer.properties.clone())), weight };
+            }
+            Some(_) => {}
+            None => {
+                self.bytes -= kept.weight;
+                self.entries.remove(key);
+                self.order.retain(|kept| kept != key);
             }
         }
         self.evict();
@@ -636,8 +705,8 @@ impl KeptAnswers {
     fn evict(&mut self) {
         while self.order.len() > MAX_KEPT_ANSWERS || self.bytes > MAX_KEPT_ANSWER_BYTES {
             let Some(oldest) = self.order.pop_front() else { break };
-            if let Some(Some((payload, _))) = self.entries.remove(&oldest) {
-                self.bytes -= payload.len();
+            if let Some(kept) = self.entries.remove(&oldest) {
+                self.bytes -= kept.weight;
             }
         }
     }
@@ -681,7 +750,7 @@ mod tests {
         let answer = encode_answer(Ok(Answer::Accepted("id".into())));
         assert!(matches!(kept.begin(&Bytes::from_static(b"a")), Kept::New));
         assert!(matches!(kept.begin(&Bytes::from_static(b"a")), Kept::Running));
-        kept.finish(&Bytes::from_static(b"a"), &answer);
+        kept.finish(&Bytes::from_static(b"a"), Some(&answer));
         assert!(matches!(kept.begin(&Bytes::from_static(b"a")), Kept::Answered(_)));
         for n in 0..MAX_KEPT_ANSWERS + 10 {
             kept.begin(&Bytes::from(n.to_string()));
