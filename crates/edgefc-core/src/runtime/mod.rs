@@ -8,7 +8,8 @@
 //! - `invoke`: an `Invoke` frame, from the function table to the reply.
 //! - `bus`: a `Publish` frame, to subscribers and along the routes.
 //! - [`router`]: topic filters and the routes they select.
-//! - [`mqtt`]: the bridge to MQTT brokers: outbound and inbound routes.
+//! - [`mqtt`]: the bridge to MQTT brokers: outbound and inbound routes, and
+//!   invocations between gateways (`invoke` sends and serves them through it).
 //! - `services`: `Request` frames (credentials, stats).
 //! - `ids`: request, invocation and message ids.
 //! - `host`: one function: admission, concurrency, timeouts.
