@@ -374,6 +374,39 @@ async fn a_message_larger_than_the_whole_outbox_is_refused_and_drops_nothing() {
     fixture.stop().await;
 }
 
+/// No broker needed: nothing listens where the link tries, so the outbox only fills.
+#[tokio::test]
+async fn concurrent_publishes_never_overshoot_the_outbox_bounds() {
+    let nowhere = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let extra = format!(
+        r#""mqtt": {{"brokers": {{"hub": {{"url": "mqtt://127.0.0.1:{nowhere}", "outbox": {{"maxMessages": 10, "onFull": "rejectNew"}}}}}}}},
+           "routes": [{{"source": "any", "topicFilter": "up/#", "target": "mqtt:hub", "qos": 1}}],"#
+    );
+    let fixture = Fixture::start(&extra).await;
+    let client = Arc::new(fixture.client().await);
+    // All at once: each waits for its commit, and none may count on the others' room.
+    let publishes: Vec<_> = (0..100)
+        .map(|n| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                client.call(Request::Publish { topic: "up/n".into(), payload: Payload::text(n.to_string()) }).await
+            })
+        })
+        .collect();
+    let mut accepted = 0;
+    for publish in publishes {
+        match publish.await.unwrap() {
+            Ok(_) => accepted += 1,
+            Err(error) => assert_eq!(error.code, edgefc_core::ErrorCode::QueueFull, "{error}"),
+        }
+    }
+    let stats = query(&client, "stats").await.unwrap();
+    assert_eq!(accepted, 10, "{stats}");
+    assert_eq!(stats["mqtt"][0]["outboxMessages"], 10, "{stats}");
+    assert_eq!(stats["mqtt"][0]["rejectedFull"], 90, "{stats}");
+    fixture.stop().await;
+}
+
 /// Polls `check` until it gives a value (the bridge works on its own schedule).
 async fn wait_until<T>(mut check: impl FnMut() -> Option<T>) -> T {
     for _ in 0..3000 {

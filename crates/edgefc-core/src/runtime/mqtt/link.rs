@@ -120,6 +120,10 @@ struct OutboxIndex {
     entries: BTreeMap<u64, usize>,
     bytes: usize,
     unsent: BTreeSet<u64>,
+    /// Messages (and their bytes) given room but still being committed:
+    /// they count against the bounds, so concurrent posts cannot overshoot them.
+    reserved: usize,
+    reserved_bytes: usize,
 }
 
 impl OutboxIndex {
@@ -138,6 +142,32 @@ impl OutboxIndex {
                 true
             }
             None => false,
+        }
+    }
+}
+
+/// Room in the outbox for one message being committed; given back when
+/// the message is in, or when its post ends any other way.
+struct Room<'a> {
+    link: &'a Link,
+    size: usize,
+    held: bool,
+}
+
+impl Room<'_> {
+    fn release(mut self, outbox: &mut OutboxIndex) {
+        outbox.reserved -= 1;
+        outbox.reserved_bytes -= self.size;
+        self.held = false;
+    }
+}
+
+impl Drop for Room<'_> {
+    fn drop(&mut self) {
+        if self.held {
+            let mut outbox = self.link.outbox.lock().unwrap();
+            outbox.reserved -= 1;
+            outbox.reserved_bytes -= self.size;
         }
     }
 }
@@ -267,40 +297,52 @@ impl Link {
     pub(super) async fn post(&self, topic: String, payload: Payload) -> Result<()> {
         let message = OutboxMessage { broker: self.spec.name.clone(), topic, payload, accepted_at_ms: now_ms() };
         let size = message.size();
-        self.make_room(size)?;
+        let room = self.make_room(size)?;
         let seq = self.store.post(&message).await?;
-        self.outbox.lock().unwrap().insert(seq, size);
+        let mut outbox = self.outbox.lock().unwrap();
+        outbox.insert(seq, size);
+        room.release(&mut outbox);
+        drop(outbox);
         self.ready.notify_one();
         Ok(())
     }
 
-    /// Past `outbox.maxMessages` or `outbox.maxBytes`: the oldest goes, or the new one is refused.
-    fn make_room(&self, size: usize) -> Result<()> {
+    /// Room for one more message of `size` bytes, held until it is in the
+    /// outbox (or its post failed). Past `outbox.maxMessages` or
+    /// `outbox.maxBytes`: the oldest goes, or the new one is refused.
+    fn make_room(&self, size: usize) -> Result<Room<'_>> {
         let mut outbox = self.outbox.lock().unwrap();
-        let full =
-            |outbox: &OutboxIndex| outbox.entries.len() + 1 > self.spec.max_messages || outbox.bytes + size > self.spec.max_bytes;
-        if !full(&outbox) {
-            return Ok(());
-        }
-        // A message larger than the whole outbox would empty it and still not fit.
-        if self.spec.on_full == OnFull::RejectNew || size > self.spec.max_bytes {
+        let full = |outbox: &OutboxIndex| {
+            outbox.entries.len() + outbox.reserved + 1 > self.spec.max_messages
+                || outbox.bytes + outbox.reserved_bytes + size > self.spec.max_bytes
+        };
+        let refused = || {
             self.counters.rejected_full.fetch_add(1, Ordering::Relaxed);
-            return Err(Error::new(
+            Error::new(
                 ErrorCode::QueueFull,
                 format!(
                     "the outbox of broker {} is full ({} messages or {} bytes; mqtt.brokers.{}.outbox)",
                     self.spec.name, self.spec.max_messages, self.spec.max_bytes, self.spec.name
                 ),
-            ));
+            )
+        };
+        if full(&outbox) {
+            // A message larger than the whole outbox would empty it and still not fit.
+            if self.spec.on_full == OnFull::RejectNew || size > self.spec.max_bytes {
+                return Err(refused());
+            }
+            while full(&outbox) {
+                // Only messages still being committed fill it: none of them can go.
+                let Some((&seq, _)) = outbox.entries.first_key_value() else { return Err(refused()) };
+                outbox.remove(seq);
+                self.store.unpost(seq);
+                self.counters.dropped_oldest.fetch_add(1, Ordering::Relaxed);
+            }
+            log::warn(format_args!("the outbox of broker {} is full; its oldest messages were dropped", self.spec.name));
         }
-        while full(&outbox) {
-            let Some((&seq, _)) = outbox.entries.first_key_value() else { break };
-            outbox.remove(seq);
-            self.store.unpost(seq);
-            self.counters.dropped_oldest.fetch_add(1, Ordering::Relaxed);
-        }
-        log::warn(format_args!("the outbox of broker {} is full; its oldest messages were dropped", self.spec.name));
-        Ok(())
+        outbox.reserved += 1;
+        outbox.reserved_bytes += size;
+        Ok(Room { link: self, size, held: true })
     }
 
     /// A QoS 0 message: sent when connected, dropped (and counted) when too many wait.
