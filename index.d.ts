@@ -215,6 +215,7 @@ export type RouterStats = RuntimeStats
 /** A runtime started in this process with {@link startRuntime}. */
 export declare class Runtime {
   readonly socketPath: string
+  /** The admin token now: it follows `edgefc token rotate`. */
   readonly adminToken: string
   /** An FCClient that talks to this runtime with its admin token. */
   client(options?: Omit<FCClientOptions, 'config' | 'socketPath' | 'token'>): FCClient

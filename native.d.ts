@@ -11,6 +11,7 @@ export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-was
 
 export declare class NativeRuntime {
   get socketPath(): string
+  /** The token now: `edgefc token rotate` replaces it. */
   get adminToken(): string
   /** Stops the runtime and its workers; later calls do nothing. */
   stop(): Promise<void>

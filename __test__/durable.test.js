@@ -10,9 +10,11 @@ const os = require('os');
 const path = require('path');
 const { describe, it } = require('node:test');
 
-const { FCClient } = require('..');
+const { FCClient, startRuntime } = require('..');
 const { RuntimeLink } = require('../lib/core/link');
-const { fixture, runCli, runRuntimeProcess, startRuntimeProcess } = require('./helpers');
+const {
+  fixture, runCli, runRuntimeProcess, startRuntimeProcess, writeConfig,
+} = require('./helpers');
 
 /** A small seeded generator (mulberry32), so that a failing run can be replayed with its seed. */
 function seeded(seed) {
@@ -167,6 +169,27 @@ describe('clients across a restart of the runtime', () => {
     } finally {
       Object.assign(process.env, saved);
       for (const [name, value] of Object.entries(saved)) if (value === undefined) delete process.env[name];
+      await runtime.stop();
+    }
+  });
+});
+
+describe('an embedded runtime\'s admin token', () => {
+  it('follows edgefc token rotate', async () => {
+    const configPath = writeConfig({ functions: [fixture('echo')] });
+    const runtime = await startRuntime(configPath);
+    try {
+      const before = runtime.adminToken;
+      const rotated = await runCli(['token', 'rotate', '--config', configPath]);
+      assert.equal(rotated.code, 0, rotated.stderr);
+      const onFile = fs.readFileSync(path.join(path.dirname(configPath), 'state', 'admin.token'), 'utf8').trim();
+      assert.notEqual(onFile, before);
+      assert.equal(runtime.adminToken, onFile);
+      // What the runtime hands out after the rotation works.
+      const result = await runtime.client().invokeFunction({ functionId: 'acs:fc:::service:Test:function:echo', payload: 'x' });
+      assert.equal(result.functionError, undefined);
+      assert.equal((await runtime.stats()).store.deadLetters, 0);
+    } finally {
       await runtime.stop();
     }
   });

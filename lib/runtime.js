@@ -13,9 +13,13 @@ class Runtime {
   constructor(handle) {
     this._handle = handle;
     this.socketPath = handle.socketPath;
-    this.adminToken = handle.adminToken;
     // The runtime's threads are invisible to Node's event loop; this timer is what keeps it running.
     this._keepAlive = setInterval(() => {}, 1 << 30);
+  }
+
+  /** The admin token now (it follows `edgefc token rotate`). */
+  get adminToken() {
+    return this._handle.adminToken;
   }
 
   /** An FCClient that talks to this runtime with its admin token. */

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use edgefc_core::runtime::{self, log, Config, NodeLauncher, RuntimeHandle};
+use edgefc_core::runtime::{self, log, AdminTokenCell, Config, NodeLauncher, RuntimeHandle};
 use napi::bindgen_prelude::PromiseRaw;
 use napi::Env;
 use napi_derive::napi;
@@ -15,7 +15,7 @@ use crate::error::{self, to_js};
 pub struct NativeRuntime {
     handle: Arc<tokio::sync::Mutex<Option<RuntimeHandle>>>,
     socket_path: String,
-    admin_token: String,
+    admin_token: AdminTokenCell,
 }
 
 #[napi]
@@ -25,9 +25,10 @@ impl NativeRuntime {
         self.socket_path.clone()
     }
 
+    /// The token now: `edgefc token rotate` replaces it.
     #[napi(getter)]
     pub fn admin_token(&self) -> String {
-        self.admin_token.clone()
+        self.admin_token.current()
     }
 
     /// Stops the runtime and its workers; later calls do nothing.
@@ -64,7 +65,7 @@ pub fn start_runtime<'env>(
     };
     error::promise(env, work, |handle| NativeRuntime {
         socket_path: handle.socket_path().display().to_string(),
-        admin_token: handle.admin_token().to_string(),
+        admin_token: handle.admin_token_cell(),
         handle: Arc::new(tokio::sync::Mutex::new(Some(handle))),
     })
 }

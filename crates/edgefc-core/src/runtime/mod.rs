@@ -101,6 +101,16 @@ impl Shared {
     }
 }
 
+/// The runtime's admin token as it is now, however often it was rotated.
+#[derive(Clone)]
+pub struct AdminTokenCell(Arc<std::sync::RwLock<String>>);
+
+impl AdminTokenCell {
+    pub fn current(&self) -> String {
+        self.0.read().unwrap().clone()
+    }
+}
+
 /// A running runtime. Dropping the handle does not stop it; call [`stop`](RuntimeHandle::stop).
 pub struct RuntimeHandle {
     socket_path: PathBuf,
@@ -251,6 +261,12 @@ impl RuntimeHandle {
     /// The admin token now: it stays the same across restarts until rotated.
     pub fn admin_token(&self) -> String {
         self.admin_token.read().unwrap().clone()
+    }
+
+    /// Where the admin token is kept, for holders that outlive a borrow of
+    /// the handle and must see a rotation (`edgefc token rotate`).
+    pub fn admin_token_cell(&self) -> AdminTokenCell {
+        AdminTokenCell(self.admin_token.clone())
     }
 
     /// Stops gracefully: new calls are refused (`ERR_SHUTTING_DOWN`); those
