@@ -12,6 +12,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use super::config::{function_arn, FUNCTION_NAME_PREFIX, GATEWAY_PREFIX, ROUTER_FUNCTION_ID};
 use super::host::{Admission, FunctionHost, Run};
 use super::mqtt::remote::{Answer, IncomingRequest, RemoteCall};
+use super::mqtt::settings::RemoteFunction;
 use super::{asynchronous, bus, log, server, Caller, Shared};
 use crate::error::{Error, ErrorCode, Result};
 use crate::proto::frame::{Frame, FunctionError, Payload};
@@ -57,7 +58,7 @@ async fn run(
             let InvokeRequest { default_timeout_secs, invoker_context, payload, .. } = request;
             invoke_here(shared, &shared.hosts[index], asynchronous, default_timeout_secs, invoker_context, payload).await?
         }
-        Target::Remote { gateway_id, service_name, function_name, broker } => {
+        Target::Remote(RemoteFunction { gateway_id, service_name, function_name, broker }) => {
             let call = RemoteCall {
                 gateway_id,
                 service_name,
@@ -127,8 +128,8 @@ pub(super) async fn serve_remote(shared: &Shared, request: IncomingRequest) -> R
 enum Target {
     /// A function of this runtime (its index).
     Local(usize),
-    /// A function of another gateway, through broker `broker`.
-    Remote { gateway_id: String, service_name: String, function_name: String, broker: usize },
+    /// A function of another gateway.
+    Remote(RemoteFunction),
 }
 
 /// The function an invocation names: by id or ARN, or, after
@@ -144,8 +145,6 @@ fn target_of(shared: &Shared, caller: Caller, target: &str) -> Result<Target> {
         if gateway_id == shared.remote.gateway_id {
             return target_of(shared, caller, target);
         }
-        super::mqtt::settings::check_topic_level("gatewayId", gateway_id)
-            .map_err(|error| Error::new(ErrorCode::InvalidParams, error.message))?;
         let (service_name, function_name) = match shared.remote.named(target) {
             Some(remote) => (remote.service_name.clone(), remote.function_name.clone()),
             None => names_in_arn(target).ok_or_else(|| {
@@ -156,12 +155,12 @@ fn target_of(shared: &Shared, caller: Caller, target: &str) -> Result<Target> {
             })?,
         };
         // They become topic levels: '/', '+' or '#' would change which topic, or make none.
-        for (what, name) in [("serviceName", &service_name), ("functionName", &function_name)] {
+        for (what, name) in [("gatewayId", gateway_id), ("serviceName", &service_name), ("functionName", &function_name)] {
             super::mqtt::settings::check_topic_level(what, name)
                 .map_err(|error| Error::new(ErrorCode::InvalidParams, error.message))?;
         }
         let broker = shared.remote.broker_for(gateway_id);
-        return Ok(Target::Remote { gateway_id: gateway_id.to_string(), service_name, function_name, broker });
+        return Ok(Target::Remote(RemoteFunction { gateway_id: gateway_id.to_string(), service_name, function_name, broker }));
     }
     let local = match target.strip_prefix(FUNCTION_NAME_PREFIX) {
         Some(name) => {
@@ -179,12 +178,7 @@ fn target_of(shared: &Shared, caller: Caller, target: &str) -> Result<Target> {
     match (local, shared.remote.named(target)) {
         (Ok(index), _) => Ok(Target::Local(index)),
         (Err(error), _) if error.code != ErrorCode::FunctionNotFound => Err(error),
-        (Err(_), Some(remote)) => Ok(Target::Remote {
-            gateway_id: remote.gateway_id.clone(),
-            service_name: remote.service_name.clone(),
-            function_name: remote.function_name.clone(),
-            broker: remote.broker,
-        }),
+        (Err(_), Some(remote)) => Ok(Target::Remote(remote.clone())),
         (Err(error), None) => Err(error),
     }
 }

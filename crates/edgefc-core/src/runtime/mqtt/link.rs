@@ -133,6 +133,11 @@ impl OutboxIndex {
         self.unsent.insert(seq);
     }
 
+    fn unreserve(&mut self, size: usize) {
+        self.reserved -= 1;
+        self.reserved_bytes -= size;
+    }
+
     /// The entry leaves (acknowledged, or dropped); false if it was not there.
     fn remove(&mut self, seq: u64) -> bool {
         self.unsent.remove(&seq);
@@ -155,9 +160,9 @@ struct Room<'a> {
 }
 
 impl Room<'_> {
+    /// Gives the room back under a lock already held.
     fn release(mut self, outbox: &mut OutboxIndex) {
-        outbox.reserved -= 1;
-        outbox.reserved_bytes -= self.size;
+        outbox.unreserve(self.size);
         self.held = false;
     }
 }
@@ -165,9 +170,7 @@ impl Room<'_> {
 impl Drop for Room<'_> {
     fn drop(&mut self) {
         if self.held {
-            let mut outbox = self.link.outbox.lock().unwrap();
-            outbox.reserved -= 1;
-            outbox.reserved_bytes -= self.size;
+            self.link.outbox.lock().unwrap().unreserve(self.size);
         }
     }
 }
@@ -636,7 +639,7 @@ impl Link {
                         // Its caller has given up: sent now, it would run for nobody.
                         continue;
                     }
-                    properties.message_expiry_interval = Some(u32::try_from(left.as_millis().div_ceil(1000)).unwrap_or(u32::MAX));
+                    properties.message_expiry_interval = Some(expiry_secs(left));
                 }
                 if self.unsendable(&topic, qos, &payload, &properties) {
                     continue;
@@ -771,11 +774,8 @@ impl Link {
             self.counters.dropped_inbound.fetch_add(1, Ordering::Relaxed);
             return (publish, true);
         };
-        let text = publish.properties.as_ref().and_then(|properties| properties.payload_format_indicator) == Some(1);
-        let payload = match text && std::str::from_utf8(&publish.payload).is_ok() {
-            true => Payload::Text(publish.payload.clone()),
-            false => Payload::Binary(publish.payload.clone()),
-        };
+        let indicator = publish.properties.as_ref().and_then(|properties| properties.payload_format_indicator);
+        let payload = payload_of(indicator, publish.payload.clone());
         if let Err(error) = deliver(topic.clone(), payload).await {
             // Only what can never be delivered (too large, a bad topic) is acknowledged and dropped.
             let never = matches!(error.code, ErrorCode::PayloadTooLarge | ErrorCode::InvalidParams);
@@ -793,11 +793,31 @@ impl Link {
 
 /// The payload's bytes, and whether it is UTF-8 text (Payload Format Indicator 1).
 fn wire_payload(payload: &Payload) -> (Bytes, PublishProperties) {
-    let indicator = match payload {
+    (
+        payload.bytes().clone(),
+        PublishProperties { payload_format_indicator: Some(format_indicator(payload)), ..Default::default() },
+    )
+}
+
+/// The Payload Format Indicator of a payload: 1 for UTF-8 text (a JS string), 0 for bytes.
+pub(super) fn format_indicator(payload: &Payload) -> u8 {
+    match payload {
         Payload::Text(_) => 1,
         Payload::Binary(_) => 0,
-    };
-    (payload.bytes().clone(), PublishProperties { payload_format_indicator: Some(indicator), ..Default::default() })
+    }
+}
+
+/// A payload from MQTT: a String when the sender said UTF-8 (and it is), else a Buffer.
+pub(super) fn payload_of(indicator: Option<u8>, bytes: Bytes) -> Payload {
+    match indicator == Some(1) && std::str::from_utf8(&bytes).is_ok() {
+        true => Payload::Text(bytes),
+        false => Payload::Binary(bytes),
+    }
+}
+
+/// A Message Expiry: whole seconds, rounded up, at least one.
+fn expiry_secs(left: Duration) -> u32 {
+    u32::try_from(left.as_millis().div_ceil(1000)).unwrap_or(u32::MAX).max(1)
 }
 
 /// Waits for the CONNACK; returns the broker's Maximum Packet Size, if it set one.

@@ -25,7 +25,7 @@ use rumqttc::v5::mqttbytes::QoS;
 use serde::Serialize;
 use tokio::sync::{oneshot, Semaphore};
 
-use super::link::{DirectMessage, Link};
+use super::link::{format_indicator, payload_of, DirectMessage, Link};
 use super::settings::RemoteSettings;
 use crate::error::{Error, ErrorCode, Result};
 use crate::proto::frame::{FunctionError, Payload};
@@ -289,7 +289,7 @@ impl Remote {
             payload: call.payload.bytes().clone(),
             properties: PublishProperties {
                 payload_format_indicator: Some(format_indicator(&call.payload)),
-                message_expiry_interval: Some(expiry_secs(timeout)),
+                // Message Expiry: the link sets it from the deadline, as it sends.
                 response_topic: Some(self.reply_topic()),
                 correlation_data: Some(correlation),
                 user_properties,
@@ -466,13 +466,13 @@ impl Remote {
             self.answer(link, to.address(encode_answer(Err(Error::runtime_unavailable("the runtime is starting")))));
             return;
         };
-        let user = |name: &str| properties.user_properties.iter().find(|(key, _)| key == name).map(|(_, value)| value.clone());
+        let user = |name: &str| user_property(&properties, name);
         let request = IncomingRequest {
             service_name: service,
             function_name: function,
-            asynchronous: user(TYPE).as_deref() == Some("async"),
+            asynchronous: user(TYPE) == Some("async"),
             default_timeout_secs: user(DEFAULT_TIMEOUT_SECS).and_then(|secs| secs.parse().ok()).unwrap_or(0),
-            invoker_context: user(INVOKER_CONTEXT).unwrap_or_default(),
+            invoker_context: user(INVOKER_CONTEXT).unwrap_or_default().to_string(),
             payload: payload_of(properties.payload_format_indicator, publish.payload),
         };
         let (remote, link) = (self.clone(), link.clone());
@@ -553,24 +553,9 @@ fn is_reply_topic(topic: &str) -> bool {
         if !gateway.is_empty() && !instance.is_empty() && !rest.contains(['+', '#']))
 }
 
-/// Message Expiry in whole seconds, at least one.
-fn expiry_secs(timeout: Duration) -> u32 {
-    u32::try_from(timeout.as_millis().div_ceil(1000)).unwrap_or(u32::MAX).max(1)
-}
-
-fn format_indicator(payload: &Payload) -> u8 {
-    match payload {
-        Payload::Text(_) => 1,
-        Payload::Binary(_) => 0,
-    }
-}
-
-/// A String when the sender said UTF-8 (and it is), else a Buffer.
-fn payload_of(indicator: Option<u8>, bytes: Bytes) -> Payload {
-    match indicator == Some(1) && std::str::from_utf8(&bytes).is_ok() {
-        true => Payload::Text(bytes),
-        false => Payload::Binary(bytes),
-    }
+/// The value of user property `name`, if the message has it.
+fn user_property<'a>(properties: &'a PublishProperties, name: &str) -> Option<&'a str> {
+    properties.user_properties.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str())
 }
 
 /// An answer as it travels: its payload and user properties (the topic and
@@ -614,7 +599,7 @@ fn encode_answer(answer: Result<Answer>) -> DirectMessage {
 }
 
 fn decode_answer(properties: &PublishProperties, payload: Bytes) -> Result<Answer> {
-    let user = |name: &str| properties.user_properties.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str());
+    let user = |name: &str| user_property(properties, name);
     let payload = payload_of(properties.payload_format_indicator, payload);
     let text = || String::from_utf8_lossy(payload.bytes()).into_owned();
     match user(OUTCOME) {
