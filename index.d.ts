@@ -160,8 +160,63 @@ export interface BoundStats {
   refused: number
 }
 
-/** What `runtime.stats()` and `edgefc stats` report: the router's counters, then each bound's use and refusals. */
+/** A latency histogram: `buckets` counts per bucket (not cumulative), bounded by `RuntimeStats.latencyBuckets`, `+Inf` last. */
+export interface LatencyHistogram {
+  count: number
+  sumSeconds: number
+  buckets: number[]
+}
+
+/** Invocation attempts ended, by outcome; outcomes never seen are left out. */
+export type OutcomeCounts = Partial<Record<'ok' | 'handled_error' | 'unhandled_error' | 'timeout' | 'memory_limit' | 'worker_lost' | 'refused' | 'stopped', number>>
+
+/** One function: its invocations, latency and worker. */
+export interface FunctionStats {
+  /** Its functionId (the ARN when the config gives none). */
+  function: string
+  serviceName: string
+  functionName: string
+  runMode: 'onDemand' | 'longLived'
+  /** `message`: deliveries along QoS 0 routes (QoS 1 deliveries run as `async`). */
+  invocations: { sync: OutcomeCounts; async: OutcomeCounts; message: OutcomeCounts }
+  workerStarts: number
+  workerStartFailures: number
+  workerExits: Partial<Record<'stopped' | 'timeout' | 'memory_limit' | 'crashed', number>>
+  /** From admission to the task sent to a worker. */
+  queueWait: LatencyHistogram
+  /** From the task sent to its result or timeout. */
+  runTime: LatencyHistogram
+  workers: Array<{ pid: number | null; rssBytes: number | null; uptimeSeconds: number; inFlight: number; retiring: boolean }>
+  /** The last minute (or since the start, when sooner); quantiles are null without an invocation. */
+  lastMinute: {
+    seconds: number
+    invocations: number
+    errors: number
+    perSecond: number
+    runP50Seconds: number | null
+    runP99Seconds: number | null
+    queueP99Seconds: number | null
+  }
+}
+
+/** A failed invocation, without its payload or message. */
+export interface RecentError {
+  atMs: number
+  function: string
+  type: 'sync' | 'async' | 'message'
+  outcome: keyof OutcomeCounts
+  /** The error's `errorType` (`TimeoutError`, `TypeError`…), or the code of a refusal (`ERR_QUEUE_FULL`). */
+  errorType: string | null
+  /** Empty for a refusal. */
+  invocationId: string
+  attempt: number
+}
+
+/** What `runtime.stats()`, `edgefc stats` and the observe listener's `/api/stats` report (`/metrics` encodes the same numbers). */
 export interface RuntimeStats {
+  version: string
+  gatewayId: string
+  uptimeSeconds: number
   published: number
   delivered: number
   droppedNoRoute: number
@@ -207,6 +262,16 @@ export interface RuntimeStats {
     damagedRecords: number
   }
   log: { functionLines: number; droppedLines: number; splitLines: number }
+  /** Each MQTT broker link: connection, outbox and counts (see the README's "MQTT bridge"). */
+  mqtt: Array<Record<string, string | number | boolean>>
+  /** Invocations to and from other gateways. */
+  remote: Record<string, string | number>
+  functions: FunctionStats[]
+  /** Upper bounds, in seconds, of the latency histograms' buckets. */
+  latencyBuckets: number[]
+  /** The last 50 failed invocations, newest first. */
+  recentErrors: RecentError[]
+  routes: Array<{ source: string; filter: string; target: string; qos: 0 | 1 }>
 }
 
 /** The earlier name of {@link RuntimeStats}. */
@@ -217,9 +282,11 @@ export declare class Runtime {
   readonly socketPath: string
   /** The admin token now: it follows `edgefc token rotate`. */
   readonly adminToken: string
+  /** `http://<address>/` of the observe listener (metrics, status page) when `observe.listen` is set, else null. */
+  readonly observeUrl: string | null
   /** An FCClient that talks to this runtime with its admin token. */
   client(options?: Omit<FCClientOptions, 'config' | 'socketPath' | 'token'>): FCClient
-  /** What the router has done, and each bound's use and refusals. */
+  /** Every number the runtime keeps: the same as `edgefc stats` and `/metrics`. */
   stats(): Promise<RuntimeStats>
   /** Stops every worker, closes the socket and removes it. */
   stop(): Promise<void>

@@ -13,6 +13,7 @@ class Runtime {
   constructor(handle) {
     this._handle = handle;
     this.socketPath = handle.socketPath;
+    this.observeUrl = handle.observeAddress ? `http://${handle.observeAddress}/` : null;
     // The runtime's threads are invisible to Node's event loop; this timer is what keeps it running.
     this._keepAlive = setInterval(() => {}, 1 << 30);
   }
@@ -27,7 +28,7 @@ class Runtime {
     return new FCClient({ ...options, socketPath: this.socketPath, token: this.adminToken });
   }
 
-  /** What the message router has done: `{published, delivered, droppedNoRoute, refusedQueueFull}`. */
+  /** Every number the runtime keeps (the JSON of `edgefc stats`; `/metrics` encodes the same). */
   async stats() {
     const link = new RuntimeLink({ socketPath: this.socketPath, token: this.adminToken });
     return link.call((session) => session.query('stats'));

@@ -16,6 +16,7 @@ pub struct NativeRuntime {
     handle: Arc<tokio::sync::Mutex<Option<RuntimeHandle>>>,
     socket_path: String,
     admin_token: AdminTokenCell,
+    observe_address: Option<String>,
 }
 
 #[napi]
@@ -23,6 +24,12 @@ impl NativeRuntime {
     #[napi(getter)]
     pub fn socket_path(&self) -> String {
         self.socket_path.clone()
+    }
+
+    /// `address:port` of the observe listener, when `observe.listen` is set.
+    #[napi(getter)]
+    pub fn observe_address(&self) -> Option<String> {
+        self.observe_address.clone()
     }
 
     /// The token now: `edgefc token rotate` replaces it.
@@ -66,6 +73,7 @@ pub fn start_runtime<'env>(
     error::promise(env, work, |handle| NativeRuntime {
         socket_path: handle.socket_path().display().to_string(),
         admin_token: handle.admin_token_cell(),
+        observe_address: handle.observe_address().map(|address| address.to_string()),
         handle: Arc::new(tokio::sync::Mutex::new(Some(handle))),
     })
 }

@@ -18,6 +18,7 @@ use tokio::sync::{Notify, Semaphore};
 use super::config::RetryPolicy;
 use super::host::{FunctionHost, Run};
 use super::log;
+use super::observe::Kind;
 use super::store::{DeadLetter, Invocation, Store};
 use crate::error::{Error, ErrorCode, Result};
 use crate::proto::frame::{FunctionError, Payload};
@@ -245,6 +246,7 @@ async fn attempt(host: &Arc<FunctionHost>, store: &Arc<Store>, seq: u64, size: u
         return queue.release(seq, now_ms() + ADMISSION_PAUSE.as_millis() as u64);
     };
     let run = Run {
+        kind: Kind::Async,
         request_id: invocation.invocation_id.clone(),
         attempt: u16::try_from(invocation.attempt).unwrap_or(u16::MAX),
         timeout: host.spec.timeout_for(invocation.default_timeout_secs),

@@ -25,14 +25,14 @@ struct Used {
 }
 
 /// A budget's use and bounds, as `edgefc stats` shows them.
-#[derive(Serialize)]
+#[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct BudgetStats {
-    count: usize,
-    max_count: usize,
-    bytes: usize,
-    max_bytes: usize,
-    refused: u64,
+    pub(super) count: usize,
+    pub(super) max_count: usize,
+    pub(super) bytes: usize,
+    pub(super) max_bytes: usize,
+    pub(super) refused: u64,
 }
 
 impl Budget {

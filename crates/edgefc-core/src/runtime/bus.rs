@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use super::config::{ConnectionLimits, SlowSubscriber};
 use super::log::Throttle;
+use super::observe::Kind;
 use super::router::{check_topic, Publisher, RouteTarget, Router, TopicFilter};
 use super::{asynchronous, invoke, Caller, Shared};
 use crate::error::{Error, ErrorCode, Result};
@@ -50,16 +51,16 @@ struct Counters {
 }
 
 /// The JSON of `edgefc stats` and `runtime.stats()`.
-#[derive(Serialize)]
+#[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct BusStats {
-    published: u64,
-    delivered: u64,
-    dropped_no_route: u64,
-    refused_queue_full: u64,
-    dropped_slow_subscriber: u64,
-    disconnected_slow_subscriber: u64,
-    subscriptions: usize,
+    pub(super) published: u64,
+    pub(super) delivered: u64,
+    pub(super) dropped_no_route: u64,
+    pub(super) refused_queue_full: u64,
+    pub(super) dropped_slow_subscriber: u64,
+    pub(super) disconnected_slow_subscriber: u64,
+    pub(super) subscriptions: usize,
 }
 
 impl Bus {
@@ -274,7 +275,8 @@ fn route(shared: &Shared, publisher: Publisher, topic: String, payload: Payload)
                 bus.counters.delivered.fetch_add(1, Ordering::Relaxed);
                 tokio::spawn(invoke::run_detached(host.clone(), admission, invoker_context.clone(), payload.clone()));
             }
-            Err(_) => {
+            Err(error) => {
+                host.refused(Kind::Message, &error);
                 bus.counters.refused_queue_full.fetch_add(1, Ordering::Relaxed);
                 full.push(host.spec.function_id.as_str());
             }

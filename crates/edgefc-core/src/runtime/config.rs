@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::observe::ObserveSettings;
 use crate::error::{Error, ErrorCode, Result};
 use crate::proto::frame::{HEADER_LEN, MAX_FIELDS_LEN};
 use crate::runtime::identity::RunAs;
@@ -45,6 +46,8 @@ pub const DEFAULT_STATE_DIR: &str = ".edgefc";
 pub const DEFAULT_GATEWAY_ID: &str = "edgefc";
 pub const SOCKET_FILE: &str = "edgefc.sock";
 pub const ADMIN_TOKEN_FILE: &str = "admin.token";
+/// What the observe listener asks for when it is not on a loopback address.
+pub const OBSERVE_TOKEN_FILE: &str = "observe.token";
 
 /// Longest path a Unix socket address holds on Linux (`sun_path` less the NUL).
 const MAX_SOCKET_PATH: usize = 107;
@@ -82,6 +85,23 @@ struct ConfigFile {
     remote_functions: Vec<RemoteFunctionEntry>,
     #[serde(default)]
     exposed_functions: Vec<ExposedFunctionEntry>,
+    observe: Option<ObserveEntry>,
+}
+
+/// `observe`: where `/metrics` and the status page are served.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ObserveEntry {
+    listen: String,
+}
+
+impl ObserveEntry {
+    fn settings(self) -> Result<ObserveSettings> {
+        let listen = self.listen.parse().map_err(|_| {
+            Error::config(format!("observe.listen \"{}\" must be an IP address and port, like \"127.0.0.1:9464\"", self.listen))
+        })?;
+        Ok(ObserveSettings { listen })
+    }
 }
 
 /// `runAs`: `"runtime"`, or `{"uid": …, "gid": …}`.
@@ -132,7 +152,7 @@ pub struct Credentials {
     pub security_token: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub enum RunMode {
     /// Started on the first event, stopped after `idleTimeoutMs` without one.
@@ -368,6 +388,8 @@ pub struct Config {
     pub limits: Limits,
     /// How long calls already taken may run on once the runtime is asked to stop.
     pub shutdown_grace: Duration,
+    /// `observe`: the metrics and status page listener, off unless configured.
+    pub observe: Option<ObserveSettings>,
 }
 
 /// The runtime-wide bounds; each has a config key, a default and a range.
@@ -601,6 +623,10 @@ impl Config {
         self.state_dir.join(ADMIN_TOKEN_FILE)
     }
 
+    pub fn observe_token_path(&self) -> PathBuf {
+        self.state_dir.join(OBSERVE_TOKEN_FILE)
+    }
+
     pub fn load(path: &Path) -> Result<Config> {
         let text = std::fs::read_to_string(path)
             .map_err(|error| Error::config(format!("cannot read config {}: {error}", path.display())))?;
@@ -680,6 +706,7 @@ impl Config {
             credentials: file.credentials,
             limits,
             shutdown_grace: bounded_ms("shutdownGraceMs", file.shutdown_grace_ms, Duration::from_secs(10), 0..=600_000)?,
+            observe: file.observe.map(ObserveEntry::settings).transpose()?,
         };
         config.check_socket_path()?;
         Ok(config)

@@ -40,24 +40,24 @@ pub(super) struct ConnectionCounters {
 }
 
 /// The JSON of `connections` in `edgefc stats`.
-#[derive(Serialize)]
+#[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct ConnectionStats {
-    open: usize,
-    max: usize,
-    unauthenticated: usize,
-    max_unauthenticated: usize,
-    output_bytes: usize,
-    max_output_bytes_each: usize,
-    max_total_output_bytes: usize,
-    accept_errors: u64,
-    evicted_unauthenticated: u64,
-    hello_timeouts: u64,
-    hello_refused: u64,
-    refused_too_many: u64,
-    closed_slow_reader: u64,
-    refused_in_flight: u64,
-    read_pauses: u64,
+    pub(super) open: usize,
+    pub(super) max: usize,
+    pub(super) unauthenticated: usize,
+    pub(super) max_unauthenticated: usize,
+    pub(super) output_bytes: usize,
+    pub(super) max_output_bytes_each: usize,
+    pub(super) max_total_output_bytes: usize,
+    pub(super) accept_errors: u64,
+    pub(super) evicted_unauthenticated: u64,
+    pub(super) hello_timeouts: u64,
+    pub(super) hello_refused: u64,
+    pub(super) refused_too_many: u64,
+    pub(super) closed_slow_reader: u64,
+    pub(super) refused_in_flight: u64,
+    pub(super) read_pauses: u64,
 }
 
 /// A connection's place among those waiting for their Hello; given back

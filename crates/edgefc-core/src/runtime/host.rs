@@ -17,9 +17,10 @@ use super::asynchronous::AsyncQueue;
 use super::budget::{Budget, BudgetStats};
 use super::config::FunctionSpec;
 use super::launcher::{WorkerLauncher, STOP_GRACE};
+use super::observe::{error_type_of, FunctionMetrics, Kind, Outcome, RecentError, RecentErrors};
 use super::supervisor::{WorkerConnection, WorkerLink};
 use crate::error::{Error, ErrorCode, Result};
-use crate::proto::frame::{Frame, Payload};
+use crate::proto::frame::{Frame, FunctionError, Payload};
 use crate::proto::message::SyncResult;
 
 /// What every host of one runtime shares.
@@ -34,6 +35,8 @@ pub(super) struct HostSettings {
     pub worker_connections: tokio::sync::mpsc::UnboundedSender<WorkerConnection>,
     /// Cancelled when the runtime starts to stop: no new call is taken.
     pub draining: CancellationToken,
+    /// Every function's failed invocations, newest first.
+    pub recent_errors: RecentErrors,
 }
 
 pub(super) struct FunctionHost {
@@ -51,10 +54,12 @@ pub(super) struct FunctionHost {
     pub(super) last_activity: Mutex<Instant>,
     pub(super) stopping: AtomicBool,
     pub(super) stopped: CancellationToken,
+    pub(super) metrics: Arc<FunctionMetrics>,
 }
 
 /// One run of the function: what its worker's handler gets.
 pub(super) struct Run {
+    pub kind: Kind,
     /// The invocation's id, the same on every attempt.
     pub request_id: String,
     pub attempt: u16,
@@ -69,6 +74,8 @@ pub(super) struct Run {
 pub(super) struct Admission {
     host: Arc<FunctionHost>,
     bytes: usize,
+    /// Where its queue wait starts.
+    admitted_at: Instant,
 }
 
 impl Drop for Admission {
@@ -79,16 +86,16 @@ impl Drop for Admission {
 }
 
 /// One function's queue, as `edgefc stats` shows it.
-#[derive(serde::Serialize)]
+#[derive(Debug, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct QueueStats {
-    function: String,
-    running: usize,
-    max_concurrency: usize,
+    pub(super) function: String,
+    pub(super) running: usize,
+    pub(super) max_concurrency: usize,
     /// Running and waiting.
-    admitted: BudgetStats,
+    pub(super) admitted: BudgetStats,
     /// Async invocations in the store, not yet ended.
-    async_pending: usize,
+    pub(super) async_pending: usize,
 }
 
 impl FunctionHost {
@@ -104,6 +111,7 @@ impl FunctionHost {
             last_activity: Mutex::new(Instant::now()),
             stopping: AtomicBool::new(false),
             stopped: CancellationToken::new(),
+            metrics: Arc::default(),
         }
     }
 
@@ -135,7 +143,21 @@ impl FunctionHost {
                 ),
             ));
         }
-        Ok(Admission { host: self.clone(), bytes })
+        Ok(Admission { host: self.clone(), bytes, admitted_at: Instant::now() })
+    }
+
+    /// Counts an invocation that was not taken (`error` says why: a full queue, the runtime stopping).
+    pub(super) fn refused(&self, kind: Kind, error: &Error) {
+        self.metrics.count(kind, Outcome::Refused);
+        self.settings.recent_errors.push(RecentError {
+            at_ms: super::asynchronous::now_ms(),
+            function: self.spec.function_id.clone(),
+            kind: kind.label(),
+            outcome: Outcome::Refused.label(),
+            error_type: Some(error.code.as_str().to_string()),
+            invocation_id: String::new(),
+            attempt: 0,
+        });
     }
 
     /// Resolves once no invocation is admitted (running or waiting).
@@ -156,29 +178,70 @@ impl FunctionHost {
     /// Runs one invocation to its end. Errors are only for invocations that
     /// never reached the function (the runtime is stopping); whatever
     /// happens to the function itself is an `Unhandled` result.
-    pub(super) async fn run(&self, _admission: Admission, run: Run) -> Result<SyncResult> {
-        let _permit = self.permits.acquire().await.map_err(|_| Error::runtime_unavailable("the runtime is stopping"))?;
-        self.touch();
-        let result = self.run_admitted(run).await;
-        self.touch();
-        result
+    pub(super) async fn run(&self, admission: Admission, run: Run) -> Result<SyncResult> {
+        let (kind, request_id, attempt) = (run.kind, run.request_id.clone(), run.attempt);
+        let ended = match self.permits.acquire().await {
+            Ok(_permit) => {
+                self.touch();
+                let ended = self.run_admitted(admission.admitted_at, run).await;
+                self.touch();
+                ended
+            }
+            Err(_) => Err(Error::runtime_unavailable("the runtime is stopping")),
+        };
+        let outcome = match &ended {
+            Ok((_, outcome)) => *outcome,
+            Err(_) => Outcome::Stopped,
+        };
+        self.metrics.count(kind, outcome);
+        if outcome.is_error() {
+            let error_type = match &ended {
+                Ok((result, _)) => error_type_of(result.payload.bytes()),
+                Err(error) => Some(error.code.as_str().to_string()),
+            };
+            self.settings.recent_errors.push(RecentError {
+                at_ms: super::asynchronous::now_ms(),
+                function: self.spec.function_id.clone(),
+                kind: kind.label(),
+                outcome: outcome.label(),
+                error_type,
+                invocation_id: request_id,
+                attempt,
+            });
+        }
+        ended.map(|(result, _)| result)
     }
 
-    async fn run_admitted(&self, Run { request_id, attempt, timeout, invoker_context, payload }: Run) -> Result<SyncResult> {
+    async fn run_admitted(
+        &self,
+        admitted_at: Instant,
+        Run { request_id, attempt, timeout, invoker_context, payload, .. }: Run,
+    ) -> Result<(SyncResult, Outcome)> {
         let link = match self.ensure_worker().await {
             Ok(link) => link,
             Err(_) if self.is_stopping() => {
                 return Err(Error::runtime_unavailable("the runtime stopped before the invocation started"))
             }
-            Err(message) => return Ok(SyncResult::unhandled("WorkerStartError", &message)),
+            Err(message) => return Ok((SyncResult::unhandled("WorkerStartError", &message), Outcome::UnhandledError)),
         };
         let (done_tx, done) = oneshot::channel();
         let Some(task_id) = link.pending.register(done_tx) else {
-            return Ok(worker_lost());
+            return Ok((worker_lost(), Outcome::WorkerLost));
         };
+        let sent_at = Instant::now();
+        self.metrics.queue_wait.observe(sent_at - admitted_at);
         link.sender.send(Frame::Task { id: task_id, attempt, request_id, invoker_context, payload });
-        match tokio::time::timeout(timeout, done).await {
-            Ok(Ok(result)) => Ok(result),
+        let done = tokio::time::timeout(timeout, done).await;
+        self.metrics.run_time.observe(sent_at.elapsed());
+        match done {
+            Ok(Ok(result)) => {
+                let outcome = match result.function_error {
+                    FunctionError::None => Outcome::Ok,
+                    FunctionError::Handled => Outcome::HandledError,
+                    FunctionError::Unhandled => Outcome::UnhandledError,
+                };
+                Ok((result, outcome))
+            }
             Ok(Err(_)) if self.is_stopping() => {
                 Err(Error::runtime_unavailable("the runtime stopped before the invocation finished"))
             }
@@ -186,24 +249,20 @@ impl FunctionHost {
                 // Whether the kernel killed it for its memory is known once it has ended.
                 link.exited(STOP_GRACE).await;
                 if !link.exceeded_memory() {
-                    return Ok(worker_lost());
+                    return Ok((worker_lost(), Outcome::WorkerLost));
                 }
-                Ok(SyncResult::unhandled(
-                    "MemoryLimitExceeded",
-                    &format!(
-                        "function {} used more than its memorySize ({} MB); its worker was stopped",
-                        self.spec.function_id,
-                        self.spec.memory_limit_bytes >> 20
-                    ),
-                ))
+                let message = format!(
+                    "function {} used more than its memorySize ({} MB); its worker was stopped",
+                    self.spec.function_id,
+                    self.spec.memory_limit_bytes >> 20
+                );
+                Ok((SyncResult::unhandled("MemoryLimitExceeded", &message), Outcome::MemoryLimit))
             }
             Err(_) => {
                 link.forget(task_id);
                 self.retire(link);
-                Ok(SyncResult::unhandled(
-                    "TimeoutError",
-                    &format!("function {} timed out after {} ms", self.spec.function_id, timeout.as_millis()),
-                ))
+                let message = format!("function {} timed out after {} ms", self.spec.function_id, timeout.as_millis());
+                Ok((SyncResult::unhandled("TimeoutError", &message), Outcome::Timeout))
             }
         }
     }

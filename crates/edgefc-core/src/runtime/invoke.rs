@@ -13,6 +13,7 @@ use super::config::{function_arn, FUNCTION_NAME_PREFIX, GATEWAY_PREFIX, ROUTER_F
 use super::host::{Admission, FunctionHost, Run};
 use super::mqtt::remote::{Answer, IncomingRequest, RemoteCall};
 use super::mqtt::settings::RemoteFunction;
+use super::observe::Kind;
 use super::{asynchronous, bus, log, server, Caller, Shared};
 use crate::error::{Error, ErrorCode, Result};
 use crate::proto::frame::{Frame, FunctionError, Payload};
@@ -96,10 +97,12 @@ async fn invoke_here(
     if asynchronous {
         return asynchronous::accept(host, &shared.store, default_timeout_secs, invoker_context, payload)
             .await
-            .map(Answer::Accepted);
+            .map(Answer::Accepted)
+            .inspect_err(|error| host.refused(Kind::Async, error));
     }
-    let admission = host.admit(&invoker_context, &payload)?;
+    let admission = host.admit(&invoker_context, &payload).inspect_err(|error| host.refused(Kind::Sync, error))?;
     let run = Run {
+        kind: Kind::Sync,
         request_id: super::ids::new_id(),
         attempt: 1,
         timeout: host.spec.timeout_for(default_timeout_secs),
@@ -194,7 +197,7 @@ fn names_in_arn(arn: &str) -> Option<(String, String)> {
 /// once), and logs how it failed, if it did.
 pub(super) async fn run_detached(host: Arc<FunctionHost>, admission: Admission, invoker_context: String, payload: Payload) {
     let request_id = super::ids::new_id();
-    let run = Run { request_id: request_id.clone(), attempt: 1, timeout: host.spec.timeout, invoker_context, payload };
+    let run = Run { kind: Kind::Message, request_id: request_id.clone(), attempt: 1, timeout: host.spec.timeout, invoker_context, payload };
     match host.run(admission, run).await {
         Ok(result) if result.function_error != FunctionError::None => {
             let detail = log::error_body(result.payload.bytes());

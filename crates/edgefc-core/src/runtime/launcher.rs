@@ -47,13 +47,19 @@ pub struct WorkerProcess {
     exited: watch::Receiver<Option<String>>,
     /// Set before the worker is killed for using more than its memory limit.
     exceeded_memory: Arc<AtomicBool>,
+    pid: Option<u32>,
 }
 
 impl WorkerProcess {
     /// `stop` ends the worker; `exited` turns to `Some(how)` ("exit code 1",
     /// "signal 9") once it has ended and its output has been forwarded.
     pub fn new(stop: impl FnOnce() + Send + 'static, exited: watch::Receiver<Option<String>>) -> WorkerProcess {
-        WorkerProcess { stop: Some(Box::new(stop)), exited, exceeded_memory: Arc::new(AtomicBool::new(false)) }
+        WorkerProcess { stop: Some(Box::new(stop)), exited, exceeded_memory: Arc::new(AtomicBool::new(false)), pid: None }
+    }
+
+    /// The operating system's id of the worker process, where it is one.
+    pub fn pid(&self) -> Option<u32> {
+        self.pid
     }
 
     /// Whether the worker was killed for using more than its memory limit.
@@ -345,6 +351,7 @@ impl WorkerLauncher for NodeLauncher {
         });
         let mut process = WorkerProcess::new(move || drop(stop_tx), exit_rx);
         process.exceeded_memory = exceeded_memory;
+        process.pid = pid;
         Ok(process)
     }
 }
@@ -359,20 +366,22 @@ async fn memory_exceeded(pid: Option<u32>, limit: u64, group: Option<&WorkerGrou
     let Some(pid) = pid else {
         return std::future::pending().await;
     };
-    // SAFETY: sysconf has no preconditions.
-    let page = u64::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
     let mut samples = tokio::time::interval(MEMORY_SAMPLE_INTERVAL);
     loop {
         samples.tick().await;
-        let resident_pages = std::fs::read_to_string(format!("/proc/{pid}/statm"))
-            .ok()
-            .and_then(|statm| statm.split_whitespace().nth(1).and_then(|pages| pages.parse::<u64>().ok()));
-        if resident_pages.is_some_and(|pages| pages.saturating_mul(page) > limit)
-            || group.is_some_and(WorkerGroup::ran_out_of_memory)
-        {
+        if resident_bytes(pid).is_some_and(|bytes| bytes > limit) || group.is_some_and(WorkerGroup::ran_out_of_memory) {
             return;
         }
     }
+}
+
+/// The resident memory of process `pid`, if it is still there.
+pub(super) fn resident_bytes(pid: u32) -> Option<u64> {
+    // SAFETY: sysconf has no preconditions.
+    let page = u64::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
+    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
+    let pages = statm.split_whitespace().nth(1)?.parse::<u64>().ok()?;
+    Some(pages.saturating_mul(page))
 }
 
 /// The descriptor a worker finds its connection to the runtime at.

@@ -10,7 +10,9 @@
 //! - [`router`]: topic filters and the routes they select.
 //! - [`mqtt`]: the bridge to MQTT brokers: outbound and inbound routes, and
 //!   invocations between gateways (`invoke` sends and serves them through it).
-//! - `services`: `Request` frames (credentials, stats).
+//! - `services`: `Request` frames (credentials, stats, dead letters).
+//! - [`observe`]: counters and latency histograms per function, the stats
+//!   snapshot, and the opt-in listener with `/metrics` and the status page.
 //! - `ids`: request, invocation and message ids.
 //! - `host`: one function: admission, concurrency, timeouts.
 //! - `asynchronous`: Async invocations: accepted durably, run from the
@@ -39,6 +41,7 @@ mod invoke;
 pub mod launcher;
 pub mod log;
 pub mod mqtt;
+pub mod observe;
 pub mod router;
 mod server;
 mod services;
@@ -89,6 +92,9 @@ struct Shared {
     bridge: Arc<mqtt::Bridge>,
     /// Which functions of other gateways callers here reach, and how.
     remote: mqtt::RemoteSettings,
+    started_at: std::time::Instant,
+    /// Each function's counters a minute ago and since, for the status page.
+    samples: observe::Samples,
 }
 
 impl Shared {
@@ -123,6 +129,7 @@ pub struct RuntimeHandle {
     bridge: Arc<mqtt::Bridge>,
     /// How long calls already taken may run on once stopping begins.
     shutdown_grace: std::time::Duration,
+    observe_address: Option<std::net::SocketAddr>,
     /// Released last, once the socket and token are gone.
     _state_lock: state_dir::StateLock,
 }
@@ -160,6 +167,12 @@ pub async fn start(mut config: Config, launcher: Arc<dyn WorkerLauncher>) -> Res
 
     let admin_token_path = config.admin_token_path();
     let admin_token = Arc::new(std::sync::RwLock::new(state_dir::admin_token(&admin_token_path)?));
+    let observe_listener = observe::bind(config.observe.as_ref()).await?;
+    let observe_address = observe_listener.as_ref().and_then(|listener| listener.local_addr().ok());
+    let observe_token = match &config.observe {
+        Some(settings) if settings.needs_token() => Some(state_dir::admin_token(&config.observe_token_path())?),
+        _ => None,
+    };
 
     // Bounded by the function count: a function launches one worker at a time.
     let (worker_connections, new_workers) = tokio::sync::mpsc::unbounded_channel();
@@ -170,6 +183,7 @@ pub async fn start(mut config: Config, launcher: Arc<dyn WorkerLauncher>) -> Res
         max_line_bytes: config.limits.log.max_line_bytes,
         worker_connections,
         draining: CancellationToken::new(),
+        recent_errors: observe::RecentErrors::default(),
     });
     let hosts: Vec<Arc<FunctionHost>> = config
         .functions
@@ -190,8 +204,14 @@ pub async fn start(mut config: Config, launcher: Arc<dyn WorkerLauncher>) -> Res
         connections: connections::Connections::new(config.limits.connections),
         settings: settings.clone(),
         remote: config.remote,
+        started_at: std::time::Instant::now(),
+        samples: observe::Samples::new(hosts.len()),
     });
     let shutdown = CancellationToken::new();
+    observe::start(&shared, observe_listener, observe_token, shutdown.clone());
+    if let Some(address) = observe_address {
+        log::info(format_args!("edgefc observe listening on http://{address}/"));
+    }
     let from_brokers = Arc::downgrade(&shared);
     let from_gateways = Arc::downgrade(&shared);
     bridge.start(
@@ -227,6 +247,7 @@ pub async fn start(mut config: Config, launcher: Arc<dyn WorkerLauncher>) -> Res
         settings,
         bridge,
         shutdown_grace: config.shutdown_grace,
+        observe_address,
         _state_lock: state_lock,
     })
 }
@@ -256,6 +277,11 @@ fn requeue(hosts: &[Arc<FunctionHost>], store: &store::Store, pending: Vec<store
 impl RuntimeHandle {
     pub fn socket_path(&self) -> &Path {
         &self.socket_path
+    }
+
+    /// Where the observe listener (`/metrics`, the status page) is, when configured.
+    pub fn observe_address(&self) -> Option<std::net::SocketAddr> {
+        self.observe_address
     }
 
     /// The admin token now: it stays the same across restarts until rotated.

@@ -167,6 +167,10 @@ impl Router {
         targets
     }
 
+    pub fn routes(&self) -> &[Route] {
+        &self.routes
+    }
+
     /// What to subscribe to at broker `broker`: each filter of a route from
     /// it, and whether any such route is durable (QoS 1).
     pub fn broker_subscriptions(&self, broker: usize) -> Vec<(String, bool)> {

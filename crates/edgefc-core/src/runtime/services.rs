@@ -2,99 +2,8 @@
 
 use serde::Serialize;
 
-use super::budget::BudgetStats;
-use super::bus::BusStats;
-use super::connections::ConnectionStats;
-use super::host::QueueStats;
-use super::{dead_letters, launcher, log, state_dir, Caller, Shared};
+use super::{dead_letters, observe, state_dir, Caller, Shared};
 use crate::error::{Error, ErrorCode, Result};
-
-/// The JSON of `edgefc stats` and `runtime.stats()`: the bus's counters at
-/// the top, then each bound's use and what it refused or dropped.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Stats {
-    #[serde(flatten)]
-    bus: BusStats,
-    connections: ConnectionStats,
-    queues: QueuesStats,
-    store: StoreStats,
-    log: LogStats,
-    /// Each broker link of the MQTT bridge.
-    mqtt: Vec<super::mqtt::LinkStats>,
-    /// Invocations to and from other gateways.
-    remote: super::mqtt::RemoteStats,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct StoreStats {
-    /// Bytes of pending Async invocations and dead letters (`store.maxBytes`).
-    held_bytes: usize,
-    max_bytes: usize,
-    dead_letters: usize,
-    max_dead_letters: usize,
-    /// Dead letters dropped, oldest first, because the dead letters were full.
-    dead_letters_evicted: u64,
-    /// Transactions committed: each made any number of accepts durable at once.
-    commits: u64,
-    /// Time those commits took, fsync included.
-    commit_micros: u64,
-    /// Records that could not be read back, and were left out.
-    damaged_records: u64,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct QueuesStats {
-    /// Every function's queue together (`maxTotalQueued*`).
-    total: BudgetStats,
-    functions: Vec<QueueStats>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct LogStats {
-    /// Lines (or pieces of lines) functions printed, as read by the runtime.
-    function_lines: u64,
-    /// Lines the runtime could not write because its stdout or stderr stalled.
-    dropped_lines: u64,
-    /// Function output lines longer than `log.maxLineBytes`, split.
-    split_lines: u64,
-}
-
-fn stats(shared: &Shared) -> Stats {
-    Stats {
-        bus: shared.bus.stats(),
-        mqtt: shared.bridge.stats(),
-        remote: shared.bridge.remote_stats(),
-        connections: shared.connections.stats(),
-        queues: QueuesStats {
-            total: shared.settings.total_queue.stats(),
-            functions: shared.hosts.iter().map(|host| host.queue_stats()).collect(),
-        },
-        store: {
-            let store = &shared.store;
-            let (counters, limits) = (store.counters(), store.limits());
-            let load = |counter: &std::sync::atomic::AtomicU64| counter.load(std::sync::atomic::Ordering::Relaxed);
-            StoreStats {
-                held_bytes: store.held_bytes(),
-                max_bytes: limits.max_bytes,
-                dead_letters: store.dead_letter_count(),
-                max_dead_letters: limits.max_dead_letters,
-                dead_letters_evicted: load(&counters.dead_letters_evicted),
-                commits: load(&counters.commits),
-                commit_micros: load(&counters.commit_micros),
-                damaged_records: load(&counters.damaged_records),
-            }
-        },
-        log: LogStats {
-            function_lines: launcher::output_lines(),
-            dropped_lines: log::dropped_lines(),
-            split_lines: launcher::split_lines(),
-        },
-    }
-}
 
 /// Answers a `Request`: `credentials` (functions), `stats`,
 /// `token.rotate` and the dead letters' `dlq.*` (admin).
@@ -113,7 +22,7 @@ pub(super) async fn answer(shared: &Shared, caller: Caller, operation: &str) -> 
         return Err(Error::new(ErrorCode::Unauthorized, format!("{name} needs the admin token")));
     }
     match name {
-        "stats" => to_json(operation, &stats(shared)),
+        "stats" => to_json(operation, &observe::stats(shared)),
         "token.rotate" => {
             let token = state_dir::rotate_admin_token(&shared.admin_token_path)?;
             *shared.admin_token.write().unwrap() = token;

@@ -14,6 +14,7 @@ use super::config::RunMode;
 use super::host::FunctionHost;
 use super::launcher::{LaunchSpec, WorkerProcess};
 use super::log;
+use super::observe::{ExitReason, WorkerStats};
 use crate::proto::message::SyncResult;
 use crate::transport::{FrameSender, PendingTable};
 
@@ -38,6 +39,9 @@ pub(super) struct WorkerLink {
     retiring: AtomicBool,
     /// Woken whenever a task ends.
     settled: Notify,
+    /// Set once the runtime asked it to stop: its exit is not a crash.
+    stop_requested: AtomicBool,
+    connected_at: Instant,
 }
 
 impl WorkerLink {
@@ -84,6 +88,7 @@ impl WorkerLink {
 
     /// Stops the worker process; its connection closes with it.
     pub(super) fn kill(&self) {
+        self.stop_requested.store(true, Ordering::Release);
         self.close();
         if let Some(process) = self.process.lock().unwrap().as_mut() {
             process.stop();
@@ -113,6 +118,19 @@ impl WorkerLink {
         match exit {
             Some(exit) => exit.await,
             None => "stopped".to_string(),
+        }
+    }
+
+    /// Why its process ended, once it has.
+    fn exit_reason(&self) -> ExitReason {
+        if self.exceeded_memory() {
+            ExitReason::MemoryLimit
+        } else if self.retiring.load(Ordering::Acquire) {
+            ExitReason::Timeout
+        } else if self.stop_requested.load(Ordering::Acquire) {
+            ExitReason::Stopped
+        } else {
+            ExitReason::Crashed
         }
     }
 
@@ -147,6 +165,8 @@ impl AttachWorker {
             closed: CancellationToken::new(),
             retiring: AtomicBool::new(false),
             settled: Notify::new(),
+            stop_requested: AtomicBool::new(false),
+            connected_at: Instant::now(),
         });
         self.0.send(link.clone()).ok()?;
         Some(link)
@@ -191,10 +211,40 @@ impl FunctionHost {
                 Err(format!("the worker of {} did not connect within {} s", self.spec.function_id, WORKER_START_TIMEOUT.as_secs()))
             }
         };
-        let link = outcome?;
+        let link = match outcome {
+            Ok(link) => link,
+            Err(why) => {
+                self.metrics.worker_start_failed();
+                return Err(why);
+            }
+        };
+        self.metrics.worker_started();
+        let (metrics, watched, exit) = (self.metrics.clone(), link.clone(), process.exit());
+        tokio::spawn(async move {
+            exit.await;
+            metrics.worker_exited(watched.exit_reason());
+        });
         *link.process.lock().unwrap() = Some(process);
         *current = Some(link.clone());
         Ok(link)
+    }
+
+    /// The function's worker as the stats show it; none while one is being launched.
+    pub(super) fn worker_stats(&self) -> Vec<WorkerStats> {
+        let Ok(current) = self.worker.try_lock() else {
+            return Vec::new();
+        };
+        let Some(link) = current.as_ref().filter(|link| !link.sender.is_closed()) else {
+            return Vec::new();
+        };
+        let pid = link.process.lock().unwrap().as_ref().and_then(WorkerProcess::pid);
+        vec![WorkerStats {
+            pid,
+            rss_bytes: pid.and_then(super::launcher::resident_bytes),
+            uptime_seconds: link.connected_at.elapsed().as_secs_f64(),
+            in_flight: link.pending.len(),
+            retiring: link.retiring.load(Ordering::Acquire),
+        }]
     }
 
     /// Keeps the function's worker in the shape its run mode asks for, until

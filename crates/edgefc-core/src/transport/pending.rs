@@ -46,6 +46,11 @@ impl<W> PendingTable<W> {
         self.waiters.lock().unwrap().is_none()
     }
 
+    /// How many requests are waiting (none once closed).
+    pub fn len(&self) -> usize {
+        self.waiters.lock().unwrap().as_ref().map_or(0, HashMap::len)
+    }
+
     /// No request is waiting (true once closed).
     pub fn is_empty(&self) -> bool {
         self.waiters.lock().unwrap().as_ref().is_none_or(HashMap::is_empty)

@@ -1,0 +1,135 @@
+//! The opt-in observe listener (`"observe": {"listen": …}`): `/metrics`
+//! for Prometheus, `/api/stats` (the JSON of `edgefc stats`) and the status
+//! page at `/`, which draws that JSON. On a loopback address anyone on the
+//! machine may read them, as with any local port; on any other address
+//! `/metrics` and `/api/stats` need `Authorization: Bearer <token>`, the
+//! token kept in the state directory's `observe-token`.
+
+use std::convert::Infallible;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use super::exposition;
+use super::stats::stats;
+use crate::runtime::{log, Shared};
+
+/// Connections served at once; more wait in the kernel's backlog.
+const MAX_CONNECTIONS: usize = 16;
+/// How long a client may take to send a request's head.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// Largest request head read; a scrape's is a few hundred bytes.
+const MAX_HEAD_BYTES: usize = 16 << 10;
+
+const PAGE: &str = include_str!("page.html");
+const PAGE_SCRIPT: &str = include_str!("page.js");
+const PAGE_STYLE: &str = include_str!("page.css");
+
+/// Serves the observe listener until `shutdown`; `token`, when set, is
+/// what `/metrics` and `/api/stats` require.
+pub(in crate::runtime) async fn serve(listener: TcpListener, shared: Weak<Shared>, token: Option<String>, shutdown: CancellationToken) {
+    let token = Arc::new(token);
+    let places = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let place = tokio::select! {
+            place = places.clone().acquire_owned() => place,
+            _ = shutdown.cancelled() => return,
+        };
+        let Ok(place) = place else { return };
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    log::warn(format_args!("the observe listener cannot accept a connection: {error}"));
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.cancelled() => return,
+        };
+        let _ = stream.set_nodelay(true);
+        let (shared, token, shutdown) = (shared.clone(), token.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            let _place = place;
+            let service = hyper::service::service_fn(move |request| {
+                let response = answer(&shared, token.as_deref(), &request);
+                async move { Ok::<_, Infallible>(response) }
+            });
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .max_buf_size(MAX_HEAD_BYTES)
+                .serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(connection);
+            tokio::select! {
+                _ = connection.as_mut() => {}
+                _ = shutdown.cancelled() => connection.as_mut().graceful_shutdown(),
+            }
+        });
+    }
+}
+
+fn answer(shared: &Weak<Shared>, token: Option<&str>, request: &Request<Incoming>) -> Response<Full<Bytes>> {
+    if request.method() != Method::GET && request.method() != Method::HEAD {
+        return plain(StatusCode::METHOD_NOT_ALLOWED, "only GET is served\n");
+    }
+    let path = request.uri().path();
+    match path {
+        "/" => return respond(StatusCode::OK, "text/html; charset=utf-8", PAGE),
+        "/page.js" => return respond(StatusCode::OK, "text/javascript; charset=utf-8", PAGE_SCRIPT),
+        "/page.css" => return respond(StatusCode::OK, "text/css; charset=utf-8", PAGE_STYLE),
+        "/metrics" | "/api/stats" => {}
+        _ => return plain(StatusCode::NOT_FOUND, "not found: try /, /metrics or /api/stats\n"),
+    }
+    if let Some(token) = token {
+        if !bearer_matches(request.headers().get(AUTHORIZATION), token) {
+            let mut response = plain(StatusCode::UNAUTHORIZED, "this listener needs Authorization: Bearer <the state directory's observe-token>\n");
+            response.headers_mut().insert("www-authenticate", HeaderValue::from_static("Bearer"));
+            return response;
+        }
+    }
+    let Some(shared) = shared.upgrade() else {
+        return plain(StatusCode::SERVICE_UNAVAILABLE, "the runtime is stopping\n");
+    };
+    let stats = stats(&shared);
+    if path == "/metrics" {
+        return respond(StatusCode::OK, exposition::CONTENT_TYPE, exposition::encode(stats));
+    }
+    match serde_json::to_string(&stats) {
+        Ok(json) => respond(StatusCode::OK, "application/json", json),
+        Err(error) => plain(StatusCode::INTERNAL_SERVER_ERROR, &format!("cannot encode the stats: {error}\n")),
+    }
+}
+
+/// Compares in time independent of where the tokens differ.
+fn bearer_matches(header: Option<&HeaderValue>, token: &str) -> bool {
+    let Some(given) = header.and_then(|value| value.to_str().ok()).and_then(|value| value.strip_prefix("Bearer ")) else {
+        return false;
+    };
+    given.len() == token.len() && given.bytes().zip(token.bytes()).fold(0u8, |differ, (a, b)| differ | (a ^ b)) == 0
+}
+
+fn plain(status: StatusCode, text: &str) -> Response<Full<Bytes>> {
+    respond(status, "text/plain; charset=utf-8", text.to_string())
+}
+
+fn respond(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body.into()));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    // Everything the page needs comes from here; nothing else may run in it.
+    headers.insert("content-security-policy", HeaderValue::from_static("default-src 'self'; frame-ancestors 'none'"));
+    response
+}
