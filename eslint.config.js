@@ -25,4 +25,14 @@ module.exports = [
       eqeqeq: ['error', 'always'],
     },
   },
+  {
+    // The status page's script runs in the browser.
+    files: ['crates/edgefc-core/src/runtime/observe/page.js'],
+    languageOptions: { globals: { ...globals.browser } },
+  },
+  {
+    // Functions the status page test evaluates in Chromium.
+    files: ['__test__/observe.test.js'],
+    languageOptions: { globals: { ...globals.node, document: 'readonly', window: 'readonly', getComputedStyle: 'readonly' } },
+  },
 ];

@@ -11,6 +11,8 @@ export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-was
 
 export declare class NativeRuntime {
   get socketPath(): string
+  /** `address:port` of the observe listener, when `observe.listen` is set. */
+  get observeAddress(): string | null
   /** The token now: `edgefc token rotate` replaces it. */
   get adminToken(): string
   /** Stops the runtime and its workers; later calls do nothing. */

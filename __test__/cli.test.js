@@ -175,6 +175,36 @@ describe('edgefc run', () => {
     assert.match(loud.output(), /^\[hello\] -- hello world$/m);
   });
 
+  it('writes JSON lines with EDGEFC_LOG_FORMAT=json: a function\'s with its id, worker pid and invocation; EDGEFC_LOG selects by part', async () => {
+    const hello = { ...fixture('echo'), codeDir: path.join(ROOT, 'examples', 'seed', 'helloworld'), functionName: 'hello', functionId: 'hello-id' };
+    const runtime = await startRuntimeProcess(
+      { functions: [hello] },
+      { env: { EDGEFC_LOG_FORMAT: 'json', EDGEFC_LOG: 'info,edgefc::host=debug' } },
+    );
+    const invoked = await runCli(['invoke', 'Test/hello', '--payload', 'printed line', '--context', '{"custom":{"data":"d"}}', '--config', runtime.configPath]);
+    assert.equal(invoked.code, 0, invoked.stderr);
+    await runtime.stop();
+    const lines = runtime.output().split('\n').filter((line) => line !== '');
+    const records = lines.map((line) => JSON.parse(line));
+    const printed = records.find((record) => record.message === 'printed line');
+    assert.ok(printed, runtime.output());
+    assert.equal(printed.target, 'edgefc::function');
+    assert.equal(printed.level, 'INFO');
+    assert.equal(printed.function, 'hello-id');
+    assert.equal(printed.stream, 'stdout');
+    assert.equal(typeof printed.pid, 'number');
+    assert.match(printed.invocation, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}$/);
+    // Every line the handler printed in that invocation carries its id, and only the tag was taken off.
+    const ofInvocation = records.filter((record) => record.invocation === printed.invocation);
+    assert.ok(ofInvocation.some((record) => record.message === '-- hello world'), runtime.output());
+    assert.ok(records.every((record) => !String(record.message).includes('\x1e')));
+    // edgefc::host=debug: the worker's start and end; the runtime's own lines never carry a payload.
+    assert.ok(records.some((record) => record.target === 'edgefc::host' && record.level === 'DEBUG' && /the worker of hello-id started \(pid \d+\)/.test(record.message)), runtime.output());
+    assert.ok(records.some((record) => record.target === 'edgefc::runtime' && /listening on/.test(record.message)));
+    const own = records.filter((record) => record.target !== 'edgefc::function');
+    assert.ok(own.every((record) => !JSON.stringify(record).includes('printed line')));
+  });
+
   it('refuses a second runtime on the same socket', async () => {
     const runtime = await startRuntimeProcess({ functions: [fixture('echo')] });
     const second = await runCli(['run', '--config', runtime.configPath]);

@@ -54,19 +54,20 @@ function writeConfig(config) {
  * `user`, `{uid, gid}`, when given: the test then runs as root), and
  * resolves once it says it is listening.
  */
-async function startRuntimeProcess(config, { user } = {}) {
+async function startRuntimeProcess(config, { user, env } = {}) {
   const configPath = writeConfig(config);
   if (user) {
     fs.chownSync(path.dirname(configPath), user.uid, user.gid);
     fs.chownSync(configPath, user.uid, user.gid);
   }
-  return runRuntimeProcess(configPath, user);
+  return runRuntimeProcess(configPath, user, env);
 }
 
-/** Runs `edgefc run` on an existing config (a runtime started again), resolving once it listens. */
-async function runRuntimeProcess(configPath, user) {
+/** Runs `edgefc run` on an existing config (a runtime started again), resolving once it listens; `env` adds to the environment. */
+async function runRuntimeProcess(configPath, user, env) {
   const child = track(spawn(process.execPath, [CLI, 'run', '--config', configPath], {
     stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ...env },
     ...user,
   }));
   let output = '';

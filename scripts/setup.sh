@@ -8,7 +8,7 @@ if ! command -v cargo >/dev/null 2>&1; then
   echo "edgefc: building needs a Rust toolchain (cargo); see README 'Install'" >&2
   exit 1
 fi
-if [ ! -x node_modules/.bin/napi ] || [ ! -x node_modules/.bin/tsc ] || [ ! -x node_modules/.bin/eslint ]; then
+if [ ! -x node_modules/.bin/napi ] || [ ! -x node_modules/.bin/tsc ] || [ ! -x node_modules/.bin/eslint ] || [ ! -d node_modules/puppeteer-core ]; then
   # Not `npm ci`: the lock file lists only the platform packages of the
   # napi-rs CLI that exist for this platform, which `npm ci` rejects as out
   # of sync. `npm install` installs exactly the locked versions all the same.

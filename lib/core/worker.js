@@ -5,6 +5,7 @@
 // token). It loads the handler, and runs it for every task the way the
 // function's flavor calls handlers (`lib/flavors`).
 
+const { AsyncLocalStorage } = require('async_hooks');
 const Module = require('module');
 
 const native = require('../../native.js');
@@ -44,6 +45,44 @@ function runTask(session, flavor, handler, task, identity) {
   } catch (err) {
     outcome.unhandled(err);
   }
+}
+
+/** Marks the start of a line a handler printed, before its invocation id (see `tagOutput`). */
+const TAG_START = '\x1e';
+const TAG_END = '\x1f';
+
+/**
+ * When the runtime writes its logs as JSON it asks (EDGEFC_TAG_OUTPUT) for
+ * the invocation behind each line a handler prints: every line written to
+ * stdout or stderr while a task runs (in its callbacks and promises too)
+ * starts with TAG_START, the invocation id and TAG_END, which the runtime
+ * takes off again. Returns how to run a task so; `undefined` when not asked.
+ */
+function tagOutput(env) {
+  const asked = env.EDGEFC_TAG_OUTPUT === '1';
+  delete env.EDGEFC_TAG_OUTPUT;
+  if (!asked) {
+    return undefined;
+  }
+  const running = new AsyncLocalStorage();
+  for (const stream of [process.stdout, process.stderr]) {
+    const write = stream.write.bind(stream);
+    let atLineStart = true;
+    stream.write = (chunk, ...rest) => {
+      const id = running.getStore();
+      if (typeof chunk !== 'string' || id === undefined || chunk.length === 0) {
+        if (chunk.length > 0) {
+          atLineStart = typeof chunk === 'string' ? chunk.endsWith('\n') : chunk[chunk.length - 1] === 10;
+        }
+        return write(chunk, ...rest);
+      }
+      const tag = `${TAG_START}${id}${TAG_END}`;
+      const tagged = (atLineStart ? tag : '') + chunk.replace(/\n(?=[\s\S])/g, `\n${tag}`);
+      atLineStart = chunk.endsWith('\n');
+      return write(tagged, ...rest);
+    };
+  }
+  return (task, run) => running.run(task.requestId, run);
 }
 
 /**
@@ -116,6 +155,10 @@ async function main() {
     functionName: env.EDGEFC_FUNCTION_NAME,
   };
   const flavor = flavors[env.EDGEFC_FLAVOR || 'linkedge'];
+  const tagged = tagOutput(env);
+  const run = tagged
+    ? (task) => tagged(task, () => runTask(session, flavor, handler, task, identity))
+    : (task) => runTask(session, flavor, handler, task, identity);
   let handler = null;
   const backlog = [];
   // The worker lives as long as its connection: this timer keeps it up, and
@@ -131,7 +174,7 @@ async function main() {
       return;
     }
     for (const task of tasks) {
-      runTask(session, flavor, handler, task, identity);
+      run(task);
     }
   };
   let session;
@@ -154,7 +197,7 @@ async function main() {
     };
   }
   for (const task of backlog.splice(0)) {
-    runTask(session, flavor, handler, task, identity);
+    run(task);
   }
 }
 

@@ -48,10 +48,7 @@ fn samples(text: &str) -> HashMap<String, f64> {
         }
         let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("a sample: {line}"));
         let name = series.split('{').next().unwrap();
-        assert!(
-            families.iter().any(|family| name.starts_with(family.as_str())),
-            "{name} has no # TYPE line before it"
-        );
+        assert!(families.iter().any(|family| name.starts_with(family.as_str())), "{name} has no # TYPE line before it");
         assert!(name.starts_with("edgefc_"), "{name}");
         samples.insert(series.to_string(), value.parse().unwrap_or_else(|_| panic!("a number: {line}")));
     }
@@ -122,8 +119,9 @@ async fn metrics_count_calls_errors_timeouts_and_refusals_exactly() {
             && samples.get(&format!(r#"edgefc_worker_exits_total{{function="{slow}",reason="timeout"}}"#)) == Some(&1.0)
     })
     .await;
-    let invocations =
-        |function: &str, kind: &str, outcome: &str| value(&metrics, &format!(r#"edgefc_invocations_total{{function="{function}",type="{kind}",outcome="{outcome}"}}"#));
+    let invocations = |function: &str, kind: &str, outcome: &str| {
+        value(&metrics, &format!(r#"edgefc_invocations_total{{function="{function}",type="{kind}",outcome="{outcome}"}}"#))
+    };
     assert_eq!(invocations(ECHO, "sync", "ok"), 3.0);
     assert_eq!(invocations(ECHO, "sync", "handled_error"), 1.0);
     assert_eq!(invocations(ECHO, "sync", "timeout"), 0.0);
@@ -133,7 +131,11 @@ async fn metrics_count_calls_errors_timeouts_and_refusals_exactly() {
     // Every attempt that reached a worker is in both histograms; a refusal in neither.
     for (function, runs) in [(ECHO, 5.0), (slow.as_str(), 1.0), (NARROW, 2.0)] {
         for histogram in ["edgefc_invocation_run_seconds", "edgefc_invocation_queue_wait_seconds"] {
-            assert_eq!(value(&metrics, &format!(r#"{histogram}_count{{function="{function}"}}"#)), runs, "{histogram} {function}");
+            assert_eq!(
+                value(&metrics, &format!(r#"{histogram}_count{{function="{function}"}}"#)),
+                runs,
+                "{histogram} {function}"
+            );
             assert_eq!(value(&metrics, &format!(r#"{histogram}_bucket{{le="+Inf",function="{function}"}}"#)), runs);
         }
     }
@@ -211,8 +213,8 @@ async fn without_observe_there_is_no_listener_and_a_bad_address_is_a_config_erro
     assert_eq!(fixture.handle().observe_address(), None);
     fixture.stop().await;
     let dir = tempfile::tempdir().unwrap();
-    let error = edgefc_core::runtime::Config::parse(r#"{"functions": [], "observe": {"listen": "localhost"}}"#, dir.path())
-        .unwrap_err();
+    let error =
+        edgefc_core::runtime::Config::parse(r#"{"functions": [], "observe": {"listen": "localhost"}}"#, dir.path()).unwrap_err();
     assert_eq!(error.code, edgefc_core::ErrorCode::Config);
     assert!(error.message.contains("observe.listen"), "{}", error.message);
 }

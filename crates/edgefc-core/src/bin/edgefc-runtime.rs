@@ -87,13 +87,13 @@ async fn run(args: Args, config: Config) -> Result<(), Error> {
     launcher::adopt_orphans();
     let launcher = NodeLauncher::new(args.node, args.bootstrap, args.module_dir);
     let handle = runtime::start(config, Arc::new(launcher)).await?;
-    log::info(format_args!("edgefc runtime listening on {}", handle.socket_path().display()));
+    edgefc_core::info!("runtime", "edgefc runtime listening on {}", handle.socket_path().display());
     tokio::select! {
         _ = interrupt.recv() => {}
         _ = terminate.recv() => {}
     }
     handle.stop().await;
     launcher::end_orphans();
-    log::info(format_args!("edgefc runtime stopped"));
+    edgefc_core::info!("runtime", "edgefc runtime stopped");
     Ok(())
 }

@@ -238,7 +238,7 @@ async fn attempt(host: &Arc<FunctionHost>, store: &Arc<Store>, seq: u64, size: u
         Ok(Some(invocation)) => invocation,
         Ok(None) => return queue.remove(seq),
         Err(error) => {
-            log::warn(format_args!("Async invocation {seq} of {} cannot be read: {error}", host.spec.function_id));
+            crate::warn!("async", "Async invocation {seq} of {} cannot be read: {error}", host.spec.function_id);
             return queue.remove(seq);
         }
     };
@@ -300,13 +300,14 @@ fn next_attempt_at(policy: &RetryPolicy, invocation: &Invocation, now_ms: u64) -
 }
 
 fn log_failure(host: &FunctionHost, invocation: &Invocation, error: &str, then: &str) {
-    log::warn(format_args!(
+    crate::warn!(
+        "async",
         "Async invocation {} of {} failed (attempt {}); {then}: {}",
         invocation.invocation_id,
         host.spec.function_id,
         invocation.attempt,
         log::error_body(error.as_bytes())
-    ));
+    );
 }
 
 #[cfg(test)]

@@ -154,9 +154,12 @@ impl Bus {
                 "it was disconnected"
             }
         };
-        SLOW_SUBSCRIBER.warn(format_args!(
-            "a subscriber is more than connections.maxOutputBytes behind; {what} (connections.slowSubscriber)"
-        ));
+        if let Some(held_back) = SLOW_SUBSCRIBER.admit() {
+            crate::warn!(
+                "bus",
+                "a subscriber is more than connections.maxOutputBytes behind; {what} (connections.slowSubscriber){held_back}"
+            );
+        }
     }
 }
 

@@ -12,7 +12,6 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use super::config::ConnectionLimits;
-use super::log;
 use crate::transport::OutputBound;
 
 pub(super) struct Connections {
@@ -181,10 +180,11 @@ pub(super) fn fit_file_limit(limits: &mut ConnectionLimits, functions: usize) {
     let reserve = RESERVED_FDS + FDS_PER_FUNCTION * functions + limits.max_unauthenticated;
     let fitting = available.saturating_sub(reserve).max(1);
     if limits.max > fitting {
-        log::warn(format_args!(
+        crate::warn!(
+            "server",
             "connections.max lowered from {} to {fitting}: the process may open {available} files",
             limits.max
-        ));
+        );
         limits.max = fitting;
     }
 }

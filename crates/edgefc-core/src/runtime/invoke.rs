@@ -197,14 +197,21 @@ fn names_in_arn(arn: &str) -> Option<(String, String)> {
 /// once), and logs how it failed, if it did.
 pub(super) async fn run_detached(host: Arc<FunctionHost>, admission: Admission, invoker_context: String, payload: Payload) {
     let request_id = super::ids::new_id();
-    let run = Run { kind: Kind::Message, request_id: request_id.clone(), attempt: 1, timeout: host.spec.timeout, invoker_context, payload };
+    let run = Run {
+        kind: Kind::Message,
+        request_id: request_id.clone(),
+        attempt: 1,
+        timeout: host.spec.timeout,
+        invoker_context,
+        payload,
+    };
     match host.run(admission, run).await {
         Ok(result) if result.function_error != FunctionError::None => {
             let detail = log::error_body(result.payload.bytes());
-            log::warn(format_args!("routed message {request_id} to {} failed: {detail}", host.spec.function_id));
+            crate::warn!("invoke", "routed message {request_id} to {} failed: {detail}", host.spec.function_id);
         }
         Ok(_) => {}
-        Err(error) => log::warn(format_args!("routed message {request_id} to {} was dropped: {error}", host.spec.function_id)),
+        Err(error) => crate::warn!("invoke", "routed message {request_id} to {} was dropped: {error}", host.spec.function_id),
     }
 }
 

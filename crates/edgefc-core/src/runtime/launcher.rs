@@ -17,7 +17,7 @@ use tokio::sync::{oneshot, watch};
 use super::cgroup::{WorkerGroup, WorkerGroups};
 use super::config::{FunctionSpec, ROUTER_FUNCTION_ID, THING_FUNCTION_ALIAS};
 use super::identity::{self, Identity};
-use super::log::{self, OutputStream};
+use super::log::{self, OutputSource, OutputStream};
 
 /// What a launcher needs to start a worker.
 pub struct LaunchSpec<'a> {
@@ -127,9 +127,10 @@ impl NodeLauncher {
         let own_namespace = self.pid_namespaces.load(Ordering::Relaxed);
         match spawn_on_spawner_thread(command, own_namespace) {
             (Err(error), Some(command)) => {
-                log::warn(format_args!(
+                crate::warn!(
+                    "launcher",
                     "workers cannot get PID namespaces of their own ({error}); they keep their process groups and control groups"
-                ));
+                );
                 self.pid_namespaces.store(false, Ordering::Relaxed);
                 spawn_on_spawner_thread(command, false).0
             }
@@ -190,7 +191,7 @@ fn spawn_on_spawner_thread(
             }
         });
         if let Err(error) = started {
-            log::warn(format_args!("the thread that starts workers cannot start: {error}"));
+            crate::warn!("launcher", "the thread that starts workers cannot start: {error}");
         }
         std::sync::Mutex::new(requests)
     });
@@ -287,6 +288,7 @@ impl WorkerLauncher for NodeLauncher {
             .env("EDGEFC_CODE_DIR", &function.code_dir)
             .env("EDGEFC_HANDLER", function.handler())
             .env("EDGEFC_FLAVOR", function.flavor.as_str())
+            .env("EDGEFC_TAG_OUTPUT", if log::json_wanted() { "1" } else { "0" })
             .env("EDGEFC_TIMEOUT_MS", function.timeout.as_millis().to_string())
             .env("EDGEFC_MEMORY_SIZE_MB", memory_limit_mb.to_string())
             .env("NODE_PATH", node_path)
@@ -296,13 +298,18 @@ impl WorkerLauncher for NodeLauncher {
             .kill_on_drop(true);
         let mut child = self.spawn(command)?;
         drop(spec.connection);
-        let label = function.function_name.clone();
+        let pid = child.id();
+        let source = Arc::new(OutputSource {
+            name: function.function_name.clone(),
+            function_id: function.function_id.clone(),
+            pid,
+            tagged: log::json_wanted(),
+        });
         let max_line = spec.max_line_bytes;
         let forwarders = [
-            child.stdout.take().map(|stdout| tokio::spawn(forward_lines(stdout, label.clone(), OutputStream::Stdout, max_line))),
-            child.stderr.take().map(|stderr| tokio::spawn(forward_lines(stderr, label.clone(), OutputStream::Stderr, max_line))),
+            child.stdout.take().map(|stdout| tokio::spawn(forward_lines(stdout, source.clone(), OutputStream::Stdout, max_line))),
+            child.stderr.take().map(|stderr| tokio::spawn(forward_lines(stderr, source.clone(), OutputStream::Stderr, max_line))),
         ];
-        let pid = child.id();
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let (exit_tx, exit_rx) = watch::channel(None);
         let exceeded_memory = Arc::new(AtomicBool::new(false));
@@ -499,7 +506,7 @@ const SPLIT_MARKER: &str = " [line continues]";
 /// a longer one goes out in pieces, each but the last marked. Bytes that are
 /// not UTF-8 are shown lossily rather than ending the forwarding (which would
 /// fill the pipe and block the worker).
-async fn forward_lines(stream: impl AsyncRead + Unpin, label: String, output: OutputStream, max_line: usize) {
+async fn forward_lines(stream: impl AsyncRead + Unpin, source: Arc<OutputSource>, output: OutputStream, max_line: usize) {
     let mut reader = BufReader::new(stream);
     let mut line = Vec::new();
     while let Some(complete) = read_line(&mut reader, &mut line, max_line).await {
@@ -507,10 +514,10 @@ async fn forward_lines(stream: impl AsyncRead + Unpin, label: String, output: Ou
         let text = String::from_utf8_lossy(&line);
         let text = text.trim_end_matches('\r');
         if complete {
-            log::function_output(&label, output, text);
+            log::function_output(&source, output, text);
         } else {
             SPLIT_LINES.fetch_add(1, Ordering::Relaxed);
-            log::function_output(&label, output, &format!("{text}{SPLIT_MARKER}"));
+            log::function_output(&source, output, &format!("{text}{SPLIT_MARKER}"));
         }
         line.clear();
     }

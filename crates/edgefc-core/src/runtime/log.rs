@@ -13,9 +13,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use std::fmt::Write as _;
+
+use tracing::field::{Field, Visit};
 use tracing::Level;
+use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::writer::MakeWriterExt;
-use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::EnvFilter;
 
 use super::budget::Budget;
@@ -160,26 +165,39 @@ pub(crate) struct Throttle {
     held_back: AtomicU64,
 }
 
+/// How many lines like this one were held back; shown after the line that got through.
+pub(crate) struct HeldBack(u64);
+
+impl fmt::Display for HeldBack {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            0 => Ok(()),
+            held_back => write!(formatter, " ({held_back} more like it since the last such line)"),
+        }
+    }
+}
+
 impl Throttle {
     pub(crate) const fn new(period: Duration) -> Throttle {
         Throttle { period, last: Mutex::new(None), held_back: AtomicU64::new(0) }
     }
 
-    pub(crate) fn warn(&self, message: fmt::Arguments<'_>) {
+    /// `Some` when the line may be written now; otherwise it is counted as held back.
+    pub(crate) fn admit(&self) -> Option<HeldBack> {
         let now = Instant::now();
-        {
-            let mut last = self.last.lock().unwrap();
-            if last.is_some_and(|last| now.duration_since(last) < self.period) {
-                self.held_back.fetch_add(1, Ordering::Relaxed);
-                return;
-            }
-            *last = Some(now);
+        let mut last = self.last.lock().unwrap();
+        if last.is_some_and(|last| now.duration_since(last) < self.period) {
+            self.held_back.fetch_add(1, Ordering::Relaxed);
+            return None;
         }
-        match self.held_back.swap(0, Ordering::Relaxed) {
-            0 => warn(message),
-            held_back => warn(format_args!("{message} ({held_back} more like it since the last such line)")),
-        }
+        *last = Some(now);
+        Some(HeldBack(self.held_back.swap(0, Ordering::Relaxed)))
     }
+}
+
+/// `EDGEFC_LOG_FORMAT=json`: one JSON object per line. Anything else: plain lines.
+pub(crate) fn json_wanted() -> bool {
+    std::env::var("EDGEFC_LOG_FORMAT").is_ok_and(|format| format.eq_ignore_ascii_case("json"))
 }
 
 fn install<W>(writer: W)
@@ -188,17 +206,85 @@ where
 {
     let filter = EnvFilter::try_from_env("EDGEFC_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     // Fails only when a logger is already installed, which is then kept.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(writer)
-        .without_time()
-        .with_level(false)
-        .with_target(false)
-        .with_ansi(false)
-        .try_init();
+    let _ = if json_wanted() {
+        tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .with_env_filter(filter)
+            .with_writer(writer)
+            .try_init()
+    } else {
+        tracing_subscriber::fmt().event_format(Plain).with_env_filter(filter).with_writer(writer).try_init()
+    };
 }
 
-/// A status line, printed as it is written (`edgefc runtime listening on ...`).
+/// The plain format: a function's line as `[name] line`, the runtime's
+/// warnings as `[edgefc] message`, its other lines as they are.
+struct Plain;
+
+impl<S, N> FormatEvent<S, N> for Plain
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(&self, _: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &tracing::Event<'_>) -> fmt::Result {
+        let mut fields = PlainFields::default();
+        event.record(&mut fields);
+        let metadata = event.metadata();
+        if let Some(name) = fields.name {
+            write!(writer, "[{name}] ")?;
+        } else if *metadata.level() <= Level::WARN {
+            writer.write_str("[edgefc] ")?;
+        } else if *metadata.level() >= Level::DEBUG {
+            write!(writer, "[{}] ", metadata.target())?;
+        }
+        writeln!(writer, "{}", fields.message)
+    }
+}
+
+/// The fields the plain format shows: the message, and a function's name.
+#[derive(Default)]
+struct PlainFields {
+    message: String,
+    name: Option<String>,
+}
+
+impl Visit for PlainFields {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        match field.name() {
+            "message" => self.message.push_str(value),
+            "name" => self.name = Some(value.to_string()),
+            _ => {}
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if field.name() == "message" {
+            let _ = write!(self.message, "{value:?}");
+        }
+    }
+}
+
+/// A line for the runtime part `$part` (log target `edgefc::$part`, which
+/// `EDGEFC_LOG=edgefc::$part=debug` selects): `warn!("store", "…", …)` for
+/// what an operator should look at, `info!` for status, `debug!` for detail.
+#[macro_export]
+macro_rules! warn {
+    ($part:literal, $($message:tt)+) => { ::tracing::warn!(target: concat!("edgefc::", $part), $($message)+) };
+}
+
+#[macro_export]
+macro_rules! info {
+    ($part:literal, $($message:tt)+) => { ::tracing::info!(target: concat!("edgefc::", $part), $($message)+) };
+}
+
+#[macro_export]
+macro_rules! debug {
+    ($part:literal, $($message:tt)+) => { ::tracing::debug!(target: concat!("edgefc::", $part), $($message)+) };
+}
+
 /// How much of a function's error body a log line shows.
 const MAX_LOGGED_ERROR_BYTES: usize = 1024;
 
@@ -213,15 +299,6 @@ pub(super) fn error_body(body: &[u8]) -> String {
     }
 }
 
-pub fn info(message: fmt::Arguments<'_>) {
-    tracing::info!(target: "edgefc", "{message}");
-}
-
-/// Something an operator should look at, printed as `[edgefc] ...`.
-pub fn warn(message: fmt::Arguments<'_>) {
-    tracing::warn!(target: "edgefc", "[edgefc] {message}");
-}
-
 /// Which of a worker's streams a line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutputStream {
@@ -229,10 +306,71 @@ pub enum OutputStream {
     Stderr,
 }
 
-/// One line a function printed, prefixed with its name.
-pub fn function_output(function: &str, stream: OutputStream, line: &str) {
+/// Who printed a function's output line: its name (shown in plain lines),
+/// its id and its worker's pid (fields of JSON lines).
+pub struct OutputSource {
+    pub name: String,
+    pub function_id: String,
+    pub pid: Option<u32>,
+    /// The worker was asked to start each line with its invocation's tag (`EDGEFC_TAG_OUTPUT`).
+    pub tagged: bool,
+}
+
+/// One line a function printed (target `edgefc::function`): stdout at
+/// `info`, stderr at `warn`; with the invocation that printed it when its
+/// worker tagged the line.
+pub fn function_output(source: &OutputSource, stream: OutputStream, line: &str) {
+    let OutputSource { name, function_id, pid, tagged } = source;
+    let (invocation, line) = if *tagged { untag(line) } else { (None, line) };
     match stream {
-        OutputStream::Stdout => tracing::info!(target: "edgefc::function", "[{function}] {line}"),
-        OutputStream::Stderr => tracing::warn!(target: "edgefc::function", "[{function}] {line}"),
+        OutputStream::Stdout => tracing::info!(
+            target: "edgefc::function",
+            name = name.as_str(),
+            function = function_id.as_str(),
+            pid = *pid,
+            invocation,
+            stream = "stdout",
+            "{line}"
+        ),
+        OutputStream::Stderr => tracing::warn!(
+            target: "edgefc::function",
+            name = name.as_str(),
+            function = function_id.as_str(),
+            pid = *pid,
+            invocation,
+            stream = "stderr",
+            "{line}"
+        ),
+    }
+}
+
+/// The invocation id a worker put before a line (`\x1e<id>\x1f`, see
+/// `lib/core/worker.js`), and the line without it. An id is at most 64
+/// letters, digits, `-` or `_`; anything else is left as printed.
+fn untag(line: &str) -> (Option<&str>, &str) {
+    let tagged = line.strip_prefix('\x1e').and_then(|rest| rest.split_once('\x1f'));
+    match tagged {
+        Some((id, rest))
+            if !id.is_empty()
+                && id.len() <= 64
+                && id.bytes().all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_') =>
+        {
+            (Some(id), rest)
+        }
+        _ => (None, line),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::untag;
+
+    #[test]
+    fn a_tag_is_taken_off_a_line_only_when_it_is_one() {
+        assert_eq!(untag("\x1eabc-1\x1fhello"), (Some("abc-1"), "hello"));
+        assert_eq!(untag("hello"), (None, "hello"));
+        assert_eq!(untag("\x1e\x1fhello"), (None, "\x1e\x1fhello"));
+        assert_eq!(untag("\x1ea b\x1fhello"), (None, "\x1ea b\x1fhello"));
+        assert_eq!(untag("\x1eno end"), (None, "\x1eno end"));
     }
 }

@@ -210,7 +210,7 @@ pub async fn start(mut config: Config, launcher: Arc<dyn WorkerLauncher>) -> Res
     let shutdown = CancellationToken::new();
     observe::start(&shared, observe_listener, observe_token, shutdown.clone());
     if let Some(address) = observe_address {
-        log::info(format_args!("edgefc observe listening on http://{address}/"));
+        crate::info!("runtime", "edgefc observe listening on http://{address}/");
     }
     let from_brokers = Arc::downgrade(&shared);
     let from_gateways = Arc::downgrade(&shared);
@@ -270,7 +270,7 @@ fn requeue(hosts: &[Arc<FunctionHost>], store: &store::Store, pending: Vec<store
         }
     }
     if count > 0 {
-        log::info(format_args!("{count} Async invocations were pending in {}; running them again", store.path().display()));
+        crate::info!("runtime", "{count} Async invocations were pending in {}; running them again", store.path().display());
     }
 }
 

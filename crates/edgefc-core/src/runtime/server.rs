@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use super::connections::{GreetingPlace, OpenPlace};
 use super::log::Throttle;
 use super::supervisor::{WorkerConnection, WorkerLink};
-use super::{bus, invoke, log, services, Caller, Shared};
+use super::{bus, invoke, services, Caller, Shared};
 use crate::error::{Error, ErrorCode};
 use crate::proto::frame::{Frame, FrameCodec, Payload, MAX_FIELD_LEN, PROTOCOL_VERSION};
 use crate::proto::message::{InvokeRequest, SyncResult, STATUS_OK};
@@ -45,7 +45,9 @@ pub(super) async fn serve(
                 Ok((stream, _)) => stream,
                 Err(error) => {
                     shared.connections.counters.accept_errors.fetch_add(1, Ordering::Relaxed);
-                    ACCEPT_FAILED.warn(format_args!("accepting a connection failed: {error}"));
+                    if let Some(held_back) = ACCEPT_FAILED.admit() {
+                        crate::warn!("server", "accepting a connection failed: {error}{held_back}");
+                    }
                     tokio::select! {
                         _ = tokio::time::sleep(pause) => {}
                         _ = shutdown.cancelled() => return,
@@ -107,7 +109,7 @@ async fn handle_worker(worker: WorkerConnection, shared: Arc<Shared>, shutdown: 
     let stream = match worker.stream.set_nonblocking(true).and_then(|()| UnixStream::from_std(worker.stream)) {
         Ok(stream) => stream,
         Err(error) => {
-            log::warn(format_args!("a worker's connection cannot be served: {error}"));
+            crate::warn!("server", "a worker's connection cannot be served: {error}");
             return;
         }
     };
@@ -214,10 +216,13 @@ async fn next_frame(
 pub(super) fn reply(shared: &Shared, sender: &FrameSender, frame: Frame) {
     if sender.send_bounded(frame) == Offer::Full {
         shared.connections.counters.closed_slow_reader.fetch_add(1, Ordering::Relaxed);
-        SLOW_READER.warn(format_args!(
-            "a connection that did not read its replies was closed ({} bytes unread; connections.closeOutputBytes)",
-            shared.connections.limits.close_output_bytes
-        ));
+        if let Some(held_back) = SLOW_READER.admit() {
+            crate::warn!(
+                "server",
+                "a connection that did not read its replies was closed ({} bytes unread; connections.closeOutputBytes){held_back}",
+                shared.connections.limits.close_output_bytes
+            );
+        }
     }
 }
 

@@ -13,7 +13,6 @@ use tokio_util::sync::CancellationToken;
 use super::config::RunMode;
 use super::host::FunctionHost;
 use super::launcher::{LaunchSpec, WorkerProcess};
-use super::log;
 use super::observe::{ExitReason, WorkerStats};
 use crate::proto::message::SyncResult;
 use crate::transport::{FrameSender, PendingTable};
@@ -219,10 +218,15 @@ impl FunctionHost {
             }
         };
         self.metrics.worker_started();
+        let pid = process.pid().map_or_else(|| "none".to_string(), |pid| pid.to_string());
+        crate::debug!("host", "the worker of {} started (pid {pid})", self.spec.function_id);
         let (metrics, watched, exit) = (self.metrics.clone(), link.clone(), process.exit());
+        let function_id = self.spec.function_id.clone();
         tokio::spawn(async move {
-            exit.await;
-            metrics.worker_exited(watched.exit_reason());
+            let how = exit.await;
+            let reason = watched.exit_reason();
+            metrics.worker_exited(reason);
+            crate::debug!("host", "the worker of {function_id} (pid {pid}) ended ({how}; {})", reason.label());
         });
         *link.process.lock().unwrap() = Some(process);
         *current = Some(link.clone());
@@ -270,9 +274,9 @@ impl FunctionHost {
                     if self.is_stopping() {
                         return;
                     }
-                    log::warn(format_args!("long-lived function {} ended ({how}); restarting", self.spec.function_id));
+                    crate::warn!("host", "long-lived function {} ended ({how}); restarting", self.spec.function_id);
                 }
-                Err(message) => log::warn(format_args!("{message}; retrying")),
+                Err(message) => crate::warn!("host", "{message}; retrying"),
             }
             if started.elapsed() >= STABLE_RUN {
                 delay = FIRST_RESTART_DELAY;

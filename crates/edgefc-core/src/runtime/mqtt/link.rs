@@ -28,7 +28,6 @@ use super::remote::{Remote, TOPIC_ROOT};
 use super::settings::{BrokerSpec, BrokerTransport, OnFull};
 use crate::error::{Error, ErrorCode, Result};
 use crate::proto::frame::Payload;
-use crate::runtime::log;
 use crate::runtime::store::{OutboxMessage, Store};
 
 /// Messages kept in memory only (QoS 0 ones, and the requests and replies
@@ -341,7 +340,7 @@ impl Link {
                 self.store.unpost(seq);
                 self.counters.dropped_oldest.fetch_add(1, Ordering::Relaxed);
             }
-            log::warn(format_args!("the outbox of broker {} is full; its oldest messages were dropped", self.spec.name));
+            crate::warn!("mqtt", "the outbox of broker {} is full; its oldest messages were dropped", self.spec.name);
         }
         outbox.reserved += 1;
         outbox.reserved_bytes += size;
@@ -463,7 +462,7 @@ impl Link {
                 Ok(()) => {}
                 Err(error) => {
                     self.counters.connection_errors.fetch_add(1, Ordering::Relaxed);
-                    log::warn(format_args!("broker {}: {error}; trying again in {} ms", self.spec.name, pause.as_millis()));
+                    crate::warn!("mqtt", "broker {}: {error}; trying again in {} ms", self.spec.name, pause.as_millis());
                 }
             }
             tokio::select! {
@@ -489,7 +488,7 @@ impl Link {
         self.counters.connects.fetch_add(1, Ordering::Relaxed);
         // Connected counts once the broker has taken every subscription too (see `exchange`).
         self.counters.connected.store(subscriptions.is_empty(), Ordering::Relaxed);
-        log::info(format_args!("broker {}: connected to {}:{}", self.spec.name, self.spec.host, self.spec.port));
+        crate::info!("mqtt", "broker {}: connected to {}:{}", self.spec.name, self.spec.host, self.spec.port);
         for (filter, durable) in subscriptions {
             let qos = if *durable { QoS::AtLeastOnce } else { QoS::AtMostOnce };
             client.try_subscribe(filter.clone(), qos).map_err(|error| format!("cannot subscribe to {filter}: {error}"))?;
@@ -498,7 +497,7 @@ impl Link {
         // through the send task, which keeps count of what it hands rumqttc.
         if let Some(status) = remote.online_status() {
             if !self.send_direct(status) {
-                log::warn(format_args!("broker {}: too many messages wait; this gateway's status was not sent", self.spec.name));
+                crate::warn!("mqtt", "broker {}: too many messages wait; this gateway's status was not sent", self.spec.name);
             }
         }
         let inbound = Arc::new(InboundQueue::default());
@@ -516,7 +515,7 @@ impl Link {
         let outcome = self.exchange(&client, &mut events, subscriptions.len(), &inbound, &undelivered, stop).await;
         // A connection that had worked counts as such; what ended it is logged.
         if let Err(error) = outcome {
-            log::warn(format_args!("broker {}: connection lost: {error}", self.spec.name));
+            crate::warn!("mqtt", "broker {}: connection lost: {error}", self.spec.name);
         }
         Ok(())
     }
@@ -570,7 +569,7 @@ impl Link {
                     for code in &ack.return_codes {
                         if !matches!(code, SubscribeReasonCode::Success(_)) {
                             self.counters.refused_subscriptions.fetch_add(1, Ordering::Relaxed);
-                            log::warn(format_args!("broker {}: a subscription was refused ({code:?})", self.spec.name));
+                            crate::warn!("mqtt", "broker {}: a subscription was refused ({code:?})", self.spec.name);
                         }
                     }
                     unconfirmed_subscriptions = unconfirmed_subscriptions.saturating_sub(1);
@@ -668,7 +667,7 @@ impl Link {
                 // Dropped (outbox full) since: nothing to send.
                 Ok(None) => continue,
                 Err(error) => {
-                    log::warn(format_args!("broker {}: outbox message {seq} cannot be read: {error}", self.spec.name));
+                    crate::warn!("mqtt", "broker {}: outbox message {seq} cannot be read: {error}", self.spec.name);
                     continue;
                 }
             };
@@ -703,7 +702,7 @@ impl Link {
             "makes a message larger than the broker's Maximum Packet Size"
         };
         self.counters.dropped_unsendable.fetch_add(1, Ordering::Relaxed);
-        log::warn(format_args!("broker {}: {topic} {why}; the message is dropped", self.spec.name));
+        crate::warn!("mqtt", "broker {}: {topic} {why}; the message is dropped", self.spec.name);
         true
     }
 
@@ -715,7 +714,7 @@ impl Link {
         let refused_for_good =
             matches!(reason, PubAckReason::NotAuthorized | PubAckReason::TopicNameInvalid | PubAckReason::PayloadFormatInvalid);
         if !matches!(reason, PubAckReason::Success | PubAckReason::NoMatchingSubscribers) && !refused_for_good {
-            log::warn(format_args!("broker {}: message {seq} was refused for now ({reason:?}); it goes again", self.spec.name));
+            crate::warn!("mqtt", "broker {}: message {seq} was refused for now ({reason:?}); it goes again", self.spec.name);
             return;
         }
         if self.outbox.lock().unwrap().remove(seq) {
@@ -723,7 +722,7 @@ impl Link {
         }
         if refused_for_good {
             self.counters.refused_by_broker.fetch_add(1, Ordering::Relaxed);
-            log::warn(format_args!("broker {}: message {seq} was refused ({reason:?}) and is dropped", self.spec.name));
+            crate::warn!("mqtt", "broker {}: message {seq} was refused ({reason:?}) and is dropped", self.spec.name);
         } else {
             self.counters.acknowledged.fetch_add(1, Ordering::Relaxed);
         }
@@ -780,11 +779,11 @@ impl Link {
             // Only what can never be delivered (too large, a bad topic) is acknowledged and dropped.
             let never = matches!(error.code, ErrorCode::PayloadTooLarge | ErrorCode::InvalidParams);
             if publish.qos != QoS::AtMostOnce && !never {
-                log::warn(format_args!("broker {}: a message on {topic} waits: {error}", self.spec.name));
+                crate::warn!("mqtt", "broker {}: a message on {topic} waits: {error}", self.spec.name);
                 return (publish, false);
             }
             self.counters.dropped_inbound.fetch_add(1, Ordering::Relaxed);
-            log::warn(format_args!("broker {}: a message on {topic} was not delivered: {error}", self.spec.name));
+            crate::warn!("mqtt", "broker {}: a message on {topic} was not delivered: {error}", self.spec.name);
         }
         // Delivered (durably, for QoS 1 routes).
         (publish, true)

@@ -53,10 +53,12 @@ impl Bridge {
             match links.iter().find(|link| link.spec.name == entry.broker) {
                 Some(link) => link.restore(entry.seq, entry.size),
                 // Kept: it goes once that broker is configured again.
-                None => super::log::warn(format_args!(
+                None => crate::warn!(
+                    "mqtt",
                     "the outbox holds message {} for broker {}, which is not configured; it stays in the store",
-                    entry.seq, entry.broker
-                )),
+                    entry.seq,
+                    entry.broker
+                ),
             }
         }
         Ok(Bridge {

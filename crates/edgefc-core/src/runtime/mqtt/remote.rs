@@ -30,7 +30,7 @@ use super::settings::RemoteSettings;
 use crate::error::{Error, ErrorCode, Result};
 use crate::proto::frame::{FunctionError, Payload};
 use crate::proto::message::SyncResult;
-use crate::runtime::{ids, log};
+use crate::runtime::ids;
 
 pub(super) const TOPIC_ROOT: &str = "edgefc/v1/";
 
@@ -412,7 +412,7 @@ impl Remote {
         // Answers go to reply topics only: a request cannot make this gateway publish anywhere else.
         if !is_reply_topic(&response_topic) {
             self.counters.malformed.fetch_add(1, Ordering::Relaxed);
-            log::warn(format_args!("a remote request names {response_topic} for its answer, which is no reply topic; dropped"));
+            crate::warn!("remote", "a remote request names {response_topic} for its answer, which is no reply topic; dropped");
             return;
         }
         self.counters.requests.fetch_add(1, Ordering::Relaxed);

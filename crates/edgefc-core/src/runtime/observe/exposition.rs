@@ -43,7 +43,12 @@ struct Family<'a> {
     encoder: Option<MetricEncoder<'a>>,
 }
 
-fn family<'a>(encoder: &'a mut DescriptorEncoder<'_>, name: &'a str, help: &str, metric_type: MetricType) -> Result<Family<'a>, fmt::Error> {
+fn family<'a>(
+    encoder: &'a mut DescriptorEncoder<'_>,
+    name: &'a str,
+    help: &str,
+    metric_type: MetricType,
+) -> Result<Family<'a>, fmt::Error> {
     Ok(Family { encoder: Some(encoder.encode_descriptor(name, help, None, metric_type)?) })
 }
 
@@ -86,11 +91,21 @@ fn each<T>(
     Ok(())
 }
 
-fn counter(encoder: &mut DescriptorEncoder<'_>, name: &str, help: &str, samples: impl IntoIterator<Item = (Labels, u64)>) -> fmt::Result {
+fn counter(
+    encoder: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    samples: impl IntoIterator<Item = (Labels, u64)>,
+) -> fmt::Result {
     each(encoder, name, help, MetricType::Counter, samples, |family, (labels, value)| family.counter(&labels, value))
 }
 
-fn gauge(encoder: &mut DescriptorEncoder<'_>, name: &str, help: &str, samples: impl IntoIterator<Item = (Labels, f64)>) -> fmt::Result {
+fn gauge(
+    encoder: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    samples: impl IntoIterator<Item = (Labels, f64)>,
+) -> fmt::Result {
     each(encoder, name, help, MetricType::Gauge, samples, |family, (labels, value)| family.gauge(&labels, value))
 }
 
@@ -119,7 +134,12 @@ impl Collector for Snapshot {
             "Lines not written because stdout or stderr stalled.",
             [(vec![], stats.log.dropped_lines)],
         )?;
-        counter(e, "edgefc_log_split_lines", "Function lines longer than log.maxLineBytes, split.", [(vec![], stats.log.split_lines)])
+        counter(
+            e,
+            "edgefc_log_split_lines",
+            "Function lines longer than log.maxLineBytes, split.",
+            [(vec![], stats.log.split_lines)],
+        )
     }
 }
 
@@ -320,7 +340,12 @@ fn connections(e: &mut DescriptorEncoder<'_>, stats: &Stats) -> fmt::Result {
 
 fn store(e: &mut DescriptorEncoder<'_>, stats: &Stats) -> fmt::Result {
     let store = &stats.store;
-    gauge(e, "edgefc_store_held_bytes", "Bytes of pending Async invocations and dead letters.", [(vec![], store.held_bytes as f64)])?;
+    gauge(
+        e,
+        "edgefc_store_held_bytes",
+        "Bytes of pending Async invocations and dead letters.",
+        [(vec![], store.held_bytes as f64)],
+    )?;
     gauge(e, "edgefc_store_max_bytes", "store.maxBytes.", [(vec![], store.max_bytes as f64)])?;
     gauge(e, "edgefc_dead_letters", "Dead letters kept.", [(vec![], store.dead_letters as f64)])?;
     gauge(e, "edgefc_dead_letters_max", "store.maxDeadLetters.", [(vec![], store.max_dead_letters as f64)])?;
@@ -332,9 +357,14 @@ fn store(e: &mut DescriptorEncoder<'_>, stats: &Stats) -> fmt::Result {
     )?;
     counter(e, "edgefc_store_commits", "Store transactions committed (each fsynced).", [(vec![], store.commits)])?;
     let commit_seconds = store.commit_micros as f64 / 1e6;
-    each(e, "edgefc_store_commit_seconds", "Time spent committing, fsync included.", MetricType::Counter, [commit_seconds], |family, seconds| {
-        family.counter(&Labels::new(), seconds)
-    })?;
+    each(
+        e,
+        "edgefc_store_commit_seconds",
+        "Time spent committing, fsync included.",
+        MetricType::Counter,
+        [commit_seconds],
+        |family, seconds| family.counter(&Labels::new(), seconds),
+    )?;
     counter(e, "edgefc_store_damaged_records", "Store records that could not be read back.", [(vec![], store.damaged_records)])
 }
 
@@ -347,7 +377,12 @@ fn mqtt(e: &mut DescriptorEncoder<'_>, stats: &Stats) -> fmt::Result {
         "1 while connected to the broker with every subscription taken.",
         links.iter().map(|link| (of(&link.broker), f64::from(u8::from(link.connected)))),
     )?;
-    counter(e, "edgefc_mqtt_connects", "Connections made to the broker.", links.iter().map(|link| (of(&link.broker), link.connects)))?;
+    counter(
+        e,
+        "edgefc_mqtt_connects",
+        "Connections made to the broker.",
+        links.iter().map(|link| (of(&link.broker), link.connects)),
+    )?;
     counter(
         e,
         "edgefc_mqtt_connection_errors",
@@ -373,7 +408,12 @@ fn mqtt(e: &mut DescriptorEncoder<'_>, stats: &Stats) -> fmt::Result {
         "QoS 1 messages the broker acknowledged.",
         links.iter().map(|link| (of(&link.broker), link.acknowledged)),
     )?;
-    counter(e, "edgefc_mqtt_received", "Messages received from the broker.", links.iter().map(|link| (of(&link.broker), link.received)))?;
+    counter(
+        e,
+        "edgefc_mqtt_received",
+        "Messages received from the broker.",
+        links.iter().map(|link| (of(&link.broker), link.received)),
+    )?;
     let drops = links.iter().flat_map(|link| {
         [
             ("refused_by_broker", link.refused_by_broker),

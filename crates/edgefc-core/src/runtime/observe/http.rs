@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::exposition;
 use super::stats::stats;
-use crate::runtime::{log, Shared};
+use crate::runtime::Shared;
 
 /// Connections served at once; more wait in the kernel's backlog.
 const MAX_CONNECTIONS: usize = 16;
@@ -33,10 +33,16 @@ const MAX_HEAD_BYTES: usize = 16 << 10;
 const PAGE: &str = include_str!("page.html");
 const PAGE_SCRIPT: &str = include_str!("page.js");
 const PAGE_STYLE: &str = include_str!("page.css");
+const FAVICON: &str = include_str!("favicon.svg");
 
 /// Serves the observe listener until `shutdown`; `token`, when set, is
 /// what `/metrics` and `/api/stats` require.
-pub(in crate::runtime) async fn serve(listener: TcpListener, shared: Weak<Shared>, token: Option<String>, shutdown: CancellationToken) {
+pub(in crate::runtime) async fn serve(
+    listener: TcpListener,
+    shared: Weak<Shared>,
+    token: Option<String>,
+    shutdown: CancellationToken,
+) {
     let token = Arc::new(token);
     let places = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
@@ -49,7 +55,7 @@ pub(in crate::runtime) async fn serve(listener: TcpListener, shared: Weak<Shared
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
                 Err(error) => {
-                    log::warn(format_args!("the observe listener cannot accept a connection: {error}"));
+                    crate::warn!("observe", "the observe listener cannot accept a connection: {error}");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
@@ -87,12 +93,16 @@ fn answer(shared: &Weak<Shared>, token: Option<&str>, request: &Request<Incoming
         "/" => return respond(StatusCode::OK, "text/html; charset=utf-8", PAGE),
         "/page.js" => return respond(StatusCode::OK, "text/javascript; charset=utf-8", PAGE_SCRIPT),
         "/page.css" => return respond(StatusCode::OK, "text/css; charset=utf-8", PAGE_STYLE),
+        "/favicon.svg" | "/favicon.ico" => return respond(StatusCode::OK, "image/svg+xml", FAVICON),
         "/metrics" | "/api/stats" => {}
         _ => return plain(StatusCode::NOT_FOUND, "not found: try /, /metrics or /api/stats\n"),
     }
     if let Some(token) = token {
         if !bearer_matches(request.headers().get(AUTHORIZATION), token) {
-            let mut response = plain(StatusCode::UNAUTHORIZED, "this listener needs Authorization: Bearer <the state directory's observe-token>\n");
+            let mut response = plain(
+                StatusCode::UNAUTHORIZED,
+                "this listener needs Authorization: Bearer <the state directory's observe-token>\n",
+            );
             response.headers_mut().insert("www-authenticate", HeaderValue::from_static("Bearer"));
             return response;
         }

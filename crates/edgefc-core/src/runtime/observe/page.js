@@ -129,6 +129,7 @@ function render(stats) {
     [String(link.connects)],
     [String(link.droppedInbound + link.droppedQos0 + link.droppedOldest + link.rejectedFull + link.droppedUnsendable)],
   ]);
+  $('#links').hidden = stats.mqtt.length === 0;
   const remote = stats.remote;
   $('#remote').textContent = stats.mqtt.length
     ? `Other gateways: ${remote.gatewaysOnline} online, ${remote.gatewaysOffline} offline · calls out ${remote.calls} · requests in ${remote.requests}`

@@ -41,7 +41,7 @@ pub(in crate::runtime) struct Stats {
     pub(in crate::runtime) routes: Vec<RouteStats>,
 }
 
-/// A route: messages on `filter` from `source` (a function, `local` for any
+/// A route: messages on `filter` from `source` (a function, `any` for any
 /// local publisher, or `mqtt:<broker>`) go to `target`.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -190,7 +190,7 @@ fn route_stats(shared: &Shared, route: &Route) -> RouteStats {
     let broker = |index: usize| format!("mqtt:{}", shared.bridge.name(index));
     RouteStats {
         source: match route.source {
-            RouteSource::Any => "local".to_string(),
+            RouteSource::Any => "any".to_string(),
             RouteSource::Function(index) => function(index),
             RouteSource::Broker(index) => broker(index),
         },

@@ -34,7 +34,6 @@ use std::time::Duration;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::oneshot;
 
-use super::log;
 use crate::error::{Error, ErrorCode, Result};
 pub use record::{DeadLetter, Invocation, OutboxMessage};
 
@@ -297,7 +296,7 @@ impl Store {
                 Ok(message) => entries.push(OutboxEntry { seq: seq.value(), broker: message.broker, size: bytes.value().len() }),
                 Err(error) => {
                     self.counters.damaged_records.fetch_add(1, Ordering::Relaxed);
-                    log::warn(format_args!("outbox message {} is unreadable and is left out: {error}", seq.value()));
+                    crate::warn!("store", "outbox message {} is unreadable and is left out: {error}", seq.value());
                 }
             }
         }
@@ -354,7 +353,7 @@ impl Store {
             let (seq, bytes) = entry.map_err(storage)?;
             match DeadLetter::decode(bytes.value()) {
                 Ok(letter) => letters.push((seq.value(), letter)),
-                Err(error) => log::warn(format_args!("dead letter {} is unreadable: {error}", seq.value())),
+                Err(error) => crate::warn!("store", "dead letter {} is unreadable: {error}", seq.value()),
             }
         }
         Ok(letters)
@@ -434,7 +433,7 @@ fn load(db: &Database, counters: &Counters) -> std::result::Result<(Vec<PendingE
             }),
             Err(error) => {
                 counters.damaged_records.fetch_add(1, Ordering::Relaxed);
-                log::warn(format_args!("pending invocation {seq} is unreadable and is left out: {error}"));
+                crate::warn!("store", "pending invocation {seq} is unreadable and is left out: {error}");
             }
         }
     }
@@ -516,7 +515,7 @@ impl Writer {
         if outcome.is_ok() {
             self.counters.commits.fetch_add(1, Ordering::Relaxed);
         } else if let Err(error) = &outcome {
-            log::warn(format_args!("{error}"));
+            crate::warn!("store", "{error}");
         }
         let waiters: Vec<Waiter> = group
             .into_iter()
@@ -631,9 +630,10 @@ impl HeldChange {
         held.fetch_sub(self.freed, Ordering::AcqRel);
         for seq in self.evicted {
             counters.dead_letters_evicted.fetch_add(1, Ordering::Relaxed);
-            log::warn(format_args!(
+            crate::warn!(
+                "store",
                 "dead letter {seq} was dropped: the dead letters are full (store.maxDeadLetters, store.maxDeadLetterBytes)"
-            ));
+            );
         }
     }
 }
