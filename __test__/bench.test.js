@@ -21,6 +21,8 @@ it('npm run bench -- --quick completes and prints every table', { timeout: 30000
   }
   assert.match(output, /\| 1 MiB \| 256 \| [\d,]+ \|/);
   assert.match(output, /\| runtime RSS, idle \| [\d.]+ MiB \|/);
+  assert.match(output, /\| calls\/s, 256 in flight \| [\d,]+ \| [\d,]+ \| [\d.]+ \|/);
+  assert.match(output, /Recording one invocation's metrics \(.*\): [\d,]+ ns on one thread \([\d.]+% of the runtime's CPU per invoke, [\d.]+% of a call's CPU in caller, runtime and worker\); [\d,]+ ns with \d+ threads/);
   if (['/usr/sbin/mosquitto', '/usr/bin/mosquitto'].some((file) => fs.existsSync(file))) {
     assert.match(output, /Cross-gateway Sync, 64 B/);
     assert.match(output, /\| 256 \| [\d,.]+ \| [\d,.]+ \| [\d,]+ \| [\d,.]+ \| [\d,]+ \|/);

@@ -9,6 +9,8 @@
 //                 same echo handler, JSON/base64 bodies over HTTP/1.1 keep-alive
 //   wire floor    a Rust client -> Rust broker -> Rust worker, three processes,
 //                 exchanging edgefc frames (crates/edgefc-core/examples/wire_floor.rs)
+// Beside them: cross-gateway calls through a local Mosquitto, and what
+// metrics cost (observe listener off and on, and recording in-process).
 // The 1-in-flight cases are measured twice: as they come, and with every
 // process pinned to one CPU (a child run under `taskset -c 0`, `--pinned`),
 // since on a small VM unpinned figures swing with cross-CPU wake-ups.
@@ -70,6 +72,7 @@ function startProcess(command, args, readyText) {
   const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'inherit'] });
   return new Promise((resolve, reject) => {
     let output = '';
+    child.output = () => output;
     child.stdout.on('data', (chunk) => {
       output += chunk;
       if (output.includes(readyText)) resolve(child);
@@ -151,6 +154,7 @@ async function benchEdgefc(results) {
         }
         if (peak) {
           results.cost.runtimeRssUnderLoadMiB = peak();
+          results.cost.callerCpuMicrosPerInvoke = cost[0].cpuMicros;
           results.cost.runtimeCpuMicrosPerInvoke = cost[1].cpuMicros;
           results.cost.workerCpuMicrosPerInvoke = cost[2].cpuMicros;
         }
@@ -225,6 +229,58 @@ async function benchCrossGateway(results) {
   } finally {
     for (const child of gateways.reverse()) await stopProcess(child);
     broker.kill();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * What metrics cost the 64 B Sync path. Every runtime counts each
+ * invocation (there is no switch to turn that off), so two figures: what
+ * recording one invocation's metrics costs, measured in-process
+ * (examples/metrics_cost.rs); and the same runtime without an observe
+ * listener and with one scraped every second, measured in alternation.
+ */
+async function benchObserve(results) {
+  execFileSync('cargo', ['build', '--release', '-q', '-p', 'edgefc-core', '--example', 'metrics_cost'], { cwd: ROOT, stdio: 'inherit' });
+  results.observe.recording = JSON.parse(execFileSync(path.join(ROOT, 'target', 'release', 'examples', 'metrics_cost')).toString());
+  const { FCClient } = require(ROOT);
+  const { runtimeCommand } = require(path.join(ROOT, 'lib', 'runtime'));
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'edgefc-bench-observe-'));
+  const start = async (name, observe) => {
+    const file = path.join(dir, `${name}.json`);
+    fs.writeFileSync(file, JSON.stringify({
+      stateDir: path.join(dir, name),
+      runAs: 'runtime',
+      functions: [{ serviceName: 'Bench', functionName: 'echo', functionId: 'echo', codeDir: path.join(__dirname, 'fixtures', 'echo'), maxConcurrency: 256 }],
+      ...(observe ? { observe: { listen: '127.0.0.1:0' } } : {}),
+    }));
+    const [binary, args] = runtimeCommand(file);
+    const child = await startProcess(binary, args, 'runtime listening on');
+    const token = fs.readFileSync(path.join(dir, name, 'admin.token'), 'utf8');
+    const fc = new FCClient({ socketPath: path.join(dir, name, 'edgefc.sock'), token });
+    const address = /observe listening on (http:\/\/\S+)/.exec(child.output());
+    return { child, fc, metricsUrl: address && new URL('/metrics', address[1]) };
+  };
+  const runtimes = [await start('off', false), await start('on', true)];
+  const payload = Buffer.alloc(64, 7);
+  try {
+    const figures = { off: [], on: [] };
+    for (const { fc } of runtimes) await measure(() => fc.invokeFunction({ functionId: 'echo', payload }), 16);
+    for (let run = 0; run < RUNS; run += 1) {
+      for (const [label, { fc, metricsUrl }] of [['off', runtimes[0]], ['on', runtimes[1]]]) {
+        const scraper = metricsUrl && setInterval(() => fetch(metricsUrl).then((response) => response.text()), 1000);
+        const callOnce = () => fc.invokeFunction({ functionId: 'echo', payload });
+        const busy = await measure(callOnce, 256);
+        const alone = await measure(callOnce, 1);
+        if (scraper) clearInterval(scraper);
+        figures[label].push({ perSecond: busy.perSecond, p50: alone.p50 });
+      }
+    }
+    for (const label of ['off', 'on']) {
+      results.observe[label] = { perSecond: median(figures[label].map((f) => f.perSecond)), p50: median(figures[label].map((f) => f.p50)) };
+    }
+  } finally {
+    for (const { child } of runtimes) await stopProcess(child);
     fs.rmSync(dir, { recursive: true, force: true });
   }
 }
@@ -352,6 +408,17 @@ function tables(results) {
       lines.push(`| ${r.inFlight} | ${fmt(r.p50, 1)} | ${fmt(r.p99, 1)} | ${fmt(r.perSecond)} | ${fmt(local.p50, 1)} | ${fmt(local.perSecond)} |`);
     }
   }
+  const o = results.observe;
+  if (o.on) {
+    lines.push('', 'Metrics, 64 B Sync (every runtime counts each invocation; "on" adds the observe listener, /metrics scraped every second):', '');
+    lines.push('| figure | observe off | observe on | on ÷ off |', '|---|---|---|---|');
+    lines.push(`| calls/s, 256 in flight | ${fmt(o.off.perSecond)} | ${fmt(o.on.perSecond)} | ${fmt(o.on.perSecond / o.off.perSecond, 3)} |`);
+    lines.push(`| p50 µs, 1 in flight | ${fmt(o.off.p50, 1)} | ${fmt(o.on.p50, 1)} | ${fmt(o.on.p50 / o.off.p50, 3)} |`);
+    const perInvoke = results.cost;
+    const wholeCall = perInvoke.callerCpuMicrosPerInvoke + perInvoke.runtimeCpuMicrosPerInvoke + perInvoke.workerCpuMicrosPerInvoke;
+    const share = (nanos) => `${fmt((nanos / 1000 / perInvoke.runtimeCpuMicrosPerInvoke) * 100, 2)}% of the runtime's CPU per invoke, ${fmt((nanos / 1000 / wholeCall) * 100, 2)}% of a call's CPU in caller, runtime and worker`;
+    lines.push('', `Recording one invocation's metrics (3 clock reads, 2 histogram observations, 1 count): ${fmt(o.recording.aloneNanos)} ns on one thread (${share(o.recording.aloneNanos)}); ${fmt(o.recording.contendedNanos)} ns with ${o.recording.threads} threads recording into one function at once (${share(o.recording.contendedNanos)}); CPU per invoke measured at 64 B, 256 in flight.`);
+  }
   lines.push('', 'Delivery throughput, 64 B, 256 in flight, counted at the receiving function:', '');
   lines.push('| edgefc | accepted/s | delivered/s |', '|---|---|---|');
   for (const t of results.throughput) lines.push(`| ${t.kind} | ${fmt(t.acceptedPerSecond)} | ${fmt(t.perSecond)} |`);
@@ -359,6 +426,7 @@ function tables(results) {
   lines.push('', 'Cost:', '', '| figure | value |', '|---|---|');
   lines.push(`| runtime RSS, idle | ${fmt(c.runtimeRssIdleMiB, 1)} MiB |`);
   lines.push(`| runtime RSS, peak at 256 in flight (64 B) | ${fmt(c.runtimeRssUnderLoadMiB, 1)} MiB |`);
+  lines.push(`| caller CPU per invoke (64 B, 256 in flight) | ${fmt(c.callerCpuMicrosPerInvoke, 1)} µs |`);
   lines.push(`| runtime CPU per invoke (64 B, 256 in flight) | ${fmt(c.runtimeCpuMicrosPerInvoke, 1)} µs |`);
   lines.push(`| worker CPU per invoke (64 B, 256 in flight) | ${fmt(c.workerCpuMicrosPerInvoke, 1)} µs |`);
   for (const r of results.roundTrip) {
@@ -429,10 +497,11 @@ function benchPinned(results) {
 
 async function main() {
   const started = Date.now();
-  const results = { sync: [], throughput: [], cost: {}, pinned: [], roundTrip: [], crossGateway: [] };
+  const results = { sync: [], throughput: [], cost: {}, pinned: [], roundTrip: [], crossGateway: [], observe: {} };
   benchFloor(results);
   await benchEdgefc(results);
   if (!PINNED) await benchCrossGateway(results);
+  if (!PINNED) await benchObserve(results);
   await benchBaseline(results);
   if (PINNED) {
     process.stdout.write(JSON.stringify(results));
