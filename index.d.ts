@@ -228,6 +228,8 @@ export interface RuntimeStats {
   subscriptions: number
   connections: {
     open: number
+    /** Of the open connections, workers' (the others are clients). */
+    workers: number
     max: number
     unauthenticated: number
     maxUnauthenticated: number

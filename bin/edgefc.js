@@ -23,7 +23,9 @@ const USAGE = `Usage:
   edgefc subscribe <topicFilter> --config edgefc.json
       Prints every message published on a matching topic until interrupted.
   edgefc stats --config edgefc.json
-      Prints the runtime's counters and bounds as JSON.
+      Prints every number the runtime keeps as JSON.
+  edgefc top --config edgefc.json [--once]
+      Shows each function's last minute, refreshed every 2 s (--once: one screen).
   edgefc dlq list --config edgefc.json
   edgefc dlq show <invocationId> --config edgefc.json
   edgefc dlq replay <invocationId | --all> --config edgefc.json
@@ -55,6 +57,7 @@ function parse(argv) {
         'payload-file': { type: 'string' },
         async: { type: 'boolean', default: false },
         all: { type: 'boolean', default: false },
+        once: { type: 'boolean', default: false },
         context: { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
       },
@@ -213,6 +216,49 @@ async function stats(values) {
   return 0;
 }
 
+function seconds(value) {
+  if (value === null || value === undefined) return '-';
+  if (value < 0.001) return `${Math.round(value * 1e6)}us`;
+  if (value < 1) return `${(value * 1000).toFixed(1)}ms`;
+  return `${value.toFixed(2)}s`;
+}
+
+/** One screen of `edgefc top`: the gateway, then a row per function. */
+function topScreen(stats) {
+  const sum = (values) => values.reduce((total, value) => total + value, 0);
+  const queues = new Map(stats.queues.functions.map((queue) => [queue.function, queue]));
+  const rows = [['FUNCTION', 'CALLS/S', 'P50', 'P99', 'ERRORS', 'INVOCATIONS', 'RUNNING', 'QUEUED', 'ASYNC', 'PID', 'RSS']];
+  for (const fn of stats.functions) {
+    const minute = fn.lastMinute;
+    const queue = queues.get(fn.function);
+    const worker = fn.workers[0];
+    const invocations = sum(Object.values(fn.invocations).map((outcomes) => sum(Object.values(outcomes))));
+    rows.push([
+      fn.function, minute.perSecond.toFixed(1), seconds(minute.runP50Seconds), seconds(minute.runP99Seconds), String(minute.errors),
+      String(invocations), String(queue.running), String(queue.admitted.count - queue.running), String(queue.asyncPending),
+      worker ? String(worker.pid) : '-', worker && worker.rssBytes !== null ? `${(worker.rssBytes / 2 ** 20).toFixed(1)}M` : '-',
+    ]);
+  }
+  const widths = rows[0].map((_, column) => Math.max(...rows.map((row) => row[column].length)));
+  const table = rows.map((row) => row.map((cell, column) => (column === 0 ? cell.padEnd(widths[column]) : cell.padStart(widths[column]))).join('  '));
+  const header = `edgefc ${stats.version} · gateway ${stats.gatewayId} · up ${Math.floor(stats.uptimeSeconds)}s · `
+    + `connections ${stats.connections.open}/${stats.connections.max} · dead letters ${stats.store.deadLetters} · last minute per function:`;
+  return `${header}\n\n${table.join('\n')}\n`;
+}
+
+async function top(values) {
+  const link = new RuntimeLink({ config: configPath(values) });
+  for (;;) {
+    const screen = topScreen(await link.call((session) => session.query('stats')));
+    if (values.once) {
+      process.stdout.write(screen);
+      return 0;
+    }
+    process.stdout.write(`\x1b[H\x1b[2J${screen}`);
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+  }
+}
+
 /** Asks the running runtime for `operation` and prints its JSON answer. */
 async function ask(values, operation) {
   const link = new RuntimeLink({ config: configPath(values) });
@@ -274,6 +320,9 @@ async function main(argv) {
   }
   if (command === 'stats') {
     return stats(values);
+  }
+  if (command === 'top') {
+    return top(values);
   }
   if (command === 'dlq') {
     return dlq(values, rest);

@@ -27,7 +27,7 @@
 //! - [`runtime`]: the daemon: configuration, accepting and authenticating
 //!   connections, invocations, the message bus and router, the durable
 //!   store, the MQTT bridge, one host per function, worker supervision and
-//!   launching, logging.
+//!   launching, logging, and what operators see (metrics, the status page).
 //!
 //! # The path of one Sync invoke
 //!

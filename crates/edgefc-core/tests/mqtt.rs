@@ -176,6 +176,9 @@ async fn qos1_messages_survive_three_broker_restarts() {
         published += COUNT / 4;
         if round < 3 {
             broker.restart();
+            // Each round goes to a broker the link has connected to again: two
+            // restarts within one outage would be one reconnect.
+            wait_for_stats(&client, |stats| stats["mqtt"][0]["connects"].as_u64() >= Some(round + 2)).await;
         }
     }
     let mut seen = vec![0u32; COUNT];

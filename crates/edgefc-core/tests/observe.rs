@@ -144,8 +144,9 @@ async fn metrics_count_calls_errors_timeouts_and_refusals_exactly() {
     assert_eq!(value(&metrics, &format!(r#"edgefc_worker_starts_total{{function="{slow}"}}"#)), 1.0);
     assert_eq!(value(&metrics, r#"edgefc_worker_starts_total{function="echo"}"#), 1.0);
     assert_eq!(value(&metrics, r#"edgefc_workers{function="echo"}"#), 1.0);
-    // This client and the three workers.
-    assert_eq!(value(&metrics, r#"edgefc_connections{state="authenticated"}"#), 4.0);
+    assert_eq!(value(&metrics, r#"edgefc_connections{kind="client"}"#), 1.0);
+    // The in-process launcher keeps each worker's connection, slow's retired one too.
+    assert_eq!(value(&metrics, r#"edgefc_connections{kind="worker"}"#), 3.0);
 
     // `edgefc stats` reads the same numbers.
     let stats = query(&client, "stats").await.unwrap();

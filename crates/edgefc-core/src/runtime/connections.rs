@@ -20,6 +20,8 @@ pub(super) struct Connections {
     greeting: Mutex<VecDeque<(u64, CancellationToken)>>,
     next_id: AtomicU64,
     authenticated: AtomicUsize,
+    /// Of those, workers' connections.
+    workers: AtomicUsize,
     /// Unwritten output of every connection together.
     output_bytes: Arc<AtomicUsize>,
     pub(super) counters: ConnectionCounters,
@@ -43,6 +45,8 @@ pub(super) struct ConnectionCounters {
 #[serde(rename_all = "camelCase")]
 pub(super) struct ConnectionStats {
     pub(super) open: usize,
+    /// Of the open connections, workers' (the others are clients: callers, the CLI).
+    pub(super) workers: usize,
     pub(super) max: usize,
     pub(super) unauthenticated: usize,
     pub(super) max_unauthenticated: usize,
@@ -76,11 +80,15 @@ impl Drop for GreetingPlace {
 /// A place among the authenticated connections, given back when dropped.
 pub(super) struct OpenPlace {
     connections: Arc<Connections>,
+    worker: bool,
 }
 
 impl Drop for OpenPlace {
     fn drop(&mut self) {
         self.connections.authenticated.fetch_sub(1, Ordering::AcqRel);
+        if self.worker {
+            self.connections.workers.fetch_sub(1, Ordering::AcqRel);
+        }
     }
 }
 
@@ -95,6 +103,7 @@ impl Connections {
             greeting: Mutex::new(VecDeque::new()),
             next_id: AtomicU64::new(1),
             authenticated: AtomicUsize::new(0),
+            workers: AtomicUsize::new(0),
             output_bytes: Arc::new(AtomicUsize::new(0)),
             counters: ConnectionCounters::default(),
         })
@@ -121,11 +130,14 @@ impl Connections {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// A place among the authenticated connections, or `None` when all
-    /// `connections.max` are taken.
-    pub(super) fn open(self: &Arc<Self>) -> Option<OpenPlace> {
+    /// A place among the authenticated connections (a `worker`'s, or a
+    /// client's), or `None` when all `connections.max` are taken.
+    pub(super) fn open(self: &Arc<Self>, worker: bool) -> Option<OpenPlace> {
         let before = self.authenticated.fetch_add(1, Ordering::AcqRel);
-        let place = OpenPlace { connections: self.clone() };
+        if worker {
+            self.workers.fetch_add(1, Ordering::AcqRel);
+        }
+        let place = OpenPlace { connections: self.clone(), worker };
         if before >= self.limits.max {
             count(&self.counters.refused_too_many);
             return None;
@@ -149,6 +161,7 @@ impl Connections {
         let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         ConnectionStats {
             open: self.authenticated.load(Ordering::Relaxed).min(self.limits.max),
+            workers: self.workers.load(Ordering::Relaxed),
             max: self.limits.max,
             unauthenticated: self.greeting.lock().unwrap().len(),
             max_unauthenticated: self.limits.max_unauthenticated,

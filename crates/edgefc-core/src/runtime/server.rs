@@ -350,7 +350,7 @@ async fn greet(reader: &mut FrameReader, sender: &FrameSender, shared: &Arc<Shar
         refuse(sender, ErrorCode::Unauthorized, "only a hosted function's worker can serve tasks");
         return None;
     }
-    let open_place = open(sender, shared)?;
+    let open_place = open(sender, shared, false)?;
     welcome(shared, sender);
     Some((Caller::Admin, open_place))
 }
@@ -362,7 +362,7 @@ async fn greet_worker(reader: &mut FrameReader, sender: &FrameSender, shared: &A
         refuse(sender, ErrorCode::Protocol, "a worker's connection serves its function's tasks");
         return None;
     }
-    open(sender, shared)
+    open(sender, shared, true)
 }
 
 /// The Hello's `serve` flag and token, once its version is checked.
@@ -393,8 +393,8 @@ async fn read_hello(reader: &mut FrameReader, sender: &FrameSender, shared: &Arc
 }
 
 /// A place among the open connections (`connections.max`), or the refusal.
-fn open(sender: &FrameSender, shared: &Shared) -> Option<OpenPlace> {
-    let place = shared.connections.open();
+fn open(sender: &FrameSender, shared: &Shared, worker: bool) -> Option<OpenPlace> {
+    let place = shared.connections.open(worker);
     if place.is_none() {
         refuse(
             sender,

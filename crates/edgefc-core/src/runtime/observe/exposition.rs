@@ -14,6 +14,7 @@ use prometheus_client::registry::Registry;
 
 use super::metrics::{ExitReason, Kind, LatencySnapshot, Outcome};
 use super::stats::Stats;
+use crate::runtime::budget::BudgetStats;
 
 /// The content type of what [`encode`] writes.
 pub(in crate::runtime) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -226,42 +227,26 @@ fn queues(e: &mut DescriptorEncoder<'_>, stats: &Stats) -> fmt::Result {
         "maxConcurrency of each function.",
         queues.iter().map(|queue| (of(&queue.function), queue.max_concurrency as f64)),
     )?;
-    gauge(
-        e,
-        "edgefc_queued_invocations",
-        "Invocations admitted (running and waiting), per function and in all.",
-        queues
-            .iter()
-            .map(|queue| (of(&queue.function), queue.admitted.count as f64))
-            .chain([(of("*"), stats.queues.total.count as f64)]),
-    )?;
-    gauge(
-        e,
-        "edgefc_queued_bytes",
-        "Payload bytes of the invocations admitted, per function and in all.",
-        queues
-            .iter()
-            .map(|queue| (of(&queue.function), queue.admitted.bytes as f64))
-            .chain([(of("*"), stats.queues.total.bytes as f64)]),
-    )?;
-    gauge(
-        e,
-        "edgefc_queue_max_invocations",
-        "The bound on invocations admitted, per function and in all.",
-        queues
-            .iter()
-            .map(|queue| (of(&queue.function), queue.admitted.max_count as f64))
-            .chain([(of("*"), stats.queues.total.max_count as f64)]),
-    )?;
-    gauge(
-        e,
-        "edgefc_queue_max_bytes",
-        "The bound on payload bytes admitted, per function and in all.",
-        queues
-            .iter()
-            .map(|queue| (of(&queue.function), queue.admitted.max_bytes as f64))
-            .chain([(of("*"), stats.queues.total.max_bytes as f64)]),
-    )?;
+    // Each function's admitted invocations, and every function's together as function="*".
+    type Figure = fn(&BudgetStats) -> usize;
+    let budgets: [(&str, &str, Figure); 4] = [
+        (
+            "edgefc_queued_invocations",
+            "Invocations admitted (running and waiting), per function and in all.",
+            |b: &BudgetStats| b.count,
+        ),
+        ("edgefc_queued_bytes", "Payload bytes of the invocations admitted, per function and in all.", |b: &BudgetStats| b.bytes),
+        ("edgefc_queue_max_invocations", "The bound on invocations admitted, per function and in all.", |b: &BudgetStats| {
+            b.max_count
+        }),
+        ("edgefc_queue_max_bytes", "The bound on payload bytes admitted, per function and in all.", |b: &BudgetStats| {
+            b.max_bytes
+        }),
+    ];
+    for (name, help, figure) in budgets {
+        let per_function = queues.iter().map(|queue| (of(&queue.function), figure(&queue.admitted) as f64));
+        gauge(e, name, help, per_function.chain([(of("*"), figure(&stats.queues.total) as f64)]))?;
+    }
     gauge(
         e,
         "edgefc_async_pending",
@@ -298,10 +283,11 @@ fn connections(e: &mut DescriptorEncoder<'_>, stats: &Stats) -> fmt::Result {
     gauge(
         e,
         "edgefc_connections",
-        "Connections open, by state.",
+        "Connections open, by kind: clients (callers, the CLI), workers, and those that have not said Hello yet.",
         [
-            (labels([("state", "authenticated")]), connections.open as f64),
-            (labels([("state", "unauthenticated")]), connections.unauthenticated as f64),
+            (labels([("kind", "client")]), connections.open.saturating_sub(connections.workers) as f64),
+            (labels([("kind", "worker")]), connections.workers as f64),
+            (labels([("kind", "unauthenticated")]), connections.unauthenticated as f64),
         ],
     )?;
     gauge(e, "edgefc_connections_max", "connections.max.", [(vec![], connections.max as f64)])?;
