@@ -213,12 +213,13 @@ describe('edgefc run', () => {
     const shown = await runCli(['top', '--once', '--config', runtime.configPath]);
     await runtime.stop();
     assert.equal(shown.code, 0, shown.stderr);
-    const lines = shown.stdout.split('\n');
+    const screen = shown.stdout.toString();
+    const lines = screen.split('\n');
     assert.match(lines[0], /^edgefc \S+ · gateway \S+ · up \d+s · connections \d+\/\d+ · dead letters 0/);
     assert.match(lines[2], /^FUNCTION +CALLS\/S +P50 +P99 +ERRORS +INVOCATIONS/);
     // function, calls/s, p50, p99, errors, invocations, running, queued, async, pid, rss
-    assert.match(shown.stdout, /^acs:fc:::service:Test:function:echo +[\d.]+ +\S+ +\S+ +0 +2 +0 +0 +0 +\d+ +[\d.]+M$/m);
-    assert.match(shown.stdout, /^acs:fc:::service:Test:function:throws +[\d.]+ +\S+ +\S+ +1 +1 +0 +0 +0 +\d+ +[\d.]+M$/m);
+    assert.match(screen, /^acs:fc:::service:Test:function:echo +[\d.]+ +\S+ +\S+ +0 +2 +0 +0 +0 +\d+ +[\d.]+M$/m);
+    assert.match(screen, /^acs:fc:::service:Test:function:throws +[\d.]+ +\S+ +\S+ +1 +1 +0 +0 +0 +\d+ +[\d.]+M$/m);
   });
 
   it('refuses a second runtime on the same socket', async () => {
