@@ -75,10 +75,15 @@ describe('the status page', { skip: CHROMIUM ? false : 'chromium is not installe
         const failed = await client.invokeFunction({ functionId: THROWS, payload: 'x' });
         assert.equal(failed.functionError, 'Unhandled');
         // The page polls every 2 s: wait for it to show what was done.
+        // Both at once: a poll between the last echo call and the throwing one shows only the first.
         await page.waitForFunction(
-          (echo) => document.querySelector(`#functions tr[data-key="${echo}"] td[data-field="invocations"]`)?.textContent === '5',
+          (echo, throws) => {
+            const shown = (fn, field) => document.querySelector(`#functions tr[data-key="${fn}"] td[data-field="${field}"]`)?.textContent;
+            return shown(echo, 'invocations') === '5' && shown(throws, 'errors') === '1';
+          },
           { timeout: 10000 },
           ECHO,
+          THROWS,
         );
         assert.equal(await cell(page, THROWS, 'errors'), '1');
         assert.match(await cell(page, ECHO, 'worker'), /^pid \d+ · [\d.]+ MiB · up \d/);

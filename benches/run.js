@@ -268,7 +268,9 @@ async function benchObserve(results) {
     for (const { fc } of runtimes) await measure(() => fc.invokeFunction({ functionId: 'echo', payload }), 16);
     for (let run = 0; run < RUNS; run += 1) {
       for (const [label, { fc, metricsUrl }] of [['off', runtimes[0]], ['on', runtimes[1]]]) {
-        const scraper = metricsUrl && setInterval(() => fetch(metricsUrl).then((response) => response.text()), 1000);
+        // Scraped at once and every second after, as a (very eager) Prometheus would.
+        const scrape = () => fetch(metricsUrl).then((response) => response.text()).catch(() => {});
+        const scraper = metricsUrl && (scrape(), setInterval(scrape, 1000));
         const callOnce = () => fc.invokeFunction({ functionId: 'echo', payload });
         const busy = await measure(callOnce, 256);
         const alone = await measure(callOnce, 1);

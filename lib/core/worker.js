@@ -53,10 +53,13 @@ const TAG_END = '\x1f';
 
 /**
  * When the runtime writes its logs as JSON it asks (EDGEFC_TAG_OUTPUT) for
- * the invocation behind each line a handler prints: every line written to
- * stdout or stderr while a task runs (in its callbacks and promises too)
- * starts with TAG_START, the invocation id and TAG_END, which the runtime
- * takes off again. Returns how to run a task so; `undefined` when not asked.
+ * the invocation behind each line a handler prints: each line of text
+ * written through process.stdout or process.stderr (console.log and the
+ * like) while a task runs, in its callbacks and promises too, starts with
+ * TAG_START, the invocation id and TAG_END, which the runtime takes off
+ * again. Bytes, text in another encoding, and what bypasses those streams
+ * (a write to fd 1) go untagged. Returns how to run a task so; `undefined`
+ * when not asked.
  */
 function tagOutput(env) {
   const asked = env.EDGEFC_TAG_OUTPUT === '1';
@@ -68,18 +71,19 @@ function tagOutput(env) {
   for (const stream of [process.stdout, process.stderr]) {
     const write = stream.write.bind(stream);
     let atLineStart = true;
-    stream.write = (chunk, ...rest) => {
+    stream.write = (chunk, encoding, ...rest) => {
       const id = running.getStore();
-      if (typeof chunk !== 'string' || id === undefined || chunk.length === 0) {
-        if (chunk.length > 0) {
+      const text = typeof chunk === 'string' && (typeof encoding !== 'string' || /^utf-?8$/i.test(encoding));
+      if (!text || id === undefined || chunk.length === 0) {
+        if (chunk !== null && chunk !== undefined && chunk.length > 0) {
           atLineStart = typeof chunk === 'string' ? chunk.endsWith('\n') : chunk[chunk.length - 1] === 10;
         }
-        return write(chunk, ...rest);
+        return write(chunk, encoding, ...rest);
       }
       const tag = `${TAG_START}${id}${TAG_END}`;
       const tagged = (atLineStart ? tag : '') + chunk.replace(/\n(?=[\s\S])/g, `\n${tag}`);
       atLineStart = chunk.endsWith('\n');
-      return write(tagged, ...rest);
+      return write(tagged, encoding, ...rest);
     };
   }
   return (task, run) => running.run(task.requestId, run);

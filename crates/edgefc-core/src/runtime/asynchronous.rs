@@ -151,13 +151,15 @@ pub(super) async fn accept(
 ) -> Result<String> {
     let queue = &host.asynchronous;
     if queue.pending() >= queue.max_pending {
-        return Err(Error::new(
+        let error = Error::new(
             ErrorCode::QueueFull,
             format!(
                 "function {} already has {} Async invocations pending (maxQueuedInvocations)",
                 host.spec.function_id, queue.max_pending
             ),
-        ));
+        );
+        host.refused(Kind::Async, &error);
+        return Err(error);
     }
     let now = now_ms();
     let invocation = Invocation {
@@ -171,7 +173,7 @@ pub(super) async fn accept(
         replays: 0,
         default_timeout_secs,
     };
-    let seq = store.accept(&invocation).await?;
+    let seq = store.accept(&invocation).await.inspect_err(|error| host.refused(Kind::Async, error))?;
     let invocation_id = invocation.invocation_id.clone();
     queue.add_accepted(seq, invocation);
     Ok(invocation_id)

@@ -77,16 +77,25 @@ impl Drop for GreetingPlace {
     }
 }
 
+/// Who is on an authenticated connection.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum PeerKind {
+    /// A caller, the CLI, a script: it gave a token.
+    Client,
+    /// A function's worker, on the connection the runtime made for it.
+    Worker,
+}
+
 /// A place among the authenticated connections, given back when dropped.
 pub(super) struct OpenPlace {
     connections: Arc<Connections>,
-    worker: bool,
+    kind: PeerKind,
 }
 
 impl Drop for OpenPlace {
     fn drop(&mut self) {
         self.connections.authenticated.fetch_sub(1, Ordering::AcqRel);
-        if self.worker {
+        if self.kind == PeerKind::Worker {
             self.connections.workers.fetch_sub(1, Ordering::AcqRel);
         }
     }
@@ -130,14 +139,14 @@ impl Connections {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// A place among the authenticated connections (a `worker`'s, or a
-    /// client's), or `None` when all `connections.max` are taken.
-    pub(super) fn open(self: &Arc<Self>, worker: bool) -> Option<OpenPlace> {
+    /// A place among the authenticated connections, or `None` when all
+    /// `connections.max` are taken.
+    pub(super) fn open(self: &Arc<Self>, kind: PeerKind) -> Option<OpenPlace> {
         let before = self.authenticated.fetch_add(1, Ordering::AcqRel);
-        if worker {
+        if kind == PeerKind::Worker {
             self.workers.fetch_add(1, Ordering::AcqRel);
         }
-        let place = OpenPlace { connections: self.clone(), worker };
+        let place = OpenPlace { connections: self.clone(), kind };
         if before >= self.limits.max {
             count(&self.counters.refused_too_many);
             return None;

@@ -55,6 +55,9 @@ pub(super) struct FunctionHost {
     pub(super) stopping: AtomicBool,
     pub(super) stopped: CancellationToken,
     pub(super) metrics: Arc<FunctionMetrics>,
+    /// The last worker started, for the stats: read without waiting for
+    /// `worker`, which a launch holds for seconds.
+    pub(super) observed_worker: Mutex<std::sync::Weak<WorkerLink>>,
 }
 
 /// One run of the function: what its worker's handler gets.
@@ -112,6 +115,7 @@ impl FunctionHost {
             stopping: AtomicBool::new(false),
             stopped: CancellationToken::new(),
             metrics: Arc::default(),
+            observed_worker: Mutex::new(std::sync::Weak::new()),
         }
     }
 
@@ -146,7 +150,7 @@ impl FunctionHost {
         Ok(Admission { host: self.clone(), bytes, admitted_at: Instant::now() })
     }
 
-    /// Counts an invocation that was not taken (`error` says why: a full queue, the runtime stopping).
+    /// Counts an invocation that was not taken (`error` says why: a full queue or store).
     pub(super) fn refused(&self, kind: Kind, error: &Error) {
         self.metrics.count(kind, Outcome::Refused);
         self.settings.recent_errors.push(RecentError {

@@ -97,8 +97,7 @@ async fn invoke_here(
     if asynchronous {
         return asynchronous::accept(host, &shared.store, default_timeout_secs, invoker_context, payload)
             .await
-            .map(Answer::Accepted)
-            .inspect_err(|error| host.refused(Kind::Async, error));
+            .map(Answer::Accepted);
     }
     let admission = host.admit(&invoker_context, &payload).inspect_err(|error| host.refused(Kind::Sync, error))?;
     let run = Run {

@@ -166,11 +166,11 @@ pub async fn start(mut config: Config, launcher: Arc<dyn WorkerLauncher>) -> Res
     )?);
 
     let admin_token_path = config.admin_token_path();
-    let admin_token = Arc::new(std::sync::RwLock::new(state_dir::admin_token(&admin_token_path)?));
+    let admin_token = Arc::new(std::sync::RwLock::new(state_dir::load_or_create_token(&admin_token_path)?));
     let observe_listener = observe::bind(config.observe.as_ref()).await?;
     let observe_address = observe_listener.as_ref().and_then(|listener| listener.local_addr().ok());
     let observe_token = match &config.observe {
-        Some(settings) if settings.needs_token() => Some(state_dir::admin_token(&config.observe_token_path())?),
+        Some(settings) if settings.needs_token() => Some(state_dir::load_or_create_token(&config.observe_token_path())?),
         _ => None,
     };
 

@@ -11,7 +11,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use super::connections::{GreetingPlace, OpenPlace};
+use super::connections::{GreetingPlace, OpenPlace, PeerKind};
 use super::log::Throttle;
 use super::supervisor::{WorkerConnection, WorkerLink};
 use super::{bus, invoke, services, Caller, Shared};
@@ -350,7 +350,7 @@ async fn greet(reader: &mut FrameReader, sender: &FrameSender, shared: &Arc<Shar
         refuse(sender, ErrorCode::Unauthorized, "only a hosted function's worker can serve tasks");
         return None;
     }
-    let open_place = open(sender, shared, false)?;
+    let open_place = open(sender, shared, PeerKind::Client)?;
     welcome(shared, sender);
     Some((Caller::Admin, open_place))
 }
@@ -362,7 +362,7 @@ async fn greet_worker(reader: &mut FrameReader, sender: &FrameSender, shared: &A
         refuse(sender, ErrorCode::Protocol, "a worker's connection serves its function's tasks");
         return None;
     }
-    open(sender, shared, true)
+    open(sender, shared, PeerKind::Worker)
 }
 
 /// The Hello's `serve` flag and token, once its version is checked.
@@ -393,8 +393,8 @@ async fn read_hello(reader: &mut FrameReader, sender: &FrameSender, shared: &Arc
 }
 
 /// A place among the open connections (`connections.max`), or the refusal.
-fn open(sender: &FrameSender, shared: &Shared, worker: bool) -> Option<OpenPlace> {
-    let place = shared.connections.open(worker);
+fn open(sender: &FrameSender, shared: &Shared, kind: PeerKind) -> Option<OpenPlace> {
+    let place = shared.connections.open(kind);
     if place.is_none() {
         refuse(
             sender,

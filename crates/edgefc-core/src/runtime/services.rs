@@ -24,7 +24,7 @@ pub(super) async fn answer(shared: &Shared, caller: Caller, operation: &str) -> 
     match name {
         "stats" => to_json(operation, &observe::stats(shared)),
         "token.rotate" => {
-            let token = state_dir::rotate_admin_token(&shared.admin_token_path)?;
+            let token = state_dir::rotate_token(&shared.admin_token_path)?;
             *shared.admin_token.write().unwrap() = token;
             to_json(operation, &serde_json::json!({ "rotated": true }))
         }

@@ -25,10 +25,11 @@ pub(super) fn new_token() -> String {
     format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple())
 }
 
-/// The admin token kept at `path` since an earlier start, so that clients
-/// holding it keep working across restarts; a new one when there is none
-/// (or the file is not this user's alone, or not a token).
-pub(super) fn admin_token(path: &Path) -> Result<String> {
+/// The token kept at `path` (the admin token, the observe token) since an
+/// earlier start, so that clients holding it keep working across restarts;
+/// a new one when there is none (or the file is not this user's alone, or
+/// not a token).
+pub(super) fn load_or_create_token(path: &Path) -> Result<String> {
     // SAFETY: geteuid has no preconditions.
     let me = unsafe { libc::geteuid() };
     let owner_only = std::fs::metadata(path).is_ok_and(|metadata| metadata.uid() == me && metadata.mode() & 0o077 == 0);
@@ -38,11 +39,11 @@ pub(super) fn admin_token(path: &Path) -> Result<String> {
             return Ok(token.to_string());
         }
     }
-    rotate_admin_token(path)
+    rotate_token(path)
 }
 
-/// A new admin token, written to `path` in place of the old one.
-pub(super) fn rotate_admin_token(path: &Path) -> Result<String> {
+/// A new token, written to `path` in place of the old one.
+pub(super) fn rotate_token(path: &Path) -> Result<String> {
     let token = new_token();
     write_owner_only(path, token.as_bytes())?;
     Ok(token)

@@ -183,6 +183,18 @@ impl FunctionHost {
         if self.is_stopping() {
             return Err("the runtime is stopping".to_string());
         }
+        let link = self.start_worker().await.inspect_err(|_| {
+            if !self.is_stopping() {
+                self.metrics.worker_start_failed();
+            }
+        })?;
+        *self.observed_worker.lock().unwrap() = Arc::downgrade(&link);
+        *current = Some(link.clone());
+        Ok(link)
+    }
+
+    /// Launches a worker and waits until it has connected.
+    async fn start_worker(&self) -> Result<Arc<WorkerLink>, String> {
         let cannot_start = |why: String| format!("cannot start the worker of {}: {why}", self.spec.function_id);
         let (runtime_end, worker_end) =
             std::os::unix::net::UnixStream::pair().map_err(|error| cannot_start(error.to_string()))?;
@@ -210,35 +222,27 @@ impl FunctionHost {
                 Err(format!("the worker of {} did not connect within {} s", self.spec.function_id, WORKER_START_TIMEOUT.as_secs()))
             }
         };
-        let link = match outcome {
-            Ok(link) => link,
-            Err(why) => {
-                self.metrics.worker_start_failed();
-                return Err(why);
-            }
-        };
+        let link = outcome?;
         self.metrics.worker_started();
         let pid = process.pid().map_or_else(|| "none".to_string(), |pid| pid.to_string());
         crate::debug!("host", "the worker of {} started (pid {pid})", self.spec.function_id);
-        let (metrics, watched, exit) = (self.metrics.clone(), link.clone(), process.exit());
+        // Weak: a link nobody uses any more must drop its process, which stops it.
+        let (metrics, watched, exit) = (self.metrics.clone(), Arc::downgrade(&link), process.exit());
         let function_id = self.spec.function_id.clone();
         tokio::spawn(async move {
             let how = exit.await;
-            let reason = watched.exit_reason();
+            let reason = watched.upgrade().map_or(ExitReason::Stopped, |link| link.exit_reason());
             metrics.worker_exited(reason);
             crate::debug!("host", "the worker of {function_id} (pid {pid}) ended ({how}; {})", reason.label());
         });
         *link.process.lock().unwrap() = Some(process);
-        *current = Some(link.clone());
         Ok(link)
     }
 
-    /// The function's worker as the stats show it; none while one is being launched.
+    /// The function's worker as the stats show it, while it is connected.
     pub(super) fn worker_stats(&self) -> Vec<WorkerStats> {
-        let Ok(current) = self.worker.try_lock() else {
-            return Vec::new();
-        };
-        let Some(link) = current.as_ref().filter(|link| !link.sender.is_closed()) else {
+        let observed = self.observed_worker.lock().unwrap().upgrade();
+        let Some(link) = observed.filter(|link| !link.sender.is_closed()) else {
             return Vec::new();
         };
         let pid = link.process.lock().unwrap().as_ref().and_then(WorkerProcess::pid);

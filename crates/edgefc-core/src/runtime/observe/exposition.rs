@@ -20,13 +20,12 @@ use crate::runtime::budget::BudgetStats;
 pub(in crate::runtime) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// `stats` in the OpenMetrics text format.
-pub(in crate::runtime) fn encode(stats: Stats) -> String {
+pub(in crate::runtime) fn encode(stats: Stats) -> Result<String, fmt::Error> {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(Snapshot(stats)));
     let mut text = String::new();
-    // Writing to a String cannot fail.
-    let _ = prometheus_client::encoding::text::encode(&mut text, &registry);
-    text
+    prometheus_client::encoding::text::encode(&mut text, &registry)?;
+    Ok(text)
 }
 
 #[derive(Debug)]
@@ -34,8 +33,23 @@ struct Snapshot(Stats);
 
 type Labels = Vec<(&'static str, String)>;
 
+/// The encoder writes label values as they are: the config's names may
+/// hold what the text format must escape.
 fn labels<const N: usize>(pairs: [(&'static str, &str); N]) -> Labels {
-    pairs.into_iter().map(|(name, value)| (name, value.to_string())).collect()
+    pairs.into_iter().map(|(name, value)| (name, escaped(value))).collect()
+}
+
+fn escaped(value: &str) -> String {
+    let mut escaped = String::with_capacity(value.len());
+    for character in value.chars() {
+        match character {
+            '\\' => escaped.push_str("\\\\"),
+            '"' => escaped.push_str("\\\""),
+            '\n' => escaped.push_str("\\n"),
+            other => escaped.push(other),
+        }
+    }
+    escaped
 }
 
 /// One metric family: its descriptor, then its samples, one per label
@@ -190,6 +204,7 @@ fn functions(e: &mut DescriptorEncoder<'_>, stats: &Stats) -> fmt::Result {
         })
     });
     counter(e, "edgefc_worker_exits", "Worker processes ended, by reason.", exits)?;
+    // One worker per function: the pid is in the stats, not a label (each restart would make new series).
     let workers = || functions.iter().flat_map(|function| function.workers.iter().map(move |worker| (function, worker)));
     gauge(
         e,
@@ -201,19 +216,13 @@ fn functions(e: &mut DescriptorEncoder<'_>, stats: &Stats) -> fmt::Result {
         e,
         "edgefc_worker_resident_bytes",
         "Resident memory of each worker process.",
-        workers().filter_map(|(function, worker)| {
-            let pid = worker.pid?.to_string();
-            Some((labels([("function", &function.function), ("pid", &pid)]), worker.rss_bytes? as f64))
-        }),
+        workers().filter_map(|(function, worker)| Some((labels([("function", &function.function)]), worker.rss_bytes? as f64))),
     )?;
     gauge(
         e,
         "edgefc_worker_in_flight",
         "Tasks sent to each worker and not yet done.",
-        workers().filter_map(|(function, worker)| {
-            let pid = worker.pid?.to_string();
-            Some((labels([("function", &function.function), ("pid", &pid)]), worker.in_flight as f64))
-        }),
+        workers().map(|(function, worker)| (labels([("function", &function.function)]), worker.in_flight as f64)),
     )
 }
 
@@ -227,25 +236,22 @@ fn queues(e: &mut DescriptorEncoder<'_>, stats: &Stats) -> fmt::Result {
         "maxConcurrency of each function.",
         queues.iter().map(|queue| (of(&queue.function), queue.max_concurrency as f64)),
     )?;
-    // Each function's admitted invocations, and every function's together as function="*".
+    // Each function's admitted invocations, and (in families of their own,
+    // so that a sum over functions stays a sum) every function's together.
     type Figure = fn(&BudgetStats) -> usize;
-    let budgets: [(&str, &str, Figure); 4] = [
-        (
-            "edgefc_queued_invocations",
-            "Invocations admitted (running and waiting), per function and in all.",
-            |b: &BudgetStats| b.count,
-        ),
-        ("edgefc_queued_bytes", "Payload bytes of the invocations admitted, per function and in all.", |b: &BudgetStats| b.bytes),
-        ("edgefc_queue_max_invocations", "The bound on invocations admitted, per function and in all.", |b: &BudgetStats| {
+    let budgets: [(&str, &str, &str, Figure); 4] = [
+        ("edgefc_queued_invocations", "edgefc_runtime_queued_invocations", "Invocations admitted (running and waiting).", |b| {
+            b.count
+        }),
+        ("edgefc_queued_bytes", "edgefc_runtime_queued_bytes", "Payload bytes of the invocations admitted.", |b| b.bytes),
+        ("edgefc_queue_max_invocations", "edgefc_runtime_queue_max_invocations", "The bound on invocations admitted.", |b| {
             b.max_count
         }),
-        ("edgefc_queue_max_bytes", "The bound on payload bytes admitted, per function and in all.", |b: &BudgetStats| {
-            b.max_bytes
-        }),
+        ("edgefc_queue_max_bytes", "edgefc_runtime_queue_max_bytes", "The bound on payload bytes admitted.", |b| b.max_bytes),
     ];
-    for (name, help, figure) in budgets {
-        let per_function = queues.iter().map(|queue| (of(&queue.function), figure(&queue.admitted) as f64));
-        gauge(e, name, help, per_function.chain([(of("*"), figure(&stats.queues.total) as f64)]))?;
+    for (name, total_name, help, figure) in budgets {
+        gauge(e, name, help, queues.iter().map(|queue| (of(&queue.function), figure(&queue.admitted) as f64)))?;
+        gauge(e, total_name, &format!("{help} Every function's together."), [(vec![], figure(&stats.queues.total) as f64)])?;
     }
     gauge(
         e,
@@ -458,4 +464,13 @@ fn remote(e: &mut DescriptorEncoder<'_>, stats: &Stats) -> fmt::Result {
             (labels([("status", "offline")]), remote.gateways_offline as f64),
         ],
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn label_values_are_escaped_as_the_text_format_requires() {
+        assert_eq!(super::escaped("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+        assert_eq!(super::escaped("acs:fc:::service:S:function:f"), "acs:fc:::service:S:function:f");
+    }
 }

@@ -1,9 +1,11 @@
 //! The opt-in observe listener (`"observe": {"listen": …}`): `/metrics`
 //! for Prometheus, `/api/stats` (the JSON of `edgefc stats`) and the status
 //! page at `/`, which draws that JSON. On a loopback address anyone on the
-//! machine may read them, as with any local port; on any other address
-//! `/metrics` and `/api/stats` need `Authorization: Bearer <token>`, the
-//! token kept in the state directory's `observe-token`.
+//! machine may read them, as with any local port (but only by an address or
+//! `localhost`: a web page that rebinds its own name to 127.0.0.1 gets
+//! nothing); on any other address `/metrics` and `/api/stats` need
+//! `Authorization: Bearer <token>`, the token kept in the state directory's
+//! `observe.token`.
 
 use std::convert::Infallible;
 use std::sync::{Arc, Weak};
@@ -12,7 +14,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE};
+use hyper::header::{HeaderValue, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, HOST};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
@@ -23,10 +25,13 @@ use super::exposition;
 use super::stats::stats;
 use crate::runtime::Shared;
 
-/// Connections served at once; more wait in the kernel's backlog.
+/// Connections served at once; more wait in the kernel's backlog. Each
+/// serves one request (no keep-alive) within `CONNECTION_TIMEOUT`, so no
+/// peer can hold a place for long.
 const MAX_CONNECTIONS: usize = 16;
 /// How long a client may take to send a request's head.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest request head read; a scrape's is a few hundred bytes.
 const MAX_HEAD_BYTES: usize = 16 << 10;
 
@@ -74,11 +79,11 @@ pub(in crate::runtime) async fn serve(
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_TIMEOUT)
                 .max_buf_size(MAX_HEAD_BYTES)
+                .keep_alive(false)
                 .serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(connection);
             tokio::select! {
-                _ = connection.as_mut() => {}
-                _ = shutdown.cancelled() => connection.as_mut().graceful_shutdown(),
+                _ = tokio::time::timeout(CONNECTION_TIMEOUT, connection) => {}
+                _ = shutdown.cancelled() => {}
             }
         });
     }
@@ -87,6 +92,9 @@ pub(in crate::runtime) async fn serve(
 fn answer(shared: &Weak<Shared>, token: Option<&str>, request: &Request<Incoming>) -> Response<Full<Bytes>> {
     if request.method() != Method::GET && request.method() != Method::HEAD {
         return plain(StatusCode::METHOD_NOT_ALLOWED, "only GET is served\n");
+    }
+    if token.is_none() && !names_this_machine(request.headers().get(HOST)) {
+        return plain(StatusCode::MISDIRECTED_REQUEST, "ask by address (127.0.0.1) or as localhost\n");
     }
     let path = request.uri().path();
     match path {
@@ -101,7 +109,7 @@ fn answer(shared: &Weak<Shared>, token: Option<&str>, request: &Request<Incoming
         if !bearer_matches(request.headers().get(AUTHORIZATION), token) {
             let mut response = plain(
                 StatusCode::UNAUTHORIZED,
-                "this listener needs Authorization: Bearer <the state directory's observe-token>\n",
+                "this listener needs Authorization: Bearer <the state directory's observe.token>\n",
             );
             response.headers_mut().insert("www-authenticate", HeaderValue::from_static("Bearer"));
             return response;
@@ -112,12 +120,29 @@ fn answer(shared: &Weak<Shared>, token: Option<&str>, request: &Request<Incoming
     };
     let stats = stats(&shared);
     if path == "/metrics" {
-        return respond(StatusCode::OK, exposition::CONTENT_TYPE, exposition::encode(stats));
+        return match exposition::encode(stats) {
+            Ok(text) => respond(StatusCode::OK, exposition::CONTENT_TYPE, text),
+            Err(_) => plain(StatusCode::INTERNAL_SERVER_ERROR, "cannot encode the metrics\n"),
+        };
     }
     match serde_json::to_string(&stats) {
         Ok(json) => respond(StatusCode::OK, "application/json", json),
         Err(error) => plain(StatusCode::INTERNAL_SERVER_ERROR, &format!("cannot encode the stats: {error}\n")),
     }
+}
+
+/// Whether a request's `Host` is an IP address or `localhost` (with any
+/// port): a name that resolves to this machine only through a page's own
+/// DNS is not, so that page's scripts cannot read a token-free listener.
+fn names_this_machine(host: Option<&HeaderValue>) -> bool {
+    let Some(host) = host.and_then(|value| value.to_str().ok()) else {
+        return false;
+    };
+    let name = match host.strip_prefix('[') {
+        Some(bracketed) => bracketed.split(']').next().unwrap_or_default(),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok()
 }
 
 /// Compares in time independent of where the tokens differ.
@@ -142,4 +167,21 @@ fn respond(status: StatusCode, content_type: &'static str, body: impl Into<Bytes
     // Everything the page needs comes from here; nothing else may run in it.
     headers.insert("content-security-policy", HeaderValue::from_static("default-src 'self'; frame-ancestors 'none'"));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::names_this_machine;
+    use hyper::header::HeaderValue;
+
+    #[test]
+    fn only_addresses_and_localhost_name_this_machine() {
+        for host in ["127.0.0.1:9464", "127.0.0.1", "[::1]:9464", "localhost:9464", "LOCALHOST", "192.168.1.5:80"] {
+            assert!(names_this_machine(Some(&HeaderValue::from_static(host))), "{host}");
+        }
+        for host in ["evil.example:9464", "evil.example", "127.0.0.1.evil.example"] {
+            assert!(!names_this_machine(Some(&HeaderValue::from_static(host))), "{host}");
+        }
+        assert!(!names_this_machine(None));
+    }
 }

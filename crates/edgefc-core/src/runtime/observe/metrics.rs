@@ -46,7 +46,9 @@ pub(in crate::runtime) enum Outcome {
     MemoryLimit,
     /// Its worker ended before answering.
     WorkerLost,
-    /// Not admitted: the function's or the runtime's queue was full (or it was stopping).
+    /// Not taken: the function's or the runtime's queue, or the store, was
+    /// full. (Calls that arrive while the runtime stops are refused before
+    /// a function is chosen, with `ERR_SHUTTING_DOWN`, and not counted.)
     Refused,
     /// Cut short because the runtime stopped.
     Stopped,

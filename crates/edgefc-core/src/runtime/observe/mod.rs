@@ -74,7 +74,7 @@ pub(super) fn start(shared: &Arc<Shared>, listener: Option<TcpListener>, token: 
 
 /// What the invocation path pays for its metrics, per invocation, with
 /// `threads` threads recording into one function's metrics at once (the
-/// worst case: every core on the same cache lines): two clock reads, two
+/// worst case: every core on the same cache lines): three clock reads, two
 /// histogram observations and a count, as `host` does. For the benchmark.
 #[doc(hidden)]
 pub fn recording_cost(threads: usize, per_thread: u32) -> std::time::Duration {

@@ -127,7 +127,7 @@ function render(stats) {
     [`${link.sent} / ${link.acknowledged}`],
     [String(link.received)],
     [String(link.connects)],
-    [String(link.droppedInbound + link.droppedQos0 + link.droppedOldest + link.rejectedFull + link.droppedUnsendable)],
+    [String(link.refusedByBroker + link.droppedInbound + link.droppedQos0 + link.droppedOldest + link.rejectedFull + link.droppedUnsendable)],
   ]);
   $('#links').hidden = stats.mqtt.length === 0;
   const remote = stats.remote;

@@ -151,7 +151,8 @@ impl Samples {
             seconds,
             invocations,
             errors: now.errors.saturating_sub(base.errors),
-            per_second: if seconds > 0.0 { invocations as f64 / seconds } else { 0.0 },
+            // Not over less than a sample's interval: just after a start it would spike.
+            per_second: invocations as f64 / seconds.max(SAMPLE_INTERVAL.as_secs_f64()),
             run_p50_seconds: run_time.quantile(0.5),
             run_p99_seconds: run_time.quantile(0.99),
             queue_p99_seconds: now.queue_wait.since(&base.queue_wait).quantile(0.99),
