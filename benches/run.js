@@ -267,7 +267,9 @@ async function benchObserve(results) {
     const figures = { off: [], on: [] };
     for (const { fc } of runtimes) await measure(() => fc.invokeFunction({ functionId: 'echo', payload }), 16);
     for (let run = 0; run < RUNS; run += 1) {
-      for (const [label, { fc, metricsUrl }] of [['off', runtimes[0]], ['on', runtimes[1]]]) {
+      // Which goes first alternates, so that neither always follows the other's load.
+      const order = run % 2 === 0 ? [['off', runtimes[0]], ['on', runtimes[1]]] : [['on', runtimes[1]], ['off', runtimes[0]]];
+      for (const [label, { fc, metricsUrl }] of order) {
         // Scraped at once and every second after, as a (very eager) Prometheus would.
         const scrape = () => fetch(metricsUrl).then((response) => response.text()).catch(() => {});
         const scraper = metricsUrl && (scrape(), setInterval(scrape, 1000));
