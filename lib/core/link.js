@@ -67,18 +67,24 @@ class RuntimeLink {
   constructor(options) {
     this.options = clientOptions(options);
     this._endpoint = null;
+    // Kept rather than looked up per call: finding it builds a key string.
+    this._session = null;
   }
 
   /** Runs `call(session)` and returns what it resolves with; rejects with an EdgeFCError. */
   async call(call) {
-    if (this._endpoint === null) {
-      this._endpoint = resolveEndpoint(this.options);
+    if (this._session === null) {
+      if (this._endpoint === null) {
+        this._endpoint = resolveEndpoint(this.options);
+      }
+      this._session = sessionFor(this._endpoint, this.options.connectTimeoutMs);
     }
     try {
-      return await this._withTimeout(call(sessionFor(this._endpoint, this.options.connectTimeoutMs)));
+      return await this._withTimeout(call(this._session));
     } catch (err) {
       if (STALE_ENDPOINT_CODES.has(err.code)) {
         this._endpoint = null;
+        this._session = null;
       }
       throw err;
     }
