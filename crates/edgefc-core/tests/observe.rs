@@ -237,4 +237,7 @@ async fn without_observe_there_is_no_listener_and_a_bad_address_is_a_config_erro
         edgefc_core::runtime::Config::parse(r#"{"functions": [], "observe": {"listen": "localhost"}}"#, dir.path()).unwrap_err();
     assert_eq!(error.code, edgefc_core::ErrorCode::Config);
     assert!(error.message.contains("observe.listen"), "{}", error.message);
+    // "observe": {} listens on loopback.
+    let config = edgefc_core::runtime::Config::parse(r#"{"functions": [], "observe": {}}"#, dir.path()).unwrap();
+    assert_eq!(config.observe.unwrap().listen, "127.0.0.1:9464".parse().unwrap());
 }

@@ -92,13 +92,19 @@ struct ConfigFile {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct ObserveEntry {
-    listen: String,
+    listen: Option<String>,
 }
+
+/// Where `"observe": {}` listens: loopback, Prometheus' port for exporters like this one.
+pub const DEFAULT_OBSERVE_LISTEN: &str = "127.0.0.1:9464";
 
 impl ObserveEntry {
     fn settings(self) -> Result<ObserveSettings> {
-        let listen = self.listen.parse().map_err(|_| {
-            Error::config(format!("observe.listen \"{}\" must be an IP address and port, like \"127.0.0.1:9464\"", self.listen))
+        let listen = self.listen.as_deref().unwrap_or(DEFAULT_OBSERVE_LISTEN);
+        let listen = listen.parse().map_err(|_| {
+            Error::config(format!(
+                "observe.listen \"{listen}\" must be an IP address and port, like \"{DEFAULT_OBSERVE_LISTEN}\""
+            ))
         })?;
         Ok(ObserveSettings { listen })
     }
