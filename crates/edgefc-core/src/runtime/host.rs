@@ -152,16 +152,31 @@ impl FunctionHost {
 
     /// Counts an invocation that was not taken (`error` says why: a full queue or store).
     pub(super) fn refused(&self, kind: Kind, error: &Error) {
-        self.metrics.count(kind, Outcome::Refused);
-        self.settings.recent_errors.push(RecentError {
-            at_ms: super::asynchronous::now_ms(),
-            function: self.spec.function_id.clone(),
-            kind: kind.label(),
-            outcome: Outcome::Refused.label(),
-            error_type: Some(error.code.as_str().to_string()),
-            invocation_id: String::new(),
-            attempt: 0,
-        });
+        self.count_ended(kind, Outcome::Refused, || Some(error.code.as_str().to_string()), String::new(), 0);
+    }
+
+    /// Counts how an invocation attempt ended and, when it failed, keeps it
+    /// among the recent errors (`error_type` is only asked for then).
+    fn count_ended(
+        &self,
+        kind: Kind,
+        outcome: Outcome,
+        error_type: impl FnOnce() -> Option<String>,
+        invocation_id: String,
+        attempt: u16,
+    ) {
+        self.metrics.count(kind, outcome);
+        if outcome.is_error() {
+            self.settings.recent_errors.push(RecentError {
+                at_ms: super::asynchronous::now_ms(),
+                function: self.spec.function_id.clone(),
+                kind: kind.label(),
+                outcome: outcome.label(),
+                error_type: error_type(),
+                invocation_id,
+                attempt,
+            });
+        }
     }
 
     /// Resolves once no invocation is admitted (running or waiting).
@@ -197,22 +212,11 @@ impl FunctionHost {
             Ok((_, outcome)) => *outcome,
             Err(_) => Outcome::Stopped,
         };
-        self.metrics.count(kind, outcome);
-        if outcome.is_error() {
-            let error_type = match &ended {
-                Ok((result, _)) => error_type_of(result.payload.bytes()),
-                Err(error) => Some(error.code.as_str().to_string()),
-            };
-            self.settings.recent_errors.push(RecentError {
-                at_ms: super::asynchronous::now_ms(),
-                function: self.spec.function_id.clone(),
-                kind: kind.label(),
-                outcome: outcome.label(),
-                error_type,
-                invocation_id: request_id,
-                attempt,
-            });
-        }
+        let error_type = || match &ended {
+            Ok((result, _)) => error_type_of(result.payload.bytes()),
+            Err(error) => Some(error.code.as_str().to_string()),
+        };
+        self.count_ended(kind, outcome, error_type, request_id, attempt);
         ended.map(|(result, _)| result)
     }
 
