@@ -6,7 +6,7 @@
 use std::fmt;
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, MetricEncoder};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeCounterValue, EncodeMetric, MetricEncoder};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
@@ -75,7 +75,7 @@ impl Family<'_> {
         write(self.encoder.as_mut().ok_or(fmt::Error)?.encode_family(labels)?)
     }
 
-    fn counter(&mut self, labels: &Labels, value: impl prometheus_client::encoding::EncodeCounterValue) -> fmt::Result {
+    fn counter(&mut self, labels: &Labels, value: impl EncodeCounterValue) -> fmt::Result {
         self.sample(labels, |encoder| ConstCounter::new(value).encode(encoder))
     }
 
@@ -106,11 +106,11 @@ fn each<T>(
     Ok(())
 }
 
-fn counter(
+fn counter<V: EncodeCounterValue>(
     encoder: &mut DescriptorEncoder<'_>,
     name: &str,
     help: &str,
-    samples: impl IntoIterator<Item = (Labels, u64)>,
+    samples: impl IntoIterator<Item = (Labels, V)>,
 ) -> fmt::Result {
     each(encoder, name, help, MetricType::Counter, samples, |family, (labels, value)| family.counter(&labels, value))
 }
@@ -349,14 +349,7 @@ fn store(e: &mut DescriptorEncoder<'_>, stats: &Stats) -> fmt::Result {
     )?;
     counter(e, "edgefc_store_commits", "Store transactions committed (each fsynced).", [(vec![], store.commits)])?;
     let commit_seconds = store.commit_micros as f64 / 1e6;
-    each(
-        e,
-        "edgefc_store_commit_seconds",
-        "Time spent committing, fsync included.",
-        MetricType::Counter,
-        [commit_seconds],
-        |family, seconds| family.counter(&Labels::new(), seconds),
-    )?;
+    counter(e, "edgefc_store_commit_seconds", "Time spent committing, fsync included.", [(vec![], commit_seconds)])?;
     counter(e, "edgefc_store_damaged_records", "Store records that could not be read back.", [(vec![], store.damaged_records)])
 }
 
