@@ -70,15 +70,15 @@ pub(in crate::runtime) const WINDOW: Duration = Duration::from_secs(60);
 
 /// One function's counters at one moment.
 #[derive(Clone, Default)]
-struct FunctionSample {
+pub(in crate::runtime) struct FunctionSample {
     invocations: u64,
     errors: u64,
-    queue_wait: LatencySnapshot,
-    run_time: LatencySnapshot,
+    pub(in crate::runtime) queue_wait: LatencySnapshot,
+    pub(in crate::runtime) run_time: LatencySnapshot,
 }
 
 impl FunctionSample {
-    fn of(metrics: &FunctionMetrics) -> FunctionSample {
+    pub(in crate::runtime) fn of(metrics: &FunctionMetrics) -> FunctionSample {
         let mut sample = FunctionSample::default();
         for kind in Kind::ALL {
             for outcome in Outcome::ALL {
@@ -136,9 +136,8 @@ impl Samples {
         }
     }
 
-    /// Function `index` (whose counters are `metrics` now) over the window.
-    pub(in crate::runtime) fn last_minute(&self, index: usize, metrics: &FunctionMetrics) -> LastMinute {
-        let now = FunctionSample::of(metrics);
+    /// Function `index`, whose counters are `now`, over the window.
+    pub(in crate::runtime) fn last_minute(&self, index: usize, now: &FunctionSample) -> LastMinute {
         let (at, base) = {
             let samples = self.samples.lock().unwrap();
             let (at, base) = &samples[0];
@@ -199,13 +198,14 @@ mod tests {
         metrics.count(Kind::Sync, Outcome::Ok);
         metrics.count(Kind::Async, Outcome::Timeout);
         metrics.run_time.observe(Duration::from_millis(3));
-        let window = samples.last_minute(0, &metrics);
+        let window = samples.last_minute(0, &FunctionSample::of(&metrics));
         // The base is zero: everything since the start.
         assert_eq!((window.invocations, window.errors), (3, 1));
         samples.take(std::iter::once(&metrics));
         metrics.count(Kind::Sync, Outcome::HandledError);
         // A sample newer than the window's base does not move the base.
-        assert_eq!(samples.last_minute(0, &metrics).invocations, 4);
-        assert!(samples.last_minute(0, &metrics).run_p50_seconds.is_some());
+        let window = samples.last_minute(0, &FunctionSample::of(&metrics));
+        assert_eq!(window.invocations, 4);
+        assert!(window.run_p50_seconds.is_some());
     }
 }

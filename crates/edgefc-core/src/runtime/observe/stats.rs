@@ -5,7 +5,7 @@
 use serde::{Serialize, Serializer};
 
 use super::metrics::{FunctionCounts, LatencySnapshot, LATENCY_BUCKETS};
-use super::recent::{LastMinute, RecentError};
+use super::recent::{FunctionSample, LastMinute, RecentError};
 use crate::runtime::budget::BudgetStats;
 use crate::runtime::bus::BusStats;
 use crate::runtime::connections::ConnectionStats;
@@ -167,16 +167,20 @@ pub(in crate::runtime) fn stats(shared: &Shared) -> Stats {
         functions: shared
             .hosts
             .iter()
-            .map(|host| FunctionStats {
-                function: host.spec.function_id.clone(),
-                service_name: host.spec.service_name.clone(),
-                function_name: host.spec.function_name.clone(),
-                run_mode: host.spec.run_mode,
-                counts: host.metrics.counts(),
-                queue_wait: host.metrics.queue_wait.snapshot(),
-                run_time: host.metrics.run_time.snapshot(),
-                workers: host.worker_stats(),
-                last_minute: shared.samples.last_minute(host.index, &host.metrics),
+            .map(|host| {
+                // Read once: the histograms shown and the last minute's quantiles agree.
+                let now = FunctionSample::of(&host.metrics);
+                FunctionStats {
+                    function: host.spec.function_id.clone(),
+                    service_name: host.spec.service_name.clone(),
+                    function_name: host.spec.function_name.clone(),
+                    run_mode: host.spec.run_mode,
+                    counts: host.metrics.counts(),
+                    last_minute: shared.samples.last_minute(host.index, &now),
+                    queue_wait: now.queue_wait,
+                    run_time: now.run_time,
+                    workers: host.worker_stats(),
+                }
             })
             .collect(),
         latency_buckets: &LATENCY_BUCKETS,
