@@ -25,8 +25,39 @@ use crate::transport::{self, FrameReader, FrameSender, Offer};
 const FIRST_ACCEPT_PAUSE: Duration = Duration::from_millis(10);
 const LAST_ACCEPT_PAUSE: Duration = Duration::from_secs(1);
 
-static ACCEPT_FAILED: Throttle = Throttle::new(Duration::from_secs(10));
 static SLOW_READER: Throttle = Throttle::new(Duration::from_secs(10));
+
+/// What a listener does after a failed accept (out of descriptors, say):
+/// pauses, doubling from `FIRST_ACCEPT_PAUSE` to `LAST_ACCEPT_PAUSE` and
+/// back to the first after a success, and warns at most every 10 s.
+pub(super) struct AcceptPause {
+    listener: &'static str,
+    next: Duration,
+    warnings: Throttle,
+}
+
+impl AcceptPause {
+    pub(super) const fn new(listener: &'static str) -> AcceptPause {
+        AcceptPause { listener, next: FIRST_ACCEPT_PAUSE, warnings: Throttle::new(Duration::from_secs(10)) }
+    }
+
+    pub(super) fn accepted(&mut self) {
+        self.next = FIRST_ACCEPT_PAUSE;
+    }
+
+    /// Warns and waits; false when `shutdown` came first.
+    pub(super) async fn failed(&mut self, error: &std::io::Error, shutdown: &CancellationToken) -> bool {
+        if let Some(held_back) = self.warnings.admit() {
+            crate::warn!("server", "accepting a connection on {} failed: {error}{held_back}", self.listener);
+        }
+        let waited = tokio::select! {
+            _ = tokio::time::sleep(self.next) => true,
+            _ = shutdown.cancelled() => false,
+        };
+        self.next = (self.next * 2).min(LAST_ACCEPT_PAUSE);
+        waited
+    }
+}
 
 pub(super) async fn serve(
     listener: UnixListener,
@@ -34,7 +65,7 @@ pub(super) async fn serve(
     shared: Arc<Shared>,
     shutdown: CancellationToken,
 ) {
-    let mut pause = FIRST_ACCEPT_PAUSE;
+    let mut pause = AcceptPause::new("the runtime's socket");
     loop {
         let stream = tokio::select! {
             Some(worker) = new_workers.recv() => {
@@ -45,20 +76,15 @@ pub(super) async fn serve(
                 Ok((stream, _)) => stream,
                 Err(error) => {
                     shared.connections.counters.accept_errors.fetch_add(1, Ordering::Relaxed);
-                    if let Some(held_back) = ACCEPT_FAILED.admit() {
-                        crate::warn!("server", "accepting a connection failed: {error}{held_back}");
+                    if !pause.failed(&error, &shutdown).await {
+                        return;
                     }
-                    tokio::select! {
-                        _ = tokio::time::sleep(pause) => {}
-                        _ = shutdown.cancelled() => return,
-                    }
-                    pause = (pause * 2).min(LAST_ACCEPT_PAUSE);
                     continue;
                 }
             },
             _ = shutdown.cancelled() => return,
         };
-        pause = FIRST_ACCEPT_PAUSE;
+        pause.accepted();
         let place = shared.connections.greet();
         tokio::spawn(handle_connection(stream, place, shared.clone(), shutdown.clone()));
         // Let the connections accepted so far read their Hello before more

@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::exposition;
 use super::stats::stats;
+use crate::runtime::server::AcceptPause;
 use crate::runtime::Shared;
 
 /// Connections served at once; more wait in the kernel's backlog. Each
@@ -50,6 +51,7 @@ pub(in crate::runtime) async fn serve(
 ) {
     let token = Arc::new(token);
     let places = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut pause = AcceptPause::new("the observe listener");
     loop {
         let place = tokio::select! {
             place = places.clone().acquire_owned() => place,
@@ -60,13 +62,15 @@ pub(in crate::runtime) async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
                 Err(error) => {
-                    crate::warn!("observe", "the observe listener cannot accept a connection: {error}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    if !pause.failed(&error, &shutdown).await {
+                        return;
+                    }
                     continue;
                 }
             },
             _ = shutdown.cancelled() => return,
         };
+        pause.accepted();
         let _ = stream.set_nodelay(true);
         let (shared, token, shutdown) = (shared.clone(), token.clone(), shutdown.clone());
         tokio::spawn(async move {
