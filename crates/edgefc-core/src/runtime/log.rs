@@ -8,12 +8,11 @@
 //! freezing every function, which a single-threaded runtime would otherwise do.
 
 use std::fmt;
+use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
-
-use std::fmt::Write as _;
 
 use tracing::field::{Field, Visit};
 use tracing::Level;
@@ -195,9 +194,12 @@ impl Throttle {
     }
 }
 
-/// `EDGEFC_LOG_FORMAT=json`: one JSON object per line. Anything else: plain lines.
+/// `EDGEFC_LOG_FORMAT=json`: one JSON object per line. Anything else: plain
+/// lines. Read once, so that workers tag their output exactly when the
+/// installed logger shows the tags.
 pub(crate) fn json_wanted() -> bool {
-    std::env::var("EDGEFC_LOG_FORMAT").is_ok_and(|format| format.eq_ignore_ascii_case("json"))
+    static JSON: OnceLock<bool> = OnceLock::new();
+    *JSON.get_or_init(|| std::env::var("EDGEFC_LOG_FORMAT").is_ok_and(|format| format.eq_ignore_ascii_case("json")))
 }
 
 fn install<W>(writer: W)
