@@ -22,17 +22,19 @@ export declare class NativeRuntime {
 export declare class NativeSession {
   /**
    * A caller's session on the runtime's socket, authenticated with
-   * `token`. `onCompletions(outcomes)` receives the outcomes of
-   * `submitInvoke` and `submitPublish`, batched; it does not keep the
-   * process alive.
+   * `token`. `onCompletions(arena, count, lent)` receives the outcomes of
+   * `submitInvoke` and `submitPublish`, batched, as records
+   * (`src/records.rs`, read by `lib/core/records.js`); it does not keep
+   * the process alive.
    */
-  constructor(socketPath: string, token: string, connectTimeoutMs: number, onCompletions: (outcomes: Outcome[]) => void)
+  constructor(socketPath: string, token: string, connectTimeoutMs: number, onCompletions: (arena: Buffer, count: number, lent: unknown[] | undefined) => void)
   /**
    * A worker's session, on the connection the runtime handed it at
-   * descriptor `fd`; its function's tasks go to `onTasks(tasks)`, batched
-   * (`[]` once the connection closed). Throws unless `fd` is a socket.
+   * descriptor `fd`; its function's tasks go to `onTasks(arena, count,
+   * lent)`, batched as records (a count of 0 once the connection
+   * closed). Throws unless `fd` is a socket.
    */
-  static inherited(fd: number, onCompletions: (outcomes: Outcome[]) => void, onTasks: (tasks: NativeTask[]) => void): NativeSession
+  static inherited(fd: number, onCompletions: (arena: Buffer, count: number, lent: unknown[] | undefined) => void, onTasks: (arena: Buffer, count: number, lent: unknown[] | undefined) => void): NativeSession
   /**
    * Sends an invocation; its outcome comes to `onCompletions` with `tag`.
    * Throws what is wrong before sending (a payload over the limit, say).
@@ -102,46 +104,11 @@ export declare function gatewayPrefix(): string
  */
 export declare function hardenProcess(): boolean
 
-/** A failure inside a batch of outcomes. */
-export interface NativeFailure {
-  code: string
-  message: string
-}
-
 /** A published message, as a subscriber sees it. */
 export interface NativeMessage {
   source: string
   topic: string
   payload: string | Buffer
-}
-
-/** One run of the hosted function's handler, as the worker bootstrap sees it. */
-export interface NativeTask {
-  id: number
-  /** 1 for an invocation's first run, more for its retries. */
-  attempt: number
-  /** The invocation's id, the same on every attempt. */
-  requestId: string
-  /** Base64 JSON as the caller sent it; the bootstrap decodes it. */
-  invokerContext: string
-  payload: string | Buffer
-}
-
-/**
- * The outcome of one submitted request: `failure`, or the result of a
- * Sync call, or the id the runtime gave what it accepted.
- */
-export interface Outcome {
-  /** The tag the request was submitted with. */
-  tag: number
-  failure?: NativeFailure
-  functionError?: string
-  statusCode?: number
-  /** What the handler said about its payload (JSON), or empty. */
-  replyContext?: string
-  payload?: string | Buffer
-  /** An Async invocation's id, or a published message's id. */
-  acceptedId?: string
 }
 
 /**

@@ -287,6 +287,24 @@ describe('invokeFunction through a running runtime', () => {
     results.forEach((data, i) => assert.equal(data.payload, `call-${i}`));
   });
 
+  it('hands over replies arriving together, of every size, each to its own call and none sharing memory', async () => {
+    // Small fields are copied through one buffer shared with the addon,
+    // large ones lent; 400 replies of up to 20 KB take several batches.
+    const sizes = [0, 1, 100, 8191, 8192, 8193, 20000];
+    const payloads = Array.from({ length: 400 }, (_, i) => {
+      const size = sizes[i % sizes.length];
+      return i % 2 === 0 ? crypto.randomBytes(size) : `${i}:`.padEnd(size + 8, String.fromCharCode(0x61 + (i % 26)));
+    });
+    const results = await Promise.all(payloads.map((payload) => sync({ functionName: 'echo', payload })));
+    const copies = results.map((data) => (Buffer.isBuffer(data.payload) ? Buffer.from(data.payload) : data.payload));
+    results.forEach((data, i) => {
+      assert.equal(Buffer.isBuffer(data.payload), Buffer.isBuffer(payloads[i]), `reply ${i} changed type`);
+      assert.deepEqual(data.payload, payloads[i], `reply ${i} differs`);
+    });
+    await Promise.all(payloads.map(() => sync({ functionName: 'echo', payload: Buffer.alloc(100, 0xee) })));
+    results.forEach((data, i) => assert.deepEqual(data.payload, copies[i], `reply ${i} changed after later replies`));
+  });
+
   it('refuses a wrong token with ERR_UNAUTHORIZED', async () => {
     const socketPath = path.join(path.dirname(runtime.configPath), 'state', 'edgefc.sock');
     const intruder = new FCClient({ socketPath, token: 'not-the-token' });

@@ -1,15 +1,14 @@
 //! Values between JavaScript and the engine: payloads keep whether they were
-//! a string or a Buffer; replies, tasks and messages become plain objects.
+//! a string or a Buffer; messages become plain objects (replies and tasks
+//! go through `records`).
 
 use std::ptr;
 
 use bytes::Bytes;
-use edgefc_core::proto::{FunctionError, Message, Payload, Reply, Task};
+use edgefc_core::proto::{FunctionError, Message, Payload};
 use napi::bindgen_prelude::{BufferSlice, Either, ToNapiValue, TypeName, ValueType};
 use napi::sys;
 use napi_derive::napi;
-
-use crate::error::NativeFailure;
 
 /// A payload as JavaScript passes it: a string, or the bytes of a Buffer.
 pub fn payload_from_js(value: Either<String, BufferSlice<'_>>) -> Payload {
@@ -78,74 +77,6 @@ pub fn function_error_from_js(value: u32) -> FunctionError {
         0 => FunctionError::None,
         1 => FunctionError::Handled,
         _ => FunctionError::Unhandled,
-    }
-}
-
-/// The outcome of one submitted request: `failure`, or the result of a
-/// Sync call, or the id the runtime gave what it accepted.
-#[napi(object, object_from_js = false)]
-pub struct Outcome {
-    /// The tag the request was submitted with.
-    pub tag: i64,
-    pub failure: Option<NativeFailure>,
-    pub function_error: Option<String>,
-    pub status_code: Option<u32>,
-    /// What the handler said about its payload (JSON), or empty.
-    pub reply_context: Option<String>,
-    #[napi(ts_type = "string | Buffer")]
-    pub payload: Option<JsPayload>,
-    /// An Async invocation's id, or a published message's id.
-    pub accepted_id: Option<String>,
-}
-
-impl Outcome {
-    pub fn of(tag: u64, reply: edgefc_core::Result<Reply>) -> Outcome {
-        let mut outcome = Outcome {
-            tag: tag as i64,
-            failure: None,
-            function_error: None,
-            status_code: None,
-            reply_context: None,
-            payload: None,
-            accepted_id: None,
-        };
-        match reply {
-            Ok(Reply::Completed(result)) => {
-                outcome.function_error = result.function_error.as_str().map(str::to_string);
-                outcome.status_code = Some(u32::from(result.status));
-                outcome.reply_context = Some(result.reply_context);
-                outcome.payload = Some(JsPayload(result.payload));
-            }
-            Ok(Reply::Accepted { accepted_id }) => outcome.accepted_id = Some(accepted_id),
-            Err(error) => outcome.failure = Some(error.into()),
-        }
-        outcome
-    }
-}
-
-/// One run of the hosted function's handler, as the worker bootstrap sees it.
-#[napi(object, object_from_js = false)]
-pub struct NativeTask {
-    pub id: i64,
-    /// 1 for an invocation's first run, more for its retries.
-    pub attempt: u32,
-    /// The invocation's id, the same on every attempt.
-    pub request_id: String,
-    /// Base64 JSON as the caller sent it; the bootstrap decodes it.
-    pub invoker_context: String,
-    #[napi(ts_type = "string | Buffer")]
-    pub payload: JsPayload,
-}
-
-impl From<Task> for NativeTask {
-    fn from(task: Task) -> NativeTask {
-        NativeTask {
-            id: task.id as i64,
-            attempt: u32::from(task.attempt),
-            request_id: task.request_id,
-            invoker_context: task.invoker_context,
-            payload: JsPayload(task.payload),
-        }
     }
 }
 

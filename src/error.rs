@@ -4,15 +4,15 @@
 //! engine's stable code (`ERR_TIMEOUT`, ...) and whose `message` is the
 //! engine's message, in one of two ways:
 //! - a method throws it (synchronous) or rejects with it (asynchronous);
-//! - an outcome delivered in a batch to a callback carries it as
-//!   `failure: {code, message}`, since a batch cannot throw.
+//! - a reply delivered in a batch carries its code and message as a
+//!   failed record (`records`), since a batch cannot throw; the facade
+//!   makes the same error of it (`lib/core/errors.js`).
 
 use std::future::Future;
 
 use edgefc_core::Error;
 use napi::bindgen_prelude::{PromiseRaw, ToNapiValue};
 use napi::{Env, JsError};
-use napi_derive::napi;
 
 /// A stable error code, as the `code` of a thrown JavaScript error.
 pub struct Code(&'static str);
@@ -29,19 +29,6 @@ pub type Result<T> = napi::Result<T, Code>;
 /// The error a method throws for `error`.
 pub fn to_js(error: Error) -> napi::Error<Code> {
     napi::Error::new(Code(error.code.as_str()), error.message)
-}
-
-/// A failure inside a batch of outcomes.
-#[napi(object)]
-pub struct NativeFailure {
-    pub code: String,
-    pub message: String,
-}
-
-impl From<Error> for NativeFailure {
-    fn from(error: Error) -> NativeFailure {
-        NativeFailure { code: error.code.as_str().to_string(), message: error.message }
-    }
 }
 
 /// Runs `work` on the addon's runtime and returns a Promise of its value,

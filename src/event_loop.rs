@@ -17,10 +17,11 @@ use std::ptr;
 use std::sync::{Arc, Mutex};
 
 use edgefc_core::client::{Arrived, Client, Poller};
-use napi::bindgen_prelude::{Function, ToNapiValue};
+use edgefc_core::proto::{Reply, Task};
+use napi::bindgen_prelude::Function;
 use napi::{sys, Env, JsValue};
 
-use crate::convert::{NativeTask, Outcome};
+use crate::records::{Record, RecordWriter, ARENA_BYTES};
 
 /// libuv as Node exports it to addons. The handles must live on Node's own
 /// loop, so this declares the few functions used rather than linking a
@@ -63,6 +64,8 @@ unsafe impl Send for WakeHandle {}
 struct Inbox {
     to_watch: Vec<Arc<Client>>,
     to_write: Vec<u64>,
+    /// Outcomes settled off the loop (requests that could not connect).
+    replies: Vec<(u64, edgefc_core::Result<Reply>)>,
     /// `None` once the loop side is closed: then nothing more is accepted.
     wake: Option<WakeHandle>,
 }
@@ -100,6 +103,15 @@ impl Poller for LoopPoller {
     }
 }
 
+impl LoopPoller {
+    /// Hands `replies`, settled on another thread, to the loop's
+    /// `onCompletions`; dropped once the loop side is closed, as nothing
+    /// is left there to settle.
+    pub fn complete_later(&self, replies: Vec<(u64, edgefc_core::Result<Reply>)>) {
+        self.post(|inbox| inbox.replies.extend(replies));
+    }
+}
+
 /// Where what a connection reads goes, on the JavaScript thread.
 pub struct Callbacks<'a> {
     pub on_completions: &'a Function<'a>,
@@ -115,6 +127,10 @@ struct LoopSide {
     context: sys::napi_async_context,
     on_completions: sys::napi_ref,
     on_tasks: Option<sys::napi_ref>,
+    /// The Buffer records are handed over in (`records`), and its bytes,
+    /// which stay where they are while the reference holds it.
+    arena: sys::napi_ref,
+    arena_bytes: *mut u8,
     poller: Arc<LoopPoller>,
     wake: *mut uv::Handle,
     watched: HashMap<u64, Watched>,
@@ -200,6 +216,8 @@ impl LoopHandle {
             context: ptr::null_mut(),
             on_completions: ptr::null_mut(),
             on_tasks: None,
+            arena: ptr::null_mut(),
+            arena_bytes: ptr::null_mut(),
             poller: poller.clone(),
             wake: ptr::null_mut(),
             watched: HashMap::new(),
@@ -276,6 +294,11 @@ unsafe fn keep_callbacks(side: &mut LoopSide, callbacks: Callbacks<'_>) -> edgef
     if let Some(on_tasks) = callbacks.on_tasks {
         side.on_tasks = Some(reference(on_tasks)?);
     }
+    let mut arena = ptr::null_mut();
+    let mut bytes = ptr::null_mut();
+    check(sys::napi_create_buffer(env, ARENA_BYTES, &mut bytes, &mut arena), "allocate its record buffer")?;
+    check(sys::napi_create_reference(env, arena, 1, &mut side.arena), "keep its record buffer")?;
+    side.arena_bytes = bytes.cast();
     let mut resource = ptr::null_mut();
     let mut name = ptr::null_mut();
     check(sys::napi_create_object(env, &mut resource), "create an async resource")?;
@@ -290,6 +313,9 @@ unsafe fn release_references(side: &LoopSide) {
     }
     if let Some(on_tasks) = side.on_tasks {
         sys::napi_delete_reference(side.env, on_tasks);
+    }
+    if !side.arena.is_null() {
+        sys::napi_delete_reference(side.env, side.arena);
     }
     if !side.context.is_null() {
         sys::napi_async_destroy(side.env, side.context);
@@ -307,6 +333,7 @@ unsafe fn close(side_ptr: *mut LoopSide) {
         let mut inbox = side.poller.inbox.lock().unwrap();
         inbox.wake = None;
         inbox.to_write.clear();
+        inbox.replies.clear();
         std::mem::take(&mut inbox.to_watch)
     };
     // Nothing will read these connections any more: they end now, and the
@@ -339,11 +366,14 @@ unsafe fn free_if_done(side_ptr: *mut LoopSide) {
 
 unsafe extern "C" fn on_wake(handle: *mut uv::Handle) {
     let (side_ptr, _) = data_of(handle);
-    let (to_watch, to_write) = {
+    let (to_watch, to_write, replies) = {
         let side = &*side_ptr;
         let mut inbox = side.poller.inbox.lock().unwrap();
-        (std::mem::take(&mut inbox.to_watch), std::mem::take(&mut inbox.to_write))
+        (std::mem::take(&mut inbox.to_watch), std::mem::take(&mut inbox.to_write), std::mem::take(&mut inbox.replies))
     };
+    if !replies.is_empty() {
+        hand_over(side_ptr, (*side_ptr).on_completions, replies);
+    }
     for client in to_watch {
         start_watching(side_ptr, client);
     }
@@ -446,28 +476,26 @@ unsafe fn read(side_ptr: *mut LoopSide, client_id: u64) {
 }
 
 /// Hands what arrived to JavaScript: the replies, then the tasks, then
-/// (to a worker) `[]` if the connection ended.
+/// (to a worker) no task at all if the connection ended.
 unsafe fn deliver(side_ptr: *mut LoopSide, arrived: Arrived) {
     let Arrived { replies, tasks, ended } = arrived;
     if !replies.is_empty() {
-        let outcomes: Vec<Outcome> = replies.into_iter().map(|(tag, reply)| Outcome::of(tag, reply)).collect();
-        call(side_ptr, (*side_ptr).on_completions, outcomes);
+        hand_over(side_ptr, (*side_ptr).on_completions, replies);
     }
     if let Some(on_tasks) = (*side_ptr).on_tasks {
         if !tasks.is_empty() {
-            call(side_ptr, on_tasks, tasks.into_iter().map(NativeTask::from).collect::<Vec<_>>());
+            hand_over(side_ptr, on_tasks, tasks);
         }
         if ended {
-            call(side_ptr, on_tasks, Vec::<NativeTask>::new());
+            hand_over(side_ptr, on_tasks, Vec::<Task>::new());
         }
     }
 }
 
-/// Calls `callback` with `argument` the way Node calls back from its own
-/// I/O: in a callback scope, so that the promises it settles run their
-/// reactions (microtasks, `process.nextTick`) before the loop goes on. What
-/// it throws becomes an uncaught exception, as from any event handler.
-unsafe fn call<T: ToNapiValue>(side_ptr: *mut LoopSide, callback: sys::napi_ref, argument: T) {
+/// Calls `callback(arena, count, lent)` with `records` written into the
+/// shared buffer (`records`), as often as it takes to fit them; with no
+/// record, once with a count of 0.
+unsafe fn hand_over<R: Record>(side_ptr: *mut LoopSide, callback: sys::napi_ref, records: Vec<R>) {
     let side = &*side_ptr;
     if side.closed {
         return;
@@ -478,30 +506,72 @@ unsafe fn call<T: ToNapiValue>(side_ptr: *mut LoopSide, callback: sys::napi_ref,
         return;
     }
     let mut function = ptr::null_mut();
-    let mut receiver = ptr::null_mut();
+    let mut arena = ptr::null_mut();
     let ready = sys::napi_get_reference_value(env, callback, &mut function) == sys::Status::napi_ok
         && !function.is_null()
-        && sys::napi_get_global(env, &mut receiver) == sys::Status::napi_ok;
+        && sys::napi_get_reference_value(env, side.arena, &mut arena) == sys::Status::napi_ok
+        && !arena.is_null();
     if ready {
-        match T::to_napi_value(env, argument) {
-            Ok(value) => {
-                let mut result = ptr::null_mut();
-                let status = sys::napi_make_callback(env, side.context, receiver, function, 1, &value, &mut result);
-                if status != sys::Status::napi_ok {
-                    rethrow(env);
+        // SAFETY: the reference keeps the Buffer, and so its bytes, alive;
+        // only this thread writes them, and only between callbacks.
+        let bytes = std::slice::from_raw_parts_mut(side.arena_bytes, ARENA_BYTES);
+        let mut writer = RecordWriter::new(env, bytes);
+        let written = || -> napi::Result<()> {
+            let empty = records.is_empty();
+            for record in records {
+                if !writer.has_room_for(&record) {
+                    call(side_ptr, function, arena, &mut writer)?;
                 }
+                writer.push(record)?;
             }
-            Err(error) => {
-                let mut message = ptr::null_mut();
-                let text = format!("edgefc could not hand a reply to JavaScript: {error}");
-                sys::napi_create_string_utf8(env, text.as_ptr().cast(), text.len() as isize, &mut message);
-                let mut js_error = ptr::null_mut();
-                sys::napi_create_error(env, ptr::null_mut(), message, &mut js_error);
-                sys::napi_fatal_exception(env, js_error);
+            if empty || writer.count() > 0 {
+                call(side_ptr, function, arena, &mut writer)?;
             }
+            Ok(())
+        };
+        if let Err(error) = written() {
+            let mut message = ptr::null_mut();
+            let text = format!("edgefc could not hand a reply to JavaScript: {error}");
+            sys::napi_create_string_utf8(env, text.as_ptr().cast(), text.len() as isize, &mut message);
+            let mut js_error = ptr::null_mut();
+            sys::napi_create_error(env, ptr::null_mut(), message, &mut js_error);
+            sys::napi_fatal_exception(env, js_error);
         }
     }
     sys::napi_close_handle_scope(env, scope);
+}
+
+/// Calls `function(arena, count, lent)` with what `writer` holds, the way
+/// Node calls back from its own I/O: in a callback scope, so that the
+/// promises it settles run their reactions (microtasks, `process.nextTick`)
+/// before the loop goes on. What it throws becomes an uncaught exception,
+/// as from any event handler.
+unsafe fn call(
+    side_ptr: *mut LoopSide,
+    function: sys::napi_value,
+    arena: sys::napi_value,
+    writer: &mut RecordWriter<'_>,
+) -> napi::Result<()> {
+    let side = &*side_ptr;
+    let env = side.env;
+    let (count, lent) = writer.take()?;
+    if side.closed {
+        return Ok(());
+    }
+    let mut count_value = ptr::null_mut();
+    let mut receiver = ptr::null_mut();
+    if sys::napi_create_uint32(env, count, &mut count_value) != sys::Status::napi_ok
+        || sys::napi_get_global(env, &mut receiver) != sys::Status::napi_ok
+    {
+        return Err(napi::Error::from_reason("cannot call back into JavaScript"));
+    }
+    let arguments = [arena, count_value, lent];
+    let mut result = ptr::null_mut();
+    let status = sys::napi_make_callback(env, side.context, receiver, function, 3, arguments.as_ptr(), &mut result);
+    if status != sys::Status::napi_ok {
+        rethrow(env);
+    }
+    Ok(())
 }
 
 /// Takes what a callback threw off the environment (where it would be met

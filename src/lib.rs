@@ -4,13 +4,15 @@
 //!
 //! - `session`: `NativeSession`, a process's connection to the runtime.
 //! - `runtime`: `startRuntime` (a runtime embedded in this process) and `runtimeEndpoint`.
-//! - `convert`: payloads, outcomes, tasks and messages.
+//! - `convert`: payloads and messages.
+//! - `records`: replies and tasks as records in a buffer shared with the facade.
 //! - `event_loop`: a session's connection read and written from Node's own event loop.
 //! - `error`: the one place engine errors become JavaScript errors.
 
 pub mod convert;
 pub mod error;
 pub mod event_loop;
+pub mod records;
 pub mod runtime;
 pub mod session;
 

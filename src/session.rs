@@ -9,18 +9,13 @@ use std::time::Duration;
 use edgefc_core::client::{CompletionSink, ConnectOptions, Endpoint, Session, Sinks};
 use edgefc_core::proto::{InvokeRequest, Reply, Request, SyncResult};
 use edgefc_core::{Error, ErrorCode};
-use napi::bindgen_prelude::{BufferSlice, Either, FromNapiValue, Function, PromiseRaw};
-use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
-use napi::{Env, JsValue, Status};
+use napi::bindgen_prelude::{BufferSlice, Either, Function, PromiseRaw};
+use napi::Env;
 use napi_derive::napi;
 
-use crate::convert::{function_error_from_js, payload_from_js, NativeMessage, Outcome};
+use crate::convert::{function_error_from_js, payload_from_js, NativeMessage};
 use crate::error::{self, to_js};
 use crate::event_loop::{Callbacks, LoopHandle};
-
-/// Called on the JavaScript thread with outcomes that come from another
-/// thread: those of requests that failed to connect.
-type CompletionCallback = ThreadsafeFunction<Vec<Outcome>, (), Vec<Outcome>, Status, false, true>;
 
 #[napi]
 pub struct NativeSession {
@@ -32,16 +27,17 @@ pub struct NativeSession {
 #[napi]
 impl NativeSession {
     /// A caller's session on the runtime's socket, authenticated with
-    /// `token`. `onCompletions(outcomes)` receives the outcomes of
-    /// `submitInvoke` and `submitPublish`, batched; it does not keep the
-    /// process alive.
+    /// `token`. `onCompletions(arena, count, lent)` receives the outcomes of
+    /// `submitInvoke` and `submitPublish`, batched, as records
+    /// (`src/records.rs`, read by `lib/core/records.js`); it does not keep
+    /// the process alive.
     #[napi(constructor)]
     pub fn new(
         env: Env,
         socket_path: String,
         token: String,
         connect_timeout_ms: u32,
-        #[napi(ts_arg_type = "(outcomes: Outcome[]) => void")] on_completions: Function<'_>,
+        #[napi(ts_arg_type = "(arena: Buffer, count: number, lent: unknown[] | undefined) => void")] on_completions: Function<'_>,
     ) -> error::Result<NativeSession> {
         let mut options = ConnectOptions::new(PathBuf::from(socket_path), token);
         options.connect_timeout = Duration::from_millis(u64::from(connect_timeout_ms.max(1)));
@@ -49,14 +45,15 @@ impl NativeSession {
     }
 
     /// A worker's session, on the connection the runtime handed it at
-    /// descriptor `fd`; its function's tasks go to `onTasks(tasks)`, batched
-    /// (`[]` once the connection closed). Throws unless `fd` is a socket.
+    /// descriptor `fd`; its function's tasks go to `onTasks(arena, count,
+    /// lent)`, batched as records (a count of 0 once the connection
+    /// closed). Throws unless `fd` is a socket.
     #[napi(factory)]
     pub fn inherited(
         env: Env,
         fd: i32,
-        #[napi(ts_arg_type = "(outcomes: Outcome[]) => void")] on_completions: Function<'_>,
-        #[napi(ts_arg_type = "(tasks: NativeTask[]) => void")] on_tasks: Function<'_>,
+        #[napi(ts_arg_type = "(arena: Buffer, count: number, lent: unknown[] | undefined) => void")] on_completions: Function<'_>,
+        #[napi(ts_arg_type = "(arena: Buffer, count: number, lent: unknown[] | undefined) => void")] on_tasks: Function<'_>,
     ) -> error::Result<NativeSession> {
         let endpoint = Endpoint::inherited(fd).map_err(to_js)?;
         NativeSession::with(&env, ConnectOptions::worker(endpoint), on_completions, Some(on_tasks))
@@ -70,14 +67,8 @@ impl NativeSession {
     ) -> error::Result<NativeSession> {
         let callbacks = Callbacks { on_completions: &on_completions, on_tasks: on_tasks.as_ref() };
         let (poller, event_loop) = LoopHandle::start(env, callbacks).map_err(to_js)?;
-        options.poller = Some(poller);
-        // SAFETY: `on_completions` is a live function of `env`, on its thread.
-        let from_elsewhere = unsafe { CompletionCallback::from_napi_value(env.raw(), on_completions.raw()) }
-            .map_err(|error| to_js(Error::new(ErrorCode::Internal, error.reason)))?;
-        let completions: CompletionSink = Arc::new(move |batch| {
-            let outcomes = batch.into_iter().map(|(tag, reply)| Outcome::of(tag, reply)).collect();
-            from_elsewhere.call(outcomes, ThreadsafeFunctionCallMode::NonBlocking);
-        });
+        options.poller = Some(poller.clone());
+        let completions: CompletionSink = Arc::new(move |batch| poller.complete_later(batch));
         let sinks = Sinks { completions: Some(completions), tasks: None };
         Ok(NativeSession { session: Session::new(options, sinks, crate::engine()), _event_loop: event_loop })
     }

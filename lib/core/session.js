@@ -2,6 +2,7 @@
 
 const native = require('../../native.js');
 const { fromNative } = require('./errors');
+const { readOutcomes, readTasks } = require('./records');
 
 /** Connecting plus the handshake; past this the runtime counts as unavailable. */
 const DEFAULT_CONNECT_TIMEOUT_MS = 1000;
@@ -34,7 +35,7 @@ class Session {
     // while calls are outstanding (like an open socket with a request on it).
     this._keepAlive = setInterval(noop, 1 << 30);
     this._keepAlive.unref();
-    this.native = open((outcomes) => this._complete(outcomes));
+    this.native = open((arena, count, lent) => this._complete(readOutcomes(arena, count, lent)));
     this._flushScheduled = false;
     this._queued = 0;
     this._flush = () => {
@@ -179,7 +180,8 @@ function sessionFor(endpoint, connectTimeoutMs = DEFAULT_CONNECT_TIMEOUT_MS) {
  * the connection closed). The function's own clients share it.
  */
 function servingSession(fd, onTasks) {
-  workerSession = new Session((onCompletions) => native.NativeSession.inherited(fd, onCompletions, onTasks));
+  workerSession = new Session((onCompletions) => native.NativeSession.inherited(fd, onCompletions,
+    (arena, count, lent) => onTasks(readTasks(arena, count, lent))));
   return workerSession;
 }
 
