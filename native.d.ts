@@ -37,11 +37,15 @@ export declare class NativeSession {
   static inherited(fd: number, onCompletions: (arena: Buffer, count: number, lent: unknown[] | undefined) => void, onTasks: (arena: Buffer, count: number, lent: unknown[] | undefined) => void): NativeSession
   /**
    * Sends an invocation; its outcome comes to `onCompletions` with `tag`.
+   * Written at once when `flush_now`, else with the next `flush`.
    * Throws what is wrong before sending (a payload over the limit, say).
    */
-  submitInvoke(tag: number, target: string, asynchronous: boolean, defaultTimeoutSecs: number, callerTimeoutMs: number, invokerContext: string, payload: string | Buffer): void
-  /** Publishes; the outcome (the message id as `acceptedId`) comes to `onCompletions`. */
-  submitPublish(tag: number, topic: string, payload: string | Buffer): void
+  submitInvoke(tag: number, target: string, asynchronous: boolean, defaultTimeoutSecs: number, callerTimeoutMs: number, invokerContext: string, payload: string | Buffer, flushNow: boolean): void
+  /**
+   * Publishes; the outcome (the message id as `acceptedId`) comes to
+   * `onCompletions`. Written as `submitInvoke` says.
+   */
+  submitPublish(tag: number, topic: string, payload: string | Buffer, flushNow: boolean): void
   /**
    * Writes every frame queued by `submitInvoke`, `submitPublish` and
    * `completeTask`; the facade calls it once per turn of the event loop.
@@ -63,10 +67,10 @@ export declare class NativeSession {
   /**
    * Reports a finished task: `functionError` is 0 (none), 1 (Handled) or
    * 2 (Unhandled); `status` 0 stands for 200; `replyContext` is what the
-   * handler says about its payload (JSON), or empty. Written with the
-   * next `flush`.
+   * handler says about its payload (JSON), or empty. Written at once
+   * when `flush_now`, else with the next `flush`.
    */
-  completeTask(id: number, functionError: number, status: number, replyContext: string, payload: string | Buffer): void
+  completeTask(id: number, functionError: number, status: number, replyContext: string, payload: string | Buffer, flushNow: boolean): void
 }
 
 /**

@@ -131,6 +131,8 @@ struct LoopSide {
     /// which stay where they are while the reference holds it.
     arena: sys::napi_ref,
     arena_bytes: *mut u8,
+    /// What the callbacks are called on: the global object.
+    receiver: sys::napi_ref,
     poller: Arc<LoopPoller>,
     wake: *mut uv::Handle,
     watched: HashMap<u64, Watched>,
@@ -218,6 +220,7 @@ impl LoopHandle {
             on_tasks: None,
             arena: ptr::null_mut(),
             arena_bytes: ptr::null_mut(),
+            receiver: ptr::null_mut(),
             poller: poller.clone(),
             wake: ptr::null_mut(),
             watched: HashMap::new(),
@@ -299,6 +302,9 @@ unsafe fn keep_callbacks(side: &mut LoopSide, callbacks: Callbacks<'_>) -> edgef
     check(sys::napi_create_buffer(env, ARENA_BYTES, &mut bytes, &mut arena), "allocate its record buffer")?;
     check(sys::napi_create_reference(env, arena, 1, &mut side.arena), "keep its record buffer")?;
     side.arena_bytes = bytes.cast();
+    let mut global = ptr::null_mut();
+    check(sys::napi_get_global(env, &mut global), "find the global object")?;
+    check(sys::napi_create_reference(env, global, 1, &mut side.receiver), "keep the global object")?;
     let mut resource = ptr::null_mut();
     let mut name = ptr::null_mut();
     check(sys::napi_create_object(env, &mut resource), "create an async resource")?;
@@ -316,6 +322,9 @@ unsafe fn release_references(side: &LoopSide) {
     }
     if !side.arena.is_null() {
         sys::napi_delete_reference(side.env, side.arena);
+    }
+    if !side.receiver.is_null() {
+        sys::napi_delete_reference(side.env, side.receiver);
     }
     if !side.context.is_null() {
         sys::napi_async_destroy(side.env, side.context);
@@ -507,10 +516,13 @@ unsafe fn hand_over<R: Record>(side_ptr: *mut LoopSide, callback: sys::napi_ref,
     }
     let mut function = ptr::null_mut();
     let mut arena = ptr::null_mut();
+    let mut receiver = ptr::null_mut();
     let ready = sys::napi_get_reference_value(env, callback, &mut function) == sys::Status::napi_ok
         && !function.is_null()
         && sys::napi_get_reference_value(env, side.arena, &mut arena) == sys::Status::napi_ok
-        && !arena.is_null();
+        && !arena.is_null()
+        && sys::napi_get_reference_value(env, side.receiver, &mut receiver) == sys::Status::napi_ok
+        && !receiver.is_null();
     if ready {
         // SAFETY: the reference keeps the Buffer, and so its bytes, alive;
         // only this thread writes them, and only between callbacks.
@@ -520,12 +532,12 @@ unsafe fn hand_over<R: Record>(side_ptr: *mut LoopSide, callback: sys::napi_ref,
             let empty = records.is_empty();
             for record in records {
                 if !writer.has_room_for(&record) {
-                    call(side_ptr, function, arena, &mut writer)?;
+                    call(side_ptr, receiver, function, arena, &mut writer)?;
                 }
                 writer.push(record)?;
             }
             if empty || writer.count() > 0 {
-                call(side_ptr, function, arena, &mut writer)?;
+                call(side_ptr, receiver, function, arena, &mut writer)?;
             }
             Ok(())
         };
@@ -548,6 +560,7 @@ unsafe fn hand_over<R: Record>(side_ptr: *mut LoopSide, callback: sys::napi_ref,
 /// as from any event handler.
 unsafe fn call(
     side_ptr: *mut LoopSide,
+    receiver: sys::napi_value,
     function: sys::napi_value,
     arena: sys::napi_value,
     writer: &mut RecordWriter<'_>,
@@ -559,10 +572,7 @@ unsafe fn call(
         return Ok(());
     }
     let mut count_value = ptr::null_mut();
-    let mut receiver = ptr::null_mut();
-    if sys::napi_create_uint32(env, count, &mut count_value) != sys::Status::napi_ok
-        || sys::napi_get_global(env, &mut receiver) != sys::Status::napi_ok
-    {
+    if sys::napi_create_uint32(env, count, &mut count_value) != sys::Status::napi_ok {
         return Err(napi::Error::from_reason("cannot call back into JavaScript"));
     }
     let arguments = [arena, count_value, lent];

@@ -74,6 +74,7 @@ impl NativeSession {
     }
 
     /// Sends an invocation; its outcome comes to `onCompletions` with `tag`.
+    /// Written at once when `flush_now`, else with the next `flush`.
     /// Throws what is wrong before sending (a payload over the limit, say).
     #[napi]
     // Flat arguments, not an object: this is the hot path, and each property read from an object costs a call into V8.
@@ -87,6 +88,7 @@ impl NativeSession {
         caller_timeout_ms: u32,
         invoker_context: String,
         payload: Either<String, BufferSlice>,
+        flush_now: bool,
     ) -> error::Result<()> {
         let default_timeout_secs = u16::try_from(default_timeout_secs)
             .map_err(|_| to_js(Error::new(ErrorCode::InvalidParams, "a default timeout is at most 65535 s")))?;
@@ -98,17 +100,28 @@ impl NativeSession {
             invoker_context,
             payload: payload_from_js(payload),
         };
-        self.submit(Request::Invoke(request), tag)
+        self.submit(Request::Invoke(request), tag, flush_now)
     }
 
-    /// Publishes; the outcome (the message id as `acceptedId`) comes to `onCompletions`.
+    /// Publishes; the outcome (the message id as `acceptedId`) comes to
+    /// `onCompletions`. Written as `submitInvoke` says.
     #[napi]
-    pub fn submit_publish(&self, tag: i64, topic: String, payload: Either<String, BufferSlice>) -> error::Result<()> {
-        self.submit(Request::Publish { topic, payload: payload_from_js(payload) }, tag)
+    pub fn submit_publish(
+        &self,
+        tag: i64,
+        topic: String,
+        payload: Either<String, BufferSlice>,
+        flush_now: bool,
+    ) -> error::Result<()> {
+        self.submit(Request::Publish { topic, payload: payload_from_js(payload) }, tag, flush_now)
     }
 
-    fn submit(&self, request: Request, tag: i64) -> error::Result<()> {
-        self.session.submit(request, tag as u64).map_err(to_js)
+    fn submit(&self, request: Request, tag: i64, flush_now: bool) -> error::Result<()> {
+        self.session.submit(request, tag as u64).map_err(to_js)?;
+        if flush_now {
+            self.session.flush();
+        }
+        Ok(())
     }
 
     /// Writes every frame queued by `submitInvoke`, `submitPublish` and
@@ -162,8 +175,8 @@ impl NativeSession {
 
     /// Reports a finished task: `functionError` is 0 (none), 1 (Handled) or
     /// 2 (Unhandled); `status` 0 stands for 200; `replyContext` is what the
-    /// handler says about its payload (JSON), or empty. Written with the
-    /// next `flush`.
+    /// handler says about its payload (JSON), or empty. Written at once
+    /// when `flush_now`, else with the next `flush`.
     #[napi]
     pub fn complete_task(
         &self,
@@ -172,6 +185,7 @@ impl NativeSession {
         status: u32,
         reply_context: String,
         payload: Either<String, BufferSlice>,
+        flush_now: bool,
     ) -> error::Result<()> {
         let status = u16::try_from(status)
             .map_err(|_| to_js(Error::new(ErrorCode::InvalidParams, format!("status {status} is not an HTTP status"))))?;
@@ -181,6 +195,10 @@ impl NativeSession {
             reply_context,
             payload: payload_from_js(payload),
         };
-        self.session.complete(id as u64, result).map_err(to_js)
+        self.session.complete(id as u64, result).map_err(to_js)?;
+        if flush_now {
+            self.session.flush();
+        }
+        Ok(())
     }
 }

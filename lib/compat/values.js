@@ -16,7 +16,14 @@ const STRUCTURED_TYPE = 'application/vnd.edgefc.structured-clone';
 
 /** The media type alone, lower case: `Application/JSON; charset=x` is `application/json`. */
 function mediaType(contentType) {
-  return typeof contentType === 'string' ? contentType.split(';')[0].trim().toLowerCase() : '';
+  if (typeof contentType !== 'string') {
+    return '';
+  }
+  // What edgefc itself writes needs no parsing (this runs for every result).
+  if (contentType === BINARY_TYPE || contentType === JSON_TYPE || contentType === STRUCTURED_TYPE) {
+    return contentType;
+  }
+  return contentType.split(';')[0].trim().toLowerCase();
 }
 
 function isJsonType(type) {

@@ -16,6 +16,9 @@ function noop() {}
  * Frames queued in one turn of the event loop are written together at its
  * end, or as soon as this many have gathered: under load, the runtime can
  * start on the first ones while this thread is still busy with the rest.
+ * A frame with nothing else outstanding (no call awaiting its outcome, no
+ * other task running) is written at once, in the same native call: there
+ * is nothing to gather it with.
  */
 const FLUSH_EVERY = 32;
 
@@ -29,8 +32,15 @@ const FLUSH_EVERY = 32;
 class Session {
   /** `open(onCompletions)` makes the NativeSession. */
   constructor(open) {
-    this._pending = new Map();
-    this._nextTag = 1;
+    // Each call awaiting its outcome has a tag: its index in these arrays,
+    // taken again once its outcome came (the addon gives each tag exactly
+    // one outcome), so they grow to the most calls ever outstanding at once.
+    this._resolves = [];
+    this._rejects = [];
+    this._freeTags = [];
+    this._outstanding = 0;
+    /** Tasks handed to this worker's handlers and not yet reported. */
+    this._running = 0;
     // The native callback does not keep the process alive; this timer does,
     // while calls are outstanding (like an open socket with a request on it).
     this._keepAlive = setInterval(noop, 1 << 30);
@@ -63,11 +73,20 @@ class Session {
    * Throws an EdgeFCError.
    */
   completeTask(id, functionError, body, status = 0, replyContext = '') {
+    const alone = this._running === 1 && this._queued === 0;
+    this._running -= 1;
     try {
-      this.native.completeTask(id, functionError, status, replyContext, body);
+      this.native.completeTask(id, functionError, status, replyContext, body, alone);
     } finally {
-      this.scheduleFlush();
+      if (!alone) {
+        this.scheduleFlush();
+      }
     }
+  }
+
+  /** Counts tasks handed to the handlers, for `completeTask`. */
+  startTasks(count) {
+    this._running += count;
   }
 
   open() {
@@ -82,14 +101,14 @@ class Session {
    * caller waits (0: not said), a remote call's timeout.
    */
   invoke(target, asynchronous, invokerContext, payload, defaultTimeoutSecs = 0, callerTimeoutMs = 0) {
-    return this._submit((tag) => this.native.submitInvoke(
-      tag, target, asynchronous, defaultTimeoutSecs, callerTimeoutMs, invokerContext, payload,
+    return this._submit((tag, alone) => this.native.submitInvoke(
+      tag, target, asynchronous, defaultTimeoutSecs, callerTimeoutMs, invokerContext, payload, alone,
     ));
   }
 
   /** Resolves with `{acceptedId}`, the message id. */
   publish(topic, payload) {
-    return this._submit((tag) => this.native.submitPublish(tag, topic, payload));
+    return this._submit((tag, alone) => this.native.submitPublish(tag, topic, payload, alone));
   }
 
   /** Resolves with the parsed JSON answer of a runtime service. */
@@ -119,36 +138,46 @@ class Session {
   }
 
   _submit(send) {
-    const tag = this._nextTag;
-    this._nextTag += 1;
     return new Promise((resolve, reject) => {
+      const alone = this._outstanding === 0 && this._queued === 0;
+      const tag = this._freeTags.length > 0 ? this._freeTags.pop() : this._resolves.length;
       try {
-        send(tag);
+        send(tag, alone);
       } catch (err) {
+        this._freeTags.push(tag);
         reject(fromNative(err));
         return;
       }
-      if (this._pending.size === 0) {
+      if (this._outstanding === 0) {
         this._keepAlive.ref();
       }
-      this._pending.set(tag, { resolve, reject });
-      this.scheduleFlush();
+      this._outstanding += 1;
+      this._resolves[tag] = resolve;
+      this._rejects[tag] = reject;
+      if (!alone) {
+        this.scheduleFlush();
+      }
     });
   }
 
   _complete(outcomes) {
     for (const outcome of outcomes) {
-      const waiting = this._pending.get(outcome.tag);
-      if (waiting !== undefined) {
-        this._pending.delete(outcome.tag);
+      const { tag } = outcome;
+      const resolve = this._resolves[tag];
+      if (resolve !== undefined) {
+        const reject = this._rejects[tag];
+        this._resolves[tag] = undefined;
+        this._rejects[tag] = undefined;
+        this._freeTags.push(tag);
+        this._outstanding -= 1;
         if (outcome.failure) {
-          waiting.reject(fromNative(outcome.failure));
+          reject(fromNative(outcome.failure));
         } else {
-          waiting.resolve(outcome);
+          resolve(outcome);
         }
       }
     }
-    if (this._pending.size === 0) {
+    if (this._outstanding === 0) {
       this._keepAlive.unref();
     }
   }
@@ -180,8 +209,12 @@ function sessionFor(endpoint, connectTimeoutMs = DEFAULT_CONNECT_TIMEOUT_MS) {
  * the connection closed). The function's own clients share it.
  */
 function servingSession(fd, onTasks) {
-  workerSession = new Session((onCompletions) => native.NativeSession.inherited(fd, onCompletions,
-    (arena, count, lent) => onTasks(readTasks(arena, count, lent))));
+  const session = new Session((onCompletions) => native.NativeSession.inherited(fd, onCompletions,
+    (arena, count, lent) => {
+      session.startTasks(count);
+      onTasks(readTasks(arena, count, lent));
+    }));
+  workerSession = session;
   return workerSession;
 }
 

@@ -38,7 +38,9 @@ function runTask(session, flavor, handler, task, identity) {
     invocationId: task.requestId,
     attempt: task.attempt,
     invokerContext,
-    ...identity,
+    functionId: identity.functionId,
+    serviceName: identity.serviceName,
+    functionName: identity.functionName,
   };
   try {
     flavor.run(handler, task, { context, call }, outcome);
