@@ -9,7 +9,7 @@
 //! from the store when they run, off the runtime's thread). Its dispatcher
 //! runs up to `maxConcurrency` of them at once, oldest first.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -41,6 +41,12 @@ pub(super) struct AsyncQueue {
 #[derive(Default)]
 struct QueueState {
     entries: BTreeMap<u64, Entry>,
+    /// The entries not running whose time has come, by age (sequence number).
+    ready: BTreeSet<u64>,
+    /// The entries not running, by when they may run next (`not_before_ms`),
+    /// until they are found ready: so that finding the next to run never
+    /// walks past the running ones.
+    later: BTreeSet<(u64, u64)>,
     kept_bytes: usize,
 }
 
@@ -89,26 +95,40 @@ impl AsyncQueue {
     }
 
     fn insert(&self, seq: u64, entry: Entry) {
-        self.state.lock().unwrap().entries.insert(seq, entry);
+        let not_before_ms = entry.not_before_ms;
+        let mut state = self.state.lock().unwrap();
+        if let Some(replaced) = state.entries.insert(seq, entry) {
+            state.forget(seq, &replaced);
+        }
+        state.later.insert((not_before_ms, seq));
+        drop(state);
         self.wake.notify_one();
     }
 
+    /// The oldest entry whose time has come, now marked running; else when
+    /// the next one's comes.
     fn next(&self, now_ms: u64) -> Next {
         let mut state = self.state.lock().unwrap();
-        let mut earliest = None;
-        for (seq, entry) in state.entries.iter_mut().filter(|(_, entry)| !entry.running) {
-            if entry.not_before_ms <= now_ms {
-                entry.running = true;
-                return Next::Run { seq: *seq, size: entry.size, kept: entry.kept.clone() };
+        while let Some(&(not_before_ms, seq)) = state.later.first() {
+            if not_before_ms > now_ms {
+                break;
             }
-            earliest = Some(earliest.map_or(entry.not_before_ms, |earliest: u64| earliest.min(entry.not_before_ms)));
+            state.later.pop_first();
+            state.ready.insert(seq);
         }
-        earliest.map_or(Next::Empty, Next::WaitUntil)
+        while let Some(seq) = state.ready.pop_first() {
+            if let Some(entry) = state.entries.get_mut(&seq) {
+                entry.running = true;
+                return Next::Run { seq, size: entry.size, kept: entry.kept.clone() };
+            }
+        }
+        state.later.first().map_or(Next::Empty, |&(not_before_ms, _)| Next::WaitUntil(not_before_ms))
     }
 
     fn remove(&self, seq: u64) {
         let mut state = self.state.lock().unwrap();
         if let Some(entry) = state.entries.remove(&seq) {
+            state.forget(seq, &entry);
             if entry.kept.is_some() {
                 state.kept_bytes -= entry.size;
             }
@@ -126,11 +146,28 @@ impl AsyncQueue {
 
     /// The entry runs again at `not_before_ms`.
     fn release(&self, seq: u64, not_before_ms: u64) {
-        if let Some(entry) = self.state.lock().unwrap().entries.get_mut(&seq) {
+        let mut state = self.state.lock().unwrap();
+        let Some(entry) = state.entries.get(&seq).cloned() else {
+            return;
+        };
+        state.forget(seq, &entry);
+        if let Some(entry) = state.entries.get_mut(&seq) {
             entry.running = false;
             entry.not_before_ms = not_before_ms;
         }
+        state.later.insert((not_before_ms, seq));
+        drop(state);
         self.wake.notify_one();
+    }
+}
+
+impl QueueState {
+    /// Takes an entry that is going out of `entries` off the waiting sets.
+    fn forget(&mut self, seq: u64, entry: &Entry) {
+        if !entry.running {
+            self.ready.remove(&seq);
+            self.later.remove(&(entry.not_before_ms, seq));
+        }
     }
 }
 
@@ -338,6 +375,40 @@ mod tests {
         let second = next_attempt_at(&policy, &invocation(2), 0).unwrap();
         assert!((3200..=4800).contains(&second), "{second}");
         assert_eq!(next_attempt_at(&policy, &invocation(3), 0), None);
+    }
+
+    fn next_seq(queue: &AsyncQueue, now_ms: u64) -> Option<u64> {
+        match queue.next(now_ms) {
+            Next::Run { seq, .. } => Some(seq),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn the_queue_runs_the_oldest_ready_entry_and_skips_running_removed_and_later_ones() {
+        let queue = AsyncQueue::new(100, 1 << 20);
+        for seq in [5, 3, 9, 7] {
+            queue.add(seq, 10, 100);
+        }
+        queue.add(1, 10, 500);
+        assert!(matches!(queue.next(50), Next::WaitUntil(100)));
+        assert_eq!(next_seq(&queue, 100), Some(3));
+        assert_eq!(next_seq(&queue, 100), Some(5));
+        queue.remove(7);
+        assert_eq!(next_seq(&queue, 100), Some(9));
+        // Everything ready is running; the entry of seq 1 comes at 500.
+        assert!(matches!(queue.next(100), Next::WaitUntil(500)));
+        queue.release(3, 300);
+        assert!(matches!(queue.next(200), Next::WaitUntil(300)));
+        assert_eq!(next_seq(&queue, 600), Some(1));
+        assert_eq!(next_seq(&queue, 600), Some(3));
+        assert!(matches!(queue.next(600), Next::Empty));
+        for seq in [3, 5, 9, 1] {
+            queue.remove(seq);
+        }
+        assert_eq!(queue.pending(), 0);
+        let state = queue.state.lock().unwrap();
+        assert!(state.ready.is_empty() && state.later.is_empty());
     }
 
     #[test]
