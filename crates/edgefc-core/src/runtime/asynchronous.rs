@@ -251,10 +251,11 @@ pub(super) async fn dispatch(host: Arc<FunctionHost>, store: Arc<Store>) {
             }
         };
         let (host, store) = (host.clone(), store.clone());
-        tokio::spawn(async move {
+        // Boxed as `server` boxes Sync invocations.
+        tokio::spawn(Box::pin(async move {
             attempt(&host, &store, seq, size, kept).await;
             drop(slot);
-        });
+        }));
     }
 }
 

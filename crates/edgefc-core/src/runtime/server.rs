@@ -303,7 +303,11 @@ fn dispatch(shared: &Arc<Shared>, peer: &Peer, frame: Frame) -> bool {
                 Ok(permit) => {
                     let request =
                         InvokeRequest { target, asynchronous, default_timeout_secs, caller_timeout_ms, invoker_context, payload };
-                    tokio::spawn(invoke::handle(shared.clone(), peer.sender.clone(), peer.caller, id, request, permit));
+                    // Boxed: the task then holds a pointer, not the whole
+                    // invocation's state (about 2 KB), which it would copy
+                    // each time it moves it (spawning, finishing).
+                    let handled = invoke::handle(shared.clone(), peer.sender.clone(), peer.caller, id, request, permit);
+                    tokio::spawn(Box::pin(handled));
                     return true;
                 }
                 Err(refusal) => refusal,
