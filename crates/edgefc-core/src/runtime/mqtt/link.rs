@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures_util::stream::{FuturesOrdered, StreamExt};
 use futures_util::FutureExt;
-use rumqttc::v5::mqttbytes::v5::{PubAckReason, Publish, PublishProperties, SubscribeReasonCode};
+use rumqttc::v5::mqttbytes::v5::{PubAck, PubAckReason, Publish, PublishProperties, SubscribeReasonCode};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{AsyncClient, Event, EventLoop, Incoming, MqttOptions};
 use rumqttc::{NetworkOptions, Outgoing, TlsConfiguration, Transport};
@@ -552,19 +552,25 @@ impl Link {
             };
             let event = match event {
                 Ok(event) => event,
-                Err(error) => break Err(error.to_string()),
+                Err(error) => {
+                    // What rumqttc read before the connection failed is still
+                    // queued, and goes with this event loop: the broker's
+                    // answers in it count. (Mosquitto 2.0 closes the
+                    // connection right after refusing a message it does not
+                    // authorize: unread, that refusal would be sent again,
+                    // and refused again, on every connection.)
+                    for event in events.state.events.drain(..) {
+                        match event {
+                            Event::Outgoing(Outgoing::Publish(pkid)) => self.handed_over(&window, pkid),
+                            Event::Incoming(Incoming::PubAck(ack)) => self.acknowledged(&window, &ack),
+                            _ => {}
+                        }
+                    }
+                    break Err(error.to_string());
+                }
             };
             match event {
-                Event::Outgoing(Outgoing::Publish(pkid)) => {
-                    let mut state = window.state.lock().unwrap();
-                    if let Some(Some(seq)) = state.submitted.pop_front() {
-                        state.inflight.insert(pkid, seq);
-                    }
-                    drop(state);
-                    // A QoS 0 message out of the window makes room too.
-                    window.room.notify_one();
-                    self.counters.sent.fetch_add(1, Ordering::Relaxed);
-                }
+                Event::Outgoing(Outgoing::Publish(pkid)) => self.handed_over(&window, pkid),
                 Event::Incoming(Incoming::SubAck(ack)) => {
                     for code in &ack.return_codes {
                         if !matches!(code, SubscribeReasonCode::Success(_)) {
@@ -577,13 +583,7 @@ impl Link {
                         self.counters.connected.store(true, Ordering::Relaxed);
                     }
                 }
-                Event::Incoming(Incoming::PubAck(ack)) => {
-                    let seq = window.state.lock().unwrap().inflight.remove(&ack.pkid);
-                    if let Some(seq) = seq {
-                        self.answered(seq, &ack.reason);
-                        window.room.notify_one();
-                    }
-                }
+                Event::Incoming(Incoming::PubAck(ack)) => self.acknowledged(&window, &ack),
                 Event::Incoming(Incoming::Publish(publish)) => {
                     self.counters.received.fetch_add(1, Ordering::Relaxed);
                     let (waiting, bytes) = {
@@ -704,6 +704,27 @@ impl Link {
         self.counters.dropped_unsendable.fetch_add(1, Ordering::Relaxed);
         crate::warn!("mqtt", "broker {}: {topic} {why}; the message is dropped", self.spec.name);
         true
+    }
+
+    /// rumqttc wrote the next message handed to it, as packet `pkid`.
+    fn handed_over(&self, window: &Window, pkid: u16) {
+        let mut state = window.state.lock().unwrap();
+        if let Some(Some(seq)) = state.submitted.pop_front() {
+            state.inflight.insert(pkid, seq);
+        }
+        drop(state);
+        // A QoS 0 message out of the window makes room too.
+        window.room.notify_one();
+        self.counters.sent.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The broker acknowledged packet `pkid`: the outbox message it carried was answered.
+    fn acknowledged(&self, window: &Window, ack: &PubAck) {
+        let seq = window.state.lock().unwrap().inflight.remove(&ack.pkid);
+        if let Some(seq) = seq {
+            self.answered(seq, &ack.reason);
+            window.room.notify_one();
+        }
     }
 
     /// The broker answered message `seq`. Taken: it leaves the outbox.
