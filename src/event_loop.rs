@@ -115,7 +115,7 @@ impl LoopPoller {
 /// Where what a connection reads goes, on the JavaScript thread.
 pub struct Callbacks<'a> {
     pub on_completions: &'a Function<'a>,
-    /// A worker's: its function's tasks, and `[]` once the connection ended.
+    /// A worker's: its function's tasks, and a count of 0 once the connection ended.
     pub on_tasks: Option<&'a Function<'a>>,
 }
 
@@ -524,10 +524,9 @@ unsafe fn hand_over<R: Record>(side_ptr: *mut LoopSide, callback: sys::napi_ref,
         && sys::napi_get_reference_value(env, side.receiver, &mut receiver) == sys::Status::napi_ok
         && !receiver.is_null();
     if ready {
-        // SAFETY: the reference keeps the Buffer, and so its bytes, alive;
-        // only this thread writes them, and only between callbacks.
-        let bytes = std::slice::from_raw_parts_mut(side.arena_bytes, ARENA_BYTES);
-        let mut writer = RecordWriter::new(env, bytes);
+        // SAFETY: the reference (and `arena`, a handle in this scope) keeps
+        // the Buffer, and so its bytes, alive; only this thread writes them.
+        let mut writer = RecordWriter::new(env, side.arena_bytes, ARENA_BYTES);
         let written = || -> napi::Result<()> {
             let empty = records.is_empty();
             for record in records {
@@ -563,7 +562,7 @@ unsafe fn call(
     receiver: sys::napi_value,
     function: sys::napi_value,
     arena: sys::napi_value,
-    writer: &mut RecordWriter<'_>,
+    writer: &mut RecordWriter,
 ) -> napi::Result<()> {
     let side = &*side_ptr;
     let env = side.env;

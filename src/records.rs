@@ -72,21 +72,21 @@ impl Record for (u64, Result<Reply>) {
         let (tag, reply) = self;
         match reply {
             Ok(Reply::Completed(result)) => {
-                writer.put(&[COMPLETED]);
-                writer.put(&(tag as f64).to_le_bytes());
-                writer.put(&[function_error_number(result.function_error)]);
-                writer.put(&result.status.to_le_bytes());
+                writer.put(&[COMPLETED])?;
+                writer.put(&(tag as f64).to_le_bytes())?;
+                writer.put(&[function_error_number(result.function_error)])?;
+                writer.put(&result.status.to_le_bytes())?;
                 writer.text(result.reply_context.as_bytes())?;
                 writer.payload(result.payload)
             }
             Ok(Reply::Accepted { accepted_id }) => {
-                writer.put(&[ACCEPTED]);
-                writer.put(&(tag as f64).to_le_bytes());
+                writer.put(&[ACCEPTED])?;
+                writer.put(&(tag as f64).to_le_bytes())?;
                 writer.text(accepted_id.as_bytes())
             }
             Err(error) => {
-                writer.put(&[FAILED]);
-                writer.put(&(tag as f64).to_le_bytes());
+                writer.put(&[FAILED])?;
+                writer.put(&(tag as f64).to_le_bytes())?;
                 writer.text(error.code.as_str().as_bytes())?;
                 writer.text(error.message.as_bytes())
             }
@@ -100,8 +100,8 @@ impl Record for Task {
     }
 
     fn write(self, writer: &mut RecordWriter) -> napi::Result<()> {
-        writer.put(&(self.id as f64).to_le_bytes());
-        writer.put(&self.attempt.to_le_bytes());
+        writer.put(&(self.id as f64).to_le_bytes())?;
+        writer.put(&self.attempt.to_le_bytes())?;
         writer.text(self.request_id.as_bytes())?;
         writer.text(self.invoker_context.as_bytes())?;
         writer.payload(self.payload)
@@ -118,24 +118,31 @@ fn function_error_number(function_error: FunctionError) -> u8 {
 }
 
 /// Writes records into the shared buffer, and makes what they lend.
-pub struct RecordWriter<'a> {
+///
+/// It holds the buffer as a pointer, not a slice: JavaScript reads the same
+/// bytes during each callback, while the writer lives on.
+pub struct RecordWriter {
     env: sys::napi_env,
-    arena: &'a mut [u8],
+    arena: *mut u8,
+    capacity: usize,
     at: usize,
     count: u32,
     lent: Vec<sys::napi_value>,
 }
 
-impl<'a> RecordWriter<'a> {
-    /// A writer into `arena`, the bytes of a Buffer of `env` that is kept
-    /// alive while the writer is used, on the JavaScript thread.
-    pub fn new(env: sys::napi_env, arena: &'a mut [u8]) -> RecordWriter<'a> {
-        RecordWriter { env, arena, at: 0, count: 0, lent: Vec::new() }
+impl RecordWriter {
+    /// A writer into the `capacity` bytes at `arena`.
+    ///
+    /// # Safety
+    /// They are the bytes of a Buffer of `env`, kept alive while the writer
+    /// is used, on the JavaScript thread of `env`, and written by nothing else.
+    pub unsafe fn new(env: sys::napi_env, arena: *mut u8, capacity: usize) -> RecordWriter {
+        RecordWriter { env, arena, capacity, at: 0, count: 0, lent: Vec::new() }
     }
 
     /// Whether `record` fits after what is written (it always fits in an empty arena).
     pub fn has_room_for(&self, record: &impl Record) -> bool {
-        self.count == 0 || self.at + record.inline_bytes() <= self.arena.len()
+        self.count == 0 || self.at + record.inline_bytes() <= self.capacity
     }
 
     pub fn push(&mut self, record: impl Record) -> napi::Result<()> {
@@ -168,27 +175,33 @@ impl<'a> RecordWriter<'a> {
         Ok((count, value))
     }
 
-    fn put(&mut self, bytes: &[u8]) {
-        self.arena[self.at..self.at + bytes.len()].copy_from_slice(bytes);
+    fn put(&mut self, bytes: &[u8]) -> napi::Result<()> {
+        if bytes.len() > self.capacity - self.at {
+            // `inline_bytes` and the writing disagree: a bug, refused rather than written past the end.
+            return Err(napi::Error::from_reason("a record does not fit in the shared buffer"));
+        }
+        // SAFETY: within the `capacity` bytes at `arena` (checked above), which `new`'s caller vouches for.
+        unsafe { ptr::copy_nonoverlapping(bytes.as_ptr(), self.arena.add(self.at), bytes.len()) };
         self.at += bytes.len();
+        Ok(())
     }
 
-    fn lend(&mut self, value: sys::napi_value) {
-        self.put(&(LENT | self.lent.len() as u32).to_le_bytes());
+    fn lend(&mut self, value: sys::napi_value) -> napi::Result<()> {
+        self.put(&(LENT | self.lent.len() as u32).to_le_bytes())?;
         self.lent.push(value);
+        Ok(())
     }
 
     fn text(&mut self, text: &[u8]) -> napi::Result<()> {
         if text.len() <= INLINE_MAX {
-            self.put(&(text.len() as u32).to_le_bytes());
-            self.put(text);
+            self.put(&(text.len() as u32).to_le_bytes())?;
+            self.put(text)?;
             return Ok(());
         }
         let mut value = ptr::null_mut();
         // SAFETY: as in `take`; text fields are UTF-8 (Rust strings).
         check(unsafe { sys::napi_create_string_utf8(self.env, text.as_ptr().cast(), text.len() as isize, &mut value) })?;
-        self.lend(value);
-        Ok(())
+        self.lend(value)
     }
 
     fn payload(&mut self, payload: Payload) -> napi::Result<()> {
@@ -196,16 +209,15 @@ impl<'a> RecordWriter<'a> {
             Payload::Text(bytes) => (TEXT, bytes),
             Payload::Binary(bytes) => (BYTES, bytes),
         };
-        self.put(&[kind]);
+        self.put(&[kind])?;
         if bytes.len() <= INLINE_MAX {
-            self.put(&(bytes.len() as u32).to_le_bytes());
-            self.put(bytes);
+            self.put(&(bytes.len() as u32).to_le_bytes())?;
+            self.put(bytes)?;
             return Ok(());
         }
         // SAFETY: as in `take`.
         let value = unsafe { JsPayload::to_napi_value(self.env, JsPayload(payload))? };
-        self.lend(value);
-        Ok(())
+        self.lend(value)
     }
 }
 

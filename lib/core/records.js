@@ -63,7 +63,11 @@ class RecordReader {
     return this.arena.toString('utf8', start, this.at);
   }
 
-  /** A string, or a Buffer of its own (never a view of the shared buffer). */
+  /**
+   * A string, or a Buffer holding a copy of the bytes, never a view of the
+   * shared buffer (a small one comes from Node's Buffer pool, as
+   * `Buffer.from` does, so its `byteOffset` may not be 0).
+   */
   payload() {
     const kind = this.u8();
     if (kind === TEXT) {

@@ -69,8 +69,8 @@ class Session {
 
   /**
    * The worker's report of a finished task (`status` 0 for 200,
-   * `replyContext` '' for none); written with this turn's other frames.
-   * Throws an EdgeFCError.
+   * `replyContext` '' for none); written at once when no other task is
+   * running, else with this turn's other frames. Throws an EdgeFCError.
    */
   completeTask(id, functionError, body, status = 0, replyContext = '') {
     const alone = this._running === 1 && this._queued === 0;

@@ -357,8 +357,11 @@ impl Client {
 
     fn send_request(&self, waiter: Waiter, request: Request, dispatch: Dispatch) -> Result<()> {
         let id = self.pending.register(waiter).ok_or_else(connection_lost)?;
-        if !self.send_frame(request.into_frame(id), dispatch) {
-            self.pending.take(id);
+        // A waiter has exactly one outcome: if the connection's end took it
+        // first, its failure is on its way already (failing it here as well
+        // would give the tag a second outcome, which may reach a later call
+        // given the same tag).
+        if !self.send_frame(request.into_frame(id), dispatch) && self.pending.take(id).is_some() {
             return Err(connection_lost());
         }
         Ok(())
