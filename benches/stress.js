@@ -32,7 +32,8 @@ function writeConfig(extra = {}) {
   const functions = [
     { serviceName: 'Stress', functionName: 'echo', functionId: 'echo', codeDir: path.join(FIXTURES, 'echo') },
     { serviceName: 'Stress', functionName: 'busy', functionId: 'busy', codeDir: path.join(FIXTURES, 'slow'), maxConcurrency: 1, timeoutMs: 600000 },
-    { serviceName: 'Stress', functionName: 'chatty', functionId: 'chatty', codeDir: path.join(FIXTURES, 'chatty'), timeoutMs: 600000 },
+    // Room for the 256 MiB string it prints and Node's copy of it on the way out (the default 256 MB is not).
+    { serviceName: 'Stress', functionName: 'chatty', functionId: 'chatty', codeDir: path.join(FIXTURES, 'chatty'), timeoutMs: 600000, memorySize: 1024 },
   ];
   fs.writeFileSync(configPath, JSON.stringify({ stateDir: 'state', runAs: 'runtime', functions, ...extra }));
   return configPath;
@@ -195,7 +196,10 @@ const SCENARIOS = [
     name: 'a function writes 256 MiB to stdout without a newline',
     async run(runtime) {
       const fc = new FCClient({ config: runtime.configPath });
-      await fc.invokeFunction({ functionId: 'chatty', payload: JSON.stringify({ unbroken: 256 * MIB }) });
+      const printed = await fc.invokeFunction({ functionId: 'chatty', payload: JSON.stringify({ unbroken: 256 * MIB }) });
+      if (printed.functionError) {
+        throw new Error(`the printing function failed: ${printed.payload}`);
+      }
       // The function returns once Node has taken the output; wait until the runtime has read it all.
       // 4,096 pieces of 64 KiB; the last ends the line, so it is not a split.
       const splits = (256 * MIB) / (64 * 1024) - 1;

@@ -46,6 +46,9 @@ const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
 
 pub const STORE_FILE: &str = "store.redb";
 
+/// redb's page cache (its default is 1 GiB, which a store of large
+/// payloads fills: the runtime's RSS grew by what the store held).
+const CACHE_BYTES: usize = 32 << 20;
 /// Writes taken into one transaction at most.
 const MAX_GROUP: usize = 1024;
 /// How long a non-durable write may wait for a durable commit.
@@ -157,7 +160,7 @@ impl Store {
     /// counted, logged and left out.
     pub fn open(state_dir: &Path, limits: StoreLimits) -> Result<(Store, Vec<PendingEntry>)> {
         let path = state_dir.join(STORE_FILE);
-        let db = Database::create(&path).map_err(|error| damaged(&path, &error))?;
+        let db = Database::builder().set_cache_size(CACHE_BYTES).create(&path).map_err(|error| damaged(&path, &error))?;
         Store::on(db, path, limits)
     }
 
