@@ -192,11 +192,15 @@ impl RecordWriter {
         Ok(())
     }
 
+    /// A field's bytes in the buffer, after their length.
+    fn put_inline(&mut self, bytes: &[u8]) -> napi::Result<()> {
+        self.put(&(bytes.len() as u32).to_le_bytes())?;
+        self.put(bytes)
+    }
+
     fn text(&mut self, text: &[u8]) -> napi::Result<()> {
         if text.len() <= INLINE_MAX {
-            self.put(&(text.len() as u32).to_le_bytes())?;
-            self.put(text)?;
-            return Ok(());
+            return self.put_inline(text);
         }
         let mut value = ptr::null_mut();
         // SAFETY: as in `take`; text fields are UTF-8 (Rust strings).
@@ -205,18 +209,19 @@ impl RecordWriter {
     }
 
     fn payload(&mut self, payload: Payload) -> napi::Result<()> {
-        let (kind, bytes) = match &payload {
-            Payload::Text(bytes) => (TEXT, bytes),
-            Payload::Binary(bytes) => (BYTES, bytes),
+        let bytes = match payload {
+            Payload::Text(text) => {
+                self.put(&[TEXT])?;
+                return self.text(&text);
+            }
+            Payload::Binary(bytes) => bytes,
         };
-        self.put(&[kind])?;
+        self.put(&[BYTES])?;
         if bytes.len() <= INLINE_MAX {
-            self.put(&(bytes.len() as u32).to_le_bytes())?;
-            self.put(bytes)?;
-            return Ok(());
+            return self.put_inline(&bytes);
         }
         // SAFETY: as in `take`.
-        let value = unsafe { JsPayload::to_napi_value(self.env, JsPayload(payload))? };
+        let value = unsafe { JsPayload::to_napi_value(self.env, JsPayload(Payload::Binary(bytes)))? };
         self.lend(value)
     }
 }

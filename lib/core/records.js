@@ -43,24 +43,21 @@ class RecordReader {
     return value;
   }
 
-  /** A field's length, or -1 - index for a lent value. */
-  length() {
+  /** What precedes a field: its length inline, or LENT plus the index of a lent value. */
+  u32() {
     const value = this.arena.readUInt32LE(this.at);
     this.at += 4;
-    return value >= LENT ? LENT - 1 - value : value;
+    return value;
   }
 
   text() {
-    const length = this.length();
-    if (length < 0) {
-      return this.lent[-1 - length];
-    }
-    if (length === 0) {
-      return '';
+    const header = this.u32();
+    if (header >= LENT) {
+      return this.lent[header - LENT];
     }
     const start = this.at;
-    this.at += length;
-    return this.arena.toString('utf8', start, this.at);
+    this.at += header;
+    return header === 0 ? '' : this.arena.toString('utf8', start, this.at);
   }
 
   /**
@@ -73,13 +70,13 @@ class RecordReader {
     if (kind === TEXT) {
       return this.text();
     }
-    const length = this.length();
-    if (length < 0) {
-      return this.lent[-1 - length];
+    const header = this.u32();
+    if (header >= LENT) {
+      return this.lent[header - LENT];
     }
-    const bytes = Buffer.allocUnsafe(length);
-    this.arena.copy(bytes, 0, this.at, this.at + length);
-    this.at += length;
+    const bytes = Buffer.allocUnsafe(header);
+    this.arena.copy(bytes, 0, this.at, this.at + header);
+    this.at += header;
     return bytes;
   }
 }

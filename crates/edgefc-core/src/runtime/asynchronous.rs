@@ -98,7 +98,7 @@ impl AsyncQueue {
         let not_before_ms = entry.not_before_ms;
         let mut state = self.state.lock().unwrap();
         if let Some(replaced) = state.entries.insert(seq, entry) {
-            state.forget(seq, &replaced);
+            state.forget(seq, replaced.running, replaced.not_before_ms);
         }
         state.later.insert((not_before_ms, seq));
         drop(state);
@@ -128,7 +128,7 @@ impl AsyncQueue {
     fn remove(&self, seq: u64) {
         let mut state = self.state.lock().unwrap();
         if let Some(entry) = state.entries.remove(&seq) {
-            state.forget(seq, &entry);
+            state.forget(seq, entry.running, entry.not_before_ms);
             if entry.kept.is_some() {
                 state.kept_bytes -= entry.size;
             }
@@ -147,14 +147,13 @@ impl AsyncQueue {
     /// The entry runs again at `not_before_ms`.
     fn release(&self, seq: u64, not_before_ms: u64) {
         let mut state = self.state.lock().unwrap();
-        let Some(entry) = state.entries.get(&seq).cloned() else {
+        let Some(entry) = state.entries.get_mut(&seq) else {
             return;
         };
-        state.forget(seq, &entry);
-        if let Some(entry) = state.entries.get_mut(&seq) {
-            entry.running = false;
-            entry.not_before_ms = not_before_ms;
-        }
+        let (was_running, was_due) = (entry.running, entry.not_before_ms);
+        entry.running = false;
+        entry.not_before_ms = not_before_ms;
+        state.forget(seq, was_running, was_due);
         state.later.insert((not_before_ms, seq));
         drop(state);
         self.wake.notify_one();
@@ -162,11 +161,11 @@ impl AsyncQueue {
 }
 
 impl QueueState {
-    /// Takes an entry that is going out of `entries` off the waiting sets.
-    fn forget(&mut self, seq: u64, entry: &Entry) {
-        if !entry.running {
+    /// Takes entry `seq`, as it was (`running`, due at `not_before_ms`), off the waiting sets.
+    fn forget(&mut self, seq: u64, running: bool, not_before_ms: u64) {
+        if !running {
             self.ready.remove(&seq);
-            self.later.remove(&(entry.not_before_ms, seq));
+            self.later.remove(&(not_before_ms, seq));
         }
     }
 }

@@ -160,7 +160,7 @@ impl Store {
     /// counted, logged and left out.
     pub fn open(state_dir: &Path, limits: StoreLimits) -> Result<(Store, Vec<PendingEntry>)> {
         let path = state_dir.join(STORE_FILE);
-        let db = Database::builder().set_cache_size(CACHE_BYTES).create(&path).map_err(|error| damaged(&path, &error))?;
+        let db = database_builder().create(&path).map_err(|error| damaged(&path, &error))?;
         Store::on(db, path, limits)
     }
 
@@ -171,7 +171,7 @@ impl Store {
         label: &Path,
         limits: StoreLimits,
     ) -> Result<(Store, Vec<PendingEntry>)> {
-        let db = Database::builder().create_with_backend(backend).map_err(|error| damaged(label, &error))?;
+        let db = database_builder().create_with_backend(backend).map_err(|error| damaged(label, &error))?;
         Store::on(db, label.to_path_buf(), limits)
     }
 
@@ -407,6 +407,13 @@ fn damaged(path: &Path, error: &dyn std::fmt::Display) -> Error {
         ErrorCode::Config,
         format!("the store {} cannot be opened: {error}; move it aside to start with an empty one", path.display()),
     )
+}
+
+/// How the store's database is opened, on a file or another backend alike.
+fn database_builder() -> redb::Builder {
+    let mut builder = Database::builder();
+    builder.set_cache_size(CACHE_BYTES);
+    builder
 }
 
 fn stopped() -> Error {
