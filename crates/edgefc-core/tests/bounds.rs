@@ -277,6 +277,7 @@ fn every_number_in_the_config_is_bounded() {
         ),
         (r#"{"functions": [], "connections": {"slowSubscriber": "ignore"}}"#.into(), "unknown variant"),
         (r#"{"functions": [], "log": {"maxLineBytes": 99999999999}}"#.into(), "log.maxLineBytes"),
+        (r#"{"functions": [], "store": {"cacheBytes": 4096}}"#.into(), "store.cacheBytes must be between"),
     ];
     for (text, expected) in cases {
         let error = Config::parse(&text, dir.path()).unwrap_err();

@@ -10,7 +10,7 @@ use edgefc_core::proto::{InvokeRequest, Payload, Reply};
 use edgefc_core::runtime::store::{Store, StoreLimits};
 use edgefc_core::ErrorCode;
 
-const LIMITS: StoreLimits = StoreLimits { max_bytes: 1 << 20, max_dead_letters: 10, max_dead_letter_bytes: 1 << 20 };
+const LIMITS: StoreLimits = StoreLimits { max_bytes: 1 << 20, max_dead_letters: 10, max_dead_letter_bytes: 1 << 20, cache_bytes: 1 << 20 };
 
 fn asynchronous(target: &str, payload: &str) -> InvokeRequest {
     InvokeRequest { asynchronous: true, ..sync(target, Payload::text(payload)) }
@@ -312,4 +312,36 @@ async fn every_accept_answered_is_on_disk_when_the_power_goes() {
     assert!(pending.len() >= 150);
     after.close().await;
     store.close().await;
+}
+
+#[tokio::test]
+async fn removals_of_finished_invocations_wait_for_the_next_commit_and_are_kept_at_close() {
+    use std::sync::atomic::Ordering;
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = Store::open(dir.path(), LIMITS).expect("opens");
+    let first = store.accept(&invocation(1)).await.expect("accepted");
+    let second = store.accept(&invocation(2)).await.expect("accepted");
+    let commits = || store.counters().commits.load(Ordering::Relaxed);
+    let before = commits();
+    store.finish(first, invocation(1).size());
+    store.finish(second, invocation(2).size());
+    // Not a synchronization: a tenth of the time (1 s) a removal may wait,
+    // in which a commit of their own would have been made.
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert_eq!(commits(), before, "removals alone make no commit of their own");
+    let third = store.accept(&invocation(3)).await.expect("accepted");
+    assert_eq!(commits(), before + 1, "the two removals rode along with the next accept's commit");
+    // Alone, a removal still reaches the file within a second.
+    store.finish(third, invocation(3).size());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while commits() == before + 1 {
+        assert!(std::time::Instant::now() < deadline, "the held-back removal was never committed");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let fourth = store.accept(&invocation(4)).await.expect("accepted");
+    store.finish(fourth, invocation(4).size());
+    store.close().await;
+    let (reopened, pending) = Store::open(dir.path(), LIMITS).expect("reopens");
+    assert!(pending.is_empty(), "a removal held back at close is committed by the close: {pending:?}");
+    reopened.close().await;
 }

@@ -488,6 +488,7 @@ struct StoreEntry {
     max_bytes: Option<usize>,
     max_dead_letters: Option<usize>,
     max_dead_letter_bytes: Option<usize>,
+    cache_bytes: Option<usize>,
 }
 
 impl StoreEntry {
@@ -497,6 +498,7 @@ impl StoreEntry {
             max_bytes,
             max_dead_letters: bounded("store.maxDeadLetters", self.max_dead_letters, 10_000, 1..=10_000_000)?,
             max_dead_letter_bytes: bounded("store.maxDeadLetterBytes", self.max_dead_letter_bytes, 64 * MIB, KIB..=max_bytes)?,
+            cache_bytes: bounded("store.cacheBytes", self.cache_bytes, 32 * MIB, MIB..=16 * GIB)?,
         })
     }
 }

@@ -15,19 +15,9 @@ const MMAP_THRESHOLD: usize = 32 << 20;
 /// Free memory at the top of the heap that is kept for reuse.
 const TRIM_THRESHOLD: usize = 32 << 20;
 
-/// Applies the settings to this process (the runtime, at start). Elsewhere
-/// than glibc this does nothing.
-pub fn keep_large_buffers_warm() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only changes allocator parameters; both values are in range.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD as libc::c_int);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD as libc::c_int);
-    }
-}
-
-/// The same settings for a process about to start (a worker), as the
-/// `GLIBC_TUNABLES` environment variable.
+/// The settings for a process about to start (a worker: Node, on glibc),
+/// as the `GLIBC_TUNABLES` environment variable. The standalone runtime
+/// uses mimalloc instead, which reuses freed large buffers by itself.
 pub fn tunables() -> String {
     format!("glibc.malloc.mmap_threshold={MMAP_THRESHOLD}:glibc.malloc.trim_threshold={TRIM_THRESHOLD}")
 }

@@ -9,7 +9,8 @@
 //! lost (a finished invocation's removal, a retry's new attempt count)
 //! rides along non-durably: losing it only runs an invocation once more,
 //! which at-least-once allows; a commit within `FLUSH_AFTER` makes it
-//! durable when nothing else comes.
+//! durable when nothing else comes. Removals that arrive with nothing else
+//! make no commit at all until something else, or `FLUSH_AFTER`, comes.
 //!
 //! The answers of one commit go back to the runtime's thread in one message,
 //! and a task there hands them out: waking each waiter from the writer
@@ -46,13 +47,12 @@ const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
 
 pub const STORE_FILE: &str = "store.redb";
 
-/// redb's page cache (its default is 1 GiB, which a store of large
-/// payloads fills: the runtime's RSS grew by what the store held).
-const CACHE_BYTES: usize = 32 << 20;
-/// Writes taken into one transaction at most.
+/// Writes taken into one transaction at most, beside held-back removals.
 const MAX_GROUP: usize = 1024;
 /// How long a non-durable write may wait for a durable commit.
 const FLUSH_AFTER: Duration = Duration::from_secs(1);
+/// Removals of finished invocations held back for the next commit at most.
+const MAX_HELD_BACK_REMOVALS: usize = 4096;
 
 /// How much the store may hold (`store.*` in the config).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +62,9 @@ pub struct StoreLimits {
     /// Dead letters kept; past this (or `max_dead_letter_bytes`) the oldest is dropped and counted.
     pub max_dead_letters: usize,
     pub max_dead_letter_bytes: usize,
+    /// redb's page cache. Its own default, 1 GiB, let the runtime's RSS
+    /// grow by what the store held (a store of large payloads fills it).
+    pub cache_bytes: usize,
 }
 
 pub struct Store {
@@ -160,7 +163,7 @@ impl Store {
     /// counted, logged and left out.
     pub fn open(state_dir: &Path, limits: StoreLimits) -> Result<(Store, Vec<PendingEntry>)> {
         let path = state_dir.join(STORE_FILE);
-        let db = database_builder().create(&path).map_err(|error| damaged(&path, &error))?;
+        let db = database_builder(limits).create(&path).map_err(|error| damaged(&path, &error))?;
         Store::on(db, path, limits)
     }
 
@@ -171,7 +174,7 @@ impl Store {
         label: &Path,
         limits: StoreLimits,
     ) -> Result<(Store, Vec<PendingEntry>)> {
-        let db = database_builder().create_with_backend(backend).map_err(|error| damaged(label, &error))?;
+        let db = database_builder(limits).create_with_backend(backend).map_err(|error| damaged(label, &error))?;
         Store::on(db, label.to_path_buf(), limits)
     }
 
@@ -410,9 +413,9 @@ fn damaged(path: &Path, error: &dyn std::fmt::Display) -> Error {
 }
 
 /// How the store's database is opened, on a file or another backend alike.
-fn database_builder() -> redb::Builder {
+fn database_builder(limits: StoreLimits) -> redb::Builder {
     let mut builder = Database::builder();
-    builder.set_cache_size(CACHE_BYTES);
+    builder.set_cache_size(limits.cache_bytes);
     builder
 }
 
@@ -473,12 +476,17 @@ impl Writer {
     fn run(self, incoming: mpsc::Receiver<Write>) {
         // Whether non-durable writes wait for a durable commit.
         let mut unflushed = false;
+        // Removals that arrived alone: they wait for the next commit rather
+        // than make one of their own (half the commits under Async load).
+        // Nothing reads a finished invocation again, and one that comes back
+        // after a crash runs once more, as for any non-durable write.
+        let mut held_back: Vec<Write> = Vec::new();
         loop {
-            let first = if unflushed {
+            let first = if unflushed || !held_back.is_empty() {
                 match incoming.recv_timeout(FLUSH_AFTER) {
                     Ok(write) => write,
                     Err(mpsc::RecvTimeoutError::Timeout) => {
-                        unflushed = self.commit(Vec::new(), true).is_err();
+                        unflushed = self.commit(std::mem::take(&mut held_back), true).is_err();
                         continue;
                     }
                     Err(mpsc::RecvTimeoutError::Disconnected) => break,
@@ -489,12 +497,18 @@ impl Writer {
                     Err(_) => break,
                 }
             };
-            let mut group = vec![first];
-            while group.len() < MAX_GROUP {
+            let mut group = std::mem::take(&mut held_back);
+            let held_back_count = group.len();
+            group.push(first);
+            while group.len() - held_back_count < MAX_GROUP {
                 match incoming.try_recv() {
                     Ok(write) => group.push(write),
                     Err(_) => break,
                 }
+            }
+            if group.len() < MAX_HELD_BACK_REMOVALS && group.iter().all(|write| matches!(write, Write::Remove { .. })) {
+                held_back = group;
+                continue;
             }
             let close = group.iter().position(|write| matches!(write, Write::Close { .. })).map(|at| group.remove(at));
             let durable = unflushed
@@ -512,8 +526,8 @@ impl Writer {
             }
         }
         // The store is closing: what rode along non-durably is made durable.
-        if unflushed {
-            let _ = self.commit(Vec::new(), true);
+        if unflushed || !held_back.is_empty() {
+            let _ = self.commit(held_back, true);
         }
     }
 

@@ -2,7 +2,7 @@
 //! a version byte, then length-prefixed fields, little-endian. Decoding
 //! checks every length, so a damaged record is an error, never a panic.
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes};
 
 use crate::proto::frame::Payload;
 
@@ -64,10 +64,10 @@ pub struct Damaged(&'static str);
 
 impl Invocation {
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = BytesMut::with_capacity(64 + self.invoker_context.len() + self.payload.len());
+        let mut out = Vec::with_capacity(self.size());
         out.put_u8(VERSION);
         self.put(&mut out);
-        out.to_vec()
+        out
     }
 
     pub fn decode(mut bytes: &[u8]) -> Result<Invocation, Damaged> {
@@ -94,7 +94,7 @@ impl Invocation {
             + self.payload.len()
     }
 
-    fn put(&self, out: &mut BytesMut) {
+    fn put(&self, out: &mut Vec<u8>) {
         put_bytes(out, self.function_id.as_bytes());
         put_bytes(out, self.invocation_id.as_bytes());
         put_bytes(out, self.invoker_context.as_bytes());
@@ -127,12 +127,12 @@ impl Invocation {
 
 impl DeadLetter {
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = BytesMut::with_capacity(96 + self.error.len() + self.invocation.size());
+        let mut out = Vec::with_capacity(self.invocation.size() + 4 + self.error.len() + 8);
         out.put_u8(VERSION);
         self.invocation.put(&mut out);
         put_bytes(&mut out, self.error.as_bytes());
         out.put_u64_le(self.dead_at_ms);
-        out.to_vec()
+        out
     }
 
     pub fn decode(mut bytes: &[u8]) -> Result<DeadLetter, Damaged> {
@@ -147,13 +147,13 @@ impl DeadLetter {
 
 impl OutboxMessage {
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = BytesMut::with_capacity(self.size());
+        let mut out = Vec::with_capacity(self.size());
         out.put_u8(VERSION);
         put_bytes(&mut out, self.broker.as_bytes());
         put_bytes(&mut out, self.topic.as_bytes());
         put_payload(&mut out, &self.payload);
         out.put_u64_le(self.accepted_at_ms);
-        out.to_vec()
+        out
     }
 
     pub fn decode(mut bytes: &[u8]) -> Result<OutboxMessage, Damaged> {
@@ -177,7 +177,7 @@ impl OutboxMessage {
     }
 }
 
-fn put_payload(out: &mut BytesMut, payload: &Payload) {
+fn put_payload(out: &mut Vec<u8>, payload: &Payload) {
     out.put_u8(match payload {
         Payload::Text(_) => PAYLOAD_TEXT,
         Payload::Binary(_) => PAYLOAD_BINARY,
@@ -193,7 +193,7 @@ fn take_payload(bytes: &mut &[u8]) -> Result<Payload, Damaged> {
     }
 }
 
-fn put_bytes(out: &mut BytesMut, bytes: &[u8]) {
+fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
     out.put_u32_le(u32::try_from(bytes.len()).expect("records are far below 4 GiB"));
     out.put_slice(bytes);
 }
