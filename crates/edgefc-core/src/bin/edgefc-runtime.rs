@@ -11,12 +11,8 @@ use edgefc_core::runtime::{self, launcher, log, Config, NodeLauncher};
 use edgefc_core::Error;
 use tokio::signal::unix::{signal, SignalKind};
 
-/// mimalloc rather than glibc's malloc: under durable Async load glibc's
-/// malloc and free were a quarter of the runtime thread's samples. It also
-/// keeps freed large frame buffers for reuse (for `purge_delay`, 1 s), which
-/// glibc had to be tuned for (`transport::allocator`, still used by workers).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: edgefc_core::transport::allocator::SplitAllocator = edgefc_core::transport::allocator::SplitAllocator;
 
 /// Runs the edgefc runtime described by an edgefc.json until SIGINT or SIGTERM.
 #[derive(Parser)]
@@ -63,6 +59,7 @@ fn main() -> ExitCode {
         Err(error) => return fail(error),
     };
     let _log = log::init_standalone(config.limits.log.max_waiting_lines, config.limits.log.max_waiting_bytes);
+    edgefc_core::transport::allocator::keep_large_buffers_warm();
     // One thread: the runtime moves frames rather than computing, and every
     // hand-off between threads costs a wake-up that is dearer than the work
     // (measured by `npm run bench`).
