@@ -10,7 +10,8 @@ use edgefc_core::proto::{InvokeRequest, Payload, Reply};
 use edgefc_core::runtime::store::{Store, StoreLimits};
 use edgefc_core::ErrorCode;
 
-const LIMITS: StoreLimits = StoreLimits { max_bytes: 1 << 20, max_dead_letters: 10, max_dead_letter_bytes: 1 << 20, cache_bytes: 1 << 20 };
+const LIMITS: StoreLimits =
+    StoreLimits { max_bytes: 1 << 20, max_dead_letters: 10, max_dead_letter_bytes: 1 << 20, cache_bytes: 1 << 20 };
 
 fn asynchronous(target: &str, payload: &str) -> InvokeRequest {
     InvokeRequest { asynchronous: true, ..sync(target, Payload::text(payload)) }
