@@ -361,6 +361,15 @@ impl Encoder<&Frame> for FrameCodec {
     type Error = FrameError;
 
     fn encode(&mut self, frame: &Frame, dst: &mut BytesMut) -> Result<(), FrameError> {
+        self.encode_leaving_out(frame, dst, usize::MAX).map(|_| ())
+    }
+}
+
+impl FrameCodec {
+    /// Encodes `frame` at the end of `dst`, except a payload of
+    /// `leave_out_from` bytes or more: that is returned instead (sharing its
+    /// bytes, not copied), to be written right after what `dst` got.
+    pub fn encode_leaving_out(&mut self, frame: &Frame, dst: &mut BytesMut, leave_out_from: usize) -> Result<Option<Bytes>, FrameError> {
         let (kind, flags, code, id, field_slots, field_count, payload): (u8, u8, u16, u64, [&str; 2], usize, Option<&Payload>) =
             match frame {
                 Frame::Hello { version, serve, token } => {
@@ -417,7 +426,7 @@ impl Encoder<&Frame> for FrameCodec {
         if frame_len > self.max_frame_len {
             return Err(FrameError::TooLarge { len: frame_len, max: self.max_frame_len });
         }
-        dst.reserve(frame_len);
+        dst.reserve(if payload_len >= leave_out_from { frame_len - payload_len } else { frame_len });
         dst.put_u32_le((frame_len - 4) as u32);
         dst.put_u8(kind);
         dst.put_u8(flags);
@@ -430,10 +439,14 @@ impl Encoder<&Frame> for FrameCodec {
             dst.put_u16_le(field.len() as u16);
             dst.put_slice(field.as_bytes());
         }
-        if let Some(payload) = payload {
-            dst.put_slice(payload.bytes());
+        match payload {
+            Some(payload) if payload_len >= leave_out_from => Ok(Some(payload.bytes().clone())),
+            Some(payload) => {
+                dst.put_slice(payload.bytes());
+                Ok(None)
+            }
+            None => Ok(None),
         }
-        Ok(())
     }
 }
 

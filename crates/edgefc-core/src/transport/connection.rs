@@ -10,21 +10,30 @@
 //! [`PolledReader`] and writes with [`FrameSender::write_ready`], and no
 //! other thread is woken on the way.
 
+use std::collections::VecDeque;
+use std::io::IoSlice;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use bytes::BytesMut;
+use bytes::{Buf, Bytes, BytesMut};
 use futures_util::StreamExt;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
 use tokio::sync::Notify;
-use tokio_util::codec::{Decoder, Encoder, FramedRead};
+use tokio_util::codec::{Decoder, FramedRead};
 
 use crate::proto::frame::{Frame, FrameCodec, FrameError};
 
 /// A read or write buffer that grew past this for a large frame or a burst
 /// is given back, so that idle connections hold little memory.
 const KEPT_BUFFER_BYTES: usize = 64 << 10;
+
+/// A payload this large is written from the bytes it arrived in (one
+/// vectored write with what comes before and after it), not copied into
+/// the write buffer first: the runtime forwards what it read.
+const LARGE_PAYLOAD_BYTES: usize = 64 << 10;
+/// Buffers handed to one vectored write at most (Linux takes 1,024).
+const MAX_WRITE_SLICES: usize = 64;
 
 /// Gives back an empty buffer's memory if it grew past [`KEPT_BUFFER_BYTES`].
 fn give_back_if_large(buffer: &mut BytesMut) {
@@ -94,6 +103,13 @@ impl WriteSocket {
         }
     }
 
+    fn try_write_vectored(&self, slices: &[IoSlice<'_>]) -> std::io::Result<usize> {
+        match self {
+            WriteSocket::Task(socket) => socket.try_write_vectored(slices),
+            WriteSocket::Polled { stream, .. } => std::io::Write::write_vectored(&mut &**stream, slices),
+        }
+    }
+
     fn shut_down(&self) {
         let _ = match self {
             WriteSocket::Task(socket) => {
@@ -122,6 +138,10 @@ struct WriteShared {
 }
 
 struct WriteState {
+    /// Output that goes before `buffer`: frames up to and including a large
+    /// payload, which stays in the bytes it arrived in.
+    segments: VecDeque<Bytes>,
+    segment_bytes: usize,
     buffer: BytesMut,
     codec: FrameCodec,
     bound: OutputBound,
@@ -135,7 +155,19 @@ struct WriteState {
 
 impl WriteState {
     fn unwritten(&self) -> usize {
-        self.buffer.len() + self.in_writer
+        self.segment_bytes + self.buffer.len() + self.in_writer
+    }
+
+    /// Nothing queued that the writer task has not taken.
+    fn is_empty(&self) -> bool {
+        self.segments.is_empty() && self.buffer.is_empty()
+    }
+
+    /// Takes `written` bytes off the front of what is queued.
+    fn consume(&mut self, written: usize) {
+        let past_segments = advance(&mut self.segments, written);
+        self.segment_bytes -= written - past_segments;
+        self.buffer.advance(past_segments);
     }
 
     /// Past the soft bound, or a little behind while every connection
@@ -301,7 +333,7 @@ impl FrameSender {
     pub fn flush(&self) {
         let shared = &self.inner.shared;
         let mut state = shared.state.lock().unwrap();
-        if state.writer_busy || state.closed || state.buffer.is_empty() {
+        if state.writer_busy || state.closed || state.is_empty() {
             return;
         }
         if write_now(shared, &mut state) {
@@ -342,20 +374,60 @@ fn append(state: &mut WriteState, frame: &Frame) -> bool {
     if state.closed {
         return false;
     }
-    let WriteState { codec, buffer, bound, .. } = state;
+    let WriteState { codec, buffer, bound, segments, segment_bytes, .. } = state;
     let before = buffer.len();
-    let encoded = codec.encode(frame, buffer).is_ok();
-    bound.add(buffer.len() - before);
-    encoded
+    match codec.encode_leaving_out(frame, buffer, LARGE_PAYLOAD_BYTES) {
+        Ok(None) => {
+            bound.add(buffer.len() - before);
+            true
+        }
+        Ok(Some(payload)) => {
+            let head = buffer.split().freeze();
+            bound.add(head.len() - before + payload.len());
+            *segment_bytes += head.len() + payload.len();
+            segments.push_back(head);
+            segments.push_back(payload);
+            true
+        }
+        Err(_) => false,
+    }
 }
 
-/// Writes from the buffer what the socket takes without blocking; true
+/// Takes `written` bytes off the front of `segments`; returns what was
+/// written past them.
+fn advance(segments: &mut VecDeque<Bytes>, mut written: usize) -> usize {
+    while let Some(front) = segments.front_mut() {
+        if written < front.len() {
+            front.advance(written);
+            return 0;
+        }
+        written -= front.len();
+        segments.pop_front();
+    }
+    written
+}
+
+/// The front of `segments` (and then `tail`) as slices for one vectored write.
+fn io_slices<'a>(segments: &'a VecDeque<Bytes>, tail: &'a [u8]) -> Vec<IoSlice<'a>> {
+    let mut slices: Vec<IoSlice<'a>> = segments.iter().take(MAX_WRITE_SLICES).map(|segment| IoSlice::new(segment)).collect();
+    if segments.len() < MAX_WRITE_SLICES && !tail.is_empty() {
+        slices.push(IoSlice::new(tail));
+    }
+    slices
+}
+
+/// Writes what is queued that the socket takes without blocking; true
 /// when some is left. A failed write closes the connection.
 fn write_now(shared: &WriteShared, state: &mut WriteState) -> bool {
-    while !state.buffer.is_empty() {
-        match shared.socket.try_write(&state.buffer) {
+    while !state.is_empty() {
+        let result = if state.segments.is_empty() {
+            shared.socket.try_write(&state.buffer)
+        } else {
+            shared.socket.try_write_vectored(&io_slices(&state.segments, &state.buffer))
+        };
+        match result {
             Ok(written) => {
-                let _ = state.buffer.split_to(written);
+                state.consume(written);
                 state.bound.remove(written);
             }
             Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => break,
@@ -367,7 +439,7 @@ fn write_now(shared: &WriteShared, state: &mut WriteState) -> bool {
         }
     }
     shared.drained.notify_waiters();
-    !state.buffer.is_empty()
+    !state.is_empty()
 }
 
 fn wake_writer(shared: &WriteShared, mut state: std::sync::MutexGuard<'_, WriteState>) {
@@ -387,7 +459,9 @@ fn close(shared: &WriteShared, state: &mut WriteState) {
         return;
     }
     state.closed = true;
-    state.bound.remove(state.buffer.len());
+    state.bound.remove(state.segment_bytes + state.buffer.len());
+    state.segments.clear();
+    state.segment_bytes = 0;
     state.buffer = BytesMut::new();
     shared.socket.shut_down();
     shared.drained.notify_waiters();
@@ -434,6 +508,8 @@ fn write_shared(socket: WriteSocket, bound: OutputBound) -> Arc<WriteShared> {
     Arc::new(WriteShared {
         socket,
         state: Mutex::new(WriteState {
+            segments: VecDeque::new(),
+            segment_bytes: 0,
             buffer: BytesMut::new(),
             codec: FrameCodec::unlimited(),
             bound,
@@ -532,12 +608,14 @@ async fn write_frames(shared: Arc<WriteShared>) {
     loop {
         shared.wake.notified().await;
         loop {
+            let mut segments;
+            let taken;
             {
                 let mut state = shared.state.lock().unwrap();
                 if state.closed {
                     return;
                 }
-                if state.buffer.is_empty() {
+                if state.is_empty() {
                     state.writer_busy = false;
                     if state.senders_gone {
                         state.closed = true;
@@ -546,14 +624,20 @@ async fn write_frames(shared: Arc<WriteShared>) {
                     break;
                 }
                 state.writer_busy = true;
+                segments = std::mem::take(&mut state.segments);
                 std::mem::swap(&mut state.buffer, &mut chunk);
-                state.in_writer = chunk.len();
+                taken = std::mem::take(&mut state.segment_bytes) + chunk.len();
+                state.in_writer = taken;
             }
-            let written = write_all(socket, &chunk).await;
+            let written = if segments.is_empty() {
+                write_all(socket, &chunk).await
+            } else {
+                write_all_vectored(socket, &mut segments, &chunk).await
+            };
             {
                 let mut state = shared.state.lock().unwrap();
                 state.in_writer = 0;
-                state.bound.remove(chunk.len());
+                state.bound.remove(taken);
                 if written.is_err() {
                     close(&shared, &mut state);
                     return;
@@ -564,6 +648,19 @@ async fn write_frames(shared: Arc<WriteShared>) {
             give_back_if_large(&mut chunk);
         }
     }
+}
+
+/// Writes `segments`, then `tail`.
+async fn write_all_vectored(socket: &OwnedWriteHalf, segments: &mut VecDeque<Bytes>, mut tail: &[u8]) -> std::io::Result<()> {
+    while !segments.is_empty() {
+        socket.writable().await?;
+        match socket.try_write_vectored(&io_slices(segments, tail)) {
+            Ok(written) => tail = &tail[advance(segments, written)..],
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(error) => return Err(error),
+        }
+    }
+    write_all(socket, tail).await
 }
 
 async fn write_all(socket: &OwnedWriteHalf, mut bytes: &[u8]) -> std::io::Result<()> {
@@ -583,5 +680,86 @@ impl FrameReader {
     /// handshake has told the limit.
     pub fn set_max_payload(&mut self, max_payload: usize) {
         *self.inner.decoder_mut() = FrameCodec::for_max_payload(max_payload);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::frame::Payload;
+
+    /// Small frames, and frames whose payload is written from its own bytes,
+    /// alternating; 25 MiB in all, more than the socket holds, so writes end
+    /// part of the way through a payload.
+    fn mixed_frames() -> Vec<Frame> {
+        (0..300)
+            .map(|n| {
+                let size = if n % 3 == 0 { LARGE_PAYLOAD_BYTES + n * 1021 } else { n };
+                let payload = Payload::Binary(Bytes::from((0..size).map(|at| (at * 7 + n) as u8).collect::<Vec<u8>>()));
+                Frame::Message { id: n as u64, source: format!("source {n}"), topic: "t".into(), payload }
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn the_writer_task_keeps_every_frame_whole_and_in_order_around_large_payloads() {
+        let (near, far) = UnixStream::pair().unwrap();
+        let (_reader, sender) = split(near, FrameCodec::unlimited(), OutputBound::unbounded());
+        let sent = mixed_frames();
+        for frame in &sent {
+            assert!(sender.send(frame.clone()));
+        }
+        let mut frames = FramedRead::new(far, FrameCodec::unlimited());
+        for expected in &sent {
+            assert_eq!(&frames.next().await.unwrap().unwrap(), expected);
+        }
+        sender.all_written().await;
+        assert_eq!(sender.inner.shared.state.lock().unwrap().unwritten(), 0);
+    }
+
+    #[test]
+    fn a_polled_connection_keeps_every_frame_whole_and_in_order_around_large_payloads() {
+        let (near, far) = std::os::unix::net::UnixStream::pair().unwrap();
+        near.set_nonblocking(true).unwrap();
+        let (_reader, sender) = split_polled(near, BytesMut::new(), FrameCodec::unlimited(), Arc::new(|| {}));
+        let sent = mixed_frames();
+        let expected = sent.clone();
+        let reading = std::thread::spawn(move || {
+            let mut codec = FrameCodec::unlimited();
+            let mut buffer = BytesMut::new();
+            let mut far = far;
+            let mut received = Vec::new();
+            loop {
+                while let Some(frame) = codec.decode(&mut buffer).unwrap() {
+                    received.push(frame);
+                }
+                if received.len() >= expected.len() {
+                    break;
+                }
+                let mut chunk = [0u8; 64 << 10];
+                let read = std::io::Read::read(&mut far, &mut chunk).unwrap();
+                assert!(read > 0, "the connection ended early");
+                buffer.extend_from_slice(&chunk[..read]);
+            }
+            assert_eq!(received, expected);
+        });
+        for (n, frame) in sent.iter().enumerate() {
+            assert!(sender.queue(frame.clone()));
+            if n == 0 {
+                let state = sender.inner.shared.state.lock().unwrap();
+                assert_eq!(state.segments.len(), 2, "the first frame's payload is queued as its own bytes, after its head");
+                assert!(state.buffer.is_empty());
+            }
+            if n % 10 == 9 {
+                sender.flush();
+            }
+        }
+        // As the poller would: write whenever the socket takes more, until all is out.
+        sender.flush();
+        while sender.write_ready() {
+            std::thread::yield_now();
+        }
+        reading.join().unwrap();
+        assert_eq!(sender.inner.shared.state.lock().unwrap().unwritten(), 0);
     }
 }
