@@ -369,7 +369,12 @@ impl FrameCodec {
     /// Encodes `frame` at the end of `dst`, except a payload of
     /// `leave_out_from` bytes or more: that is returned instead (sharing its
     /// bytes, not copied), to be written right after what `dst` got.
-    pub fn encode_leaving_out(&mut self, frame: &Frame, dst: &mut BytesMut, leave_out_from: usize) -> Result<Option<Bytes>, FrameError> {
+    pub fn encode_leaving_out(
+        &mut self,
+        frame: &Frame,
+        dst: &mut BytesMut,
+        leave_out_from: usize,
+    ) -> Result<Option<Bytes>, FrameError> {
         let (kind, flags, code, id, field_slots, field_count, payload): (u8, u8, u16, u64, [&str; 2], usize, Option<&Payload>) =
             match frame {
                 Frame::Hello { version, serve, token } => {
