@@ -191,6 +191,9 @@ impl Store {
         let db = Arc::new(db);
         let held = Arc::new(AtomicUsize::new(held));
         let dead = Arc::new(std::sync::Mutex::new(dead));
+        // Unbounded, but what it carries is bounded before it: accepts by each
+        // function's pending limit and `store.maxBytes`, removals and retries
+        // by the invocations those admitted, posts by each outbox's bounds.
         let (writes, incoming) = mpsc::channel();
         // Unbounded, but holds no more than the writes taken, which callers bound.
         let (answers, mut answered) = tokio::sync::mpsc::unbounded_channel::<Answers>();
