@@ -629,11 +629,7 @@ async fn write_frames(shared: Arc<WriteShared>) {
                 taken = std::mem::take(&mut state.segment_bytes) + chunk.len();
                 state.in_writer = taken;
             }
-            let written = if segments.is_empty() {
-                write_all(socket, &chunk).await
-            } else {
-                write_all_vectored(socket, &mut segments, &chunk).await
-            };
+            let written = write_all_vectored(socket, &mut segments, &chunk).await;
             {
                 let mut state = shared.state.lock().unwrap();
                 state.in_writer = 0;
@@ -650,7 +646,7 @@ async fn write_frames(shared: Arc<WriteShared>) {
     }
 }
 
-/// Writes `segments`, then `tail`.
+/// Writes `segments`, then `tail` (with plain writes once no segment is left).
 async fn write_all_vectored(socket: &OwnedWriteHalf, segments: &mut VecDeque<Bytes>, mut tail: &[u8]) -> std::io::Result<()> {
     while !segments.is_empty() {
         socket.writable().await?;
